@@ -1,0 +1,3 @@
+"""Layers with explicit forward and backward passes."""
+from .module import Module, Parameter
+from .container import Sequential

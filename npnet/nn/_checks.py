@@ -1,0 +1,51 @@
+"""Input validation shared by the layers: clear errors that name the layer, what it expected and
+what it got. Never a silent broadcast, never a silent upcast."""
+import numpy as np
+
+
+def check_input(module, x, ndims, shape_desc, features=None, axis=1):
+    """Checks ``x`` for ``module`` and returns it unchanged.
+
+    ndims: allowed numbers of dimensions; shape_desc: the expected shape in words, e.g. "(N, C, H, W)";
+    features: the required size of ``x.shape[axis]`` (e.g. in_features, in_channels), or None.
+    """
+    label = module._label()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{label}: expected a numpy.ndarray, got {type(x).__name__}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{label}: expected a floating-point input, got dtype {x.dtype}")
+    if x.ndim not in ndims:
+        raise ValueError(f"{label}: expected input of shape {shape_desc}, got {x.shape}")
+    if features is not None and x.shape[axis] != features:
+        raise ValueError(f"{label}: expected input of shape {shape_desc} with size {features} "
+                         f"at dim {axis}, got {x.shape}")
+    pdtype = module.dtype
+    if pdtype is not None and x.dtype != pdtype:
+        raise TypeError(f"{label}: input dtype {x.dtype} does not match the layer's {pdtype} "
+                        f"parameters; convert the input or call model.astype({x.dtype})")
+    return x
+
+
+def check_grad(module, dout, expected_shape, dtype):
+    """Checks the upstream gradient of ``module.backward`` against the forward output."""
+    label = module._label()
+    if not isinstance(dout, np.ndarray):
+        raise TypeError(f"{label}.backward: expected a numpy.ndarray, got {type(dout).__name__}")
+    if dout.shape != tuple(expected_shape):
+        raise ValueError(f"{label}.backward: expected gradient of shape {tuple(expected_shape)}, "
+                         f"got {dout.shape}")
+    if dout.dtype != dtype:
+        raise TypeError(f"{label}.backward: expected gradient of dtype {dtype}, got {dout.dtype}")
+    return dout
+
+
+def pair(value, name, label):
+    """(a, b) from an int or a pair of ints; used for kernel_size, stride and padding."""
+    if isinstance(value, (int, np.integer)):
+        out = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (int, np.integer)) for v in value):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{label}: {name} must be an int or a pair of ints, got {value!r}")
+    return out
