@@ -1,4 +1,5 @@
 """npnet: a deep-learning library written from scratch on NumPy, every backward pass by hand."""
-from . import nn, gradcheck
+from . import nn, init, functional, gradcheck
+from .init import manual_seed
 
 __version__ = "0.1.0"

@@ -1,3 +1,15 @@
 """Layers with explicit forward and backward passes."""
 from .module import Module, Parameter
 from .container import Sequential
+from .linear import Linear
+from .conv import Conv2d
+from .pooling import MaxPool2d, AvgPool2d, GlobalAvgPool2d
+from .normalization import BatchNorm1d, BatchNorm2d
+from .dropout import Dropout
+from .activation import ReLU, LeakyReLU, Sigmoid, Tanh
+from .shape import Flatten, Identity
+from .residual import Residual
+
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
+           "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
+           "Tanh", "Flatten", "Identity", "Residual"]

@@ -4,6 +4,8 @@ Conventions (written down once, here):
 
 * ``Parameter.grad`` has the shape and dtype of ``Parameter.data``. ``backward`` **adds** into it
   (``+=``); only ``zero_grad()`` clears it, so a weight used twice gets both contributions.
+  A module instance holds the cache of one forward at a time: to use the same weights twice in
+  one pass, give two modules the same ``Parameter`` (``b.weight = a.weight``).
 * ``Module.forward(x)`` stores in ``self.cache`` exactly what ``backward`` reads;
   ``Module.backward(dout)`` returns ``dx``. ``module(x)`` calls ``forward``.
 * Parameters, buffers (e.g. BatchNorm running statistics) and sub-modules register themselves on

@@ -1,0 +1,65 @@
+"""Conv2d through im2col + one GEMM per image (see ``npnet.kernels.conv``)."""
+import numpy as np
+
+from .. import init, kernels
+from ._checks import check_grad, check_input, pair
+from .module import Module, Parameter
+
+
+def conv_output_size(size, k, s, p):
+    """Output length along one axis; a stride that does not tile the input drops the rest."""
+    return (size + 2 * p - k) // s + 1
+
+
+class Conv2d(Module):
+    """2-D cross-correlation, as ``torch.nn.Conv2d`` (zero padding, groups=1, dilation=1).
+
+    Shape: input (N, C_in, H, W) -> output (N, C_out, OH, OW) with OH = (H + 2 ph - kh) // sh + 1.
+    Weight (C_out, C_in, kh, kw), bias (C_out,); kernel_size, stride, padding: int or (h, w).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: need kernel_size >= 1, stride >= 1, padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        self.weight = Parameter(np.zeros(shape, dtype=dtype))
+        self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
+        init.default_weight_and_bias(self.weight, self.bias, rng)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+
+    def output_shape(self, input_shape):
+        """(C_out, OH, OW) for an input of shape (C_in, H, W)."""
+        _, h, w = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+
+    def forward(self, x):
+        check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
+        _, oh, ow = self.output_shape(x.shape[1:])
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
+                             f"{self.kernel_size} with padding {self.padding}")
+        b = None if self.bias is None else self.bias.data
+        out = kernels.conv2d_forward(x, self.weight.data, b, *self.stride, *self.padding)
+        self.cache = x
+        return out
+
+    def backward(self, dout):
+        x = self._saved()
+        check_grad(self, dout, (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)
+        dx, dw, db = kernels.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        self.cache = None
+        return dx

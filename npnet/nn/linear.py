@@ -1,0 +1,41 @@
+"""Linear: y = x W^T + b, weight stored (out_features, in_features) as in PyTorch."""
+import numpy as np
+
+from .. import init
+from ._checks import check_grad, check_input
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """Fully connected layer.
+
+    Shape: input (N, in_features) -> output (N, out_features).
+    Weight (out_features, in_features), bias (out_features,), PyTorch's default initialisation.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = Parameter(np.zeros((self.out_features, self.in_features), dtype=dtype))
+        self.bias = Parameter(np.zeros(self.out_features, dtype=dtype)) if bias else None
+        init.default_weight_and_bias(self.weight, self.bias, rng)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+    def forward(self, x):
+        check_input(self, x, (2,), f"(N, {self.in_features})", self.in_features)
+        out = x @ self.weight.data.T  # (N, out)
+        if self.bias is not None:
+            out += self.bias.data
+        self.cache = x
+        return out
+
+    def backward(self, dout):
+        x = self._saved()
+        check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
+        self.weight.grad += dout.T @ x  # (out, in)
+        if self.bias is not None:
+            self.bias.grad += dout.sum(axis=0)
+        self.cache = None
+        return dout @ self.weight.data  # (N, in)

@@ -1,0 +1,44 @@
+"""Layers that only move data around: Flatten and Identity."""
+import math
+
+from ._checks import check_grad, check_input
+from .module import Module
+
+
+class Flatten(Module):
+    """Flattens dims start_dim.. into one, as ``torch.nn.Flatten(start_dim=1)``.
+
+    Shape: (N, C, H, W) -> (N, C*H*W). Returns a view when the input is contiguous.
+    """
+
+    def __init__(self, start_dim=1):
+        super().__init__()
+        self.start_dim = int(start_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}"
+
+    def forward(self, x):
+        check_input(self, x, range(self.start_dim + 1, 33), f"at least {self.start_dim + 1} dims")
+        self.cache = (x.shape, x.dtype)
+        return x.reshape(x.shape[:self.start_dim] + (-1,))
+
+    def backward(self, dout):
+        shape, dtype = self._saved()
+        check_grad(self, dout, shape[:self.start_dim] + (math.prod(shape[self.start_dim:]),), dtype)
+        self.cache = None
+        return dout.reshape(shape)
+
+
+class Identity(Module):
+    """Returns its input; the default shortcut of ``Residual``."""
+
+    def forward(self, x):
+        self.cache = (x.shape, x.dtype)
+        return x
+
+    def backward(self, dout):
+        shape, dtype = self._saved()
+        check_grad(self, dout, shape, dtype)
+        self.cache = None
+        return dout
