@@ -1,0 +1,72 @@
+"""Adam and AdamW, exactly as torch.optim (amsgrad=False)."""
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer, check_lr
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with PyTorch's update. For each parameter at step t = 1, 2, ...:
+
+        g = g + weight_decay * p                          # Adam: L2 added to the gradient
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    eps is added to the bias-corrected sqrt(v) (the paper's Algorithm 1 and PyTorch), not to the
+    uncorrected one. State: ``exp_avg[i]``, ``exp_avg_sq[i]`` (m and v, created at the first step,
+    dtype of the parameter) and the shared step count t (``"step"`` in the state dict).
+
+    params: Parameters or param-group dicts (see ``Optimizer``); lr > 0; betas in [0, 1); eps >= 0.
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _check_group(self, group, where):
+        check_lr(group["lr"], where)
+        betas = group["betas"]
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{where}: betas must be two numbers in [0, 1), got {betas}")
+        if not group["eps"] >= 0.0:
+            raise ValueError(f"{where}: eps must be >= 0, got {group['eps']}")
+        if not group["weight_decay"] >= 0.0:
+            raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
+
+    def step(self):
+        """One update of every parameter from its current ``grad``, in place on ``p.data``."""
+        self.step_count += 1
+        t = self.step_count
+        for group, i, p in self._each():
+            lr, wd = group["lr"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            g = p.grad
+            if wd and self.decoupled:
+                p.data *= 1 - lr * wd
+            elif wd:
+                g = g + wd * p.data
+            if self.exp_avg[i] is None:
+                self.exp_avg[i], self.exp_avg_sq[i] = np.zeros_like(p.data), np.zeros_like(p.data)
+            m, v = self.exp_avg[i], self.exp_avg_sq[i]
+            m += (1 - beta1) * (g - m)  # = beta1 * m + (1 - beta1) * g, PyTorch's lerp
+            v *= beta2
+            v += (1 - beta2) * (g * g)
+            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
+            p.data -= lr / (1 - beta1 ** t) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as torch.optim.AdamW.
+
+    Before the Adam update of ``Adam`` (whose gradient is then left without the L2 term):
+    ``p = p * (1 - lr * weight_decay)``. Default weight_decay is PyTorch's 1e-2.
+    """
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

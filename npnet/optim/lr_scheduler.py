@@ -1,0 +1,152 @@
+"""Learning-rate schedules stepped once per epoch: MultiStepLR (with warmup), ExponentialLR,
+CosineAnnealingLR."""
+import bisect
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base class: an epoch-based schedule written in closed form from the base rates.
+
+    Convention (PyTorch's): building the scheduler sets the rate of epoch 0 in the optimizer;
+    call ``scheduler.step()`` once **after** each epoch, which moves to the next epoch and sets its
+    rate. ``last_epoch`` is the epoch whose rate is in the optimizer. Rates are computed from
+    ``base_lrs`` (each group's lr when the scheduler was built), so a rate set by hand lasts
+    only until the next ``step()``.
+
+    ``state_dict()`` is a flat ``str -> numpy array`` dict: ``"last_epoch"``, ``"base_lrs"`` (one per
+    group) and the schedule's hyperparameters (e.g. ``"gamma"``, ``"milestones"``).
+    ``load_state_dict`` restores them and sets the optimizer's rates for ``last_epoch``.
+    """
+
+    _hyper = ()  # names of the hyperparameters stored in the state dict
+
+    def __init__(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: expected an npnet Optimizer, "
+                            f"got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def lr_at(self, epoch):
+        """The rate of every param group during ``epoch`` (0-based)."""
+        return [self._rate(base, epoch) for base in self.base_lrs]
+
+    def _rate(self, base, epoch):
+        raise NotImplementedError
+
+    def step(self):
+        self.last_epoch += 1
+        self._apply()
+
+    def _apply(self):
+        for group, lr in zip(self.optimizer.param_groups, self.lr_at(self.last_epoch)):
+            group["lr"] = float(lr)
+
+    def get_last_lr(self):
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self):
+        state = {"last_epoch": np.array(self.last_epoch, dtype=np.int64),
+                 "base_lrs": np.array(self.base_lrs, dtype=np.float64)}
+        state.update({name: np.array(getattr(self, name)) for name in self._hyper})
+        return state
+
+    def load_state_dict(self, state_dict):
+        expected = self.state_dict()
+        given = {k: np.asarray(v) for k, v in state_dict.items()}
+        problems = sorted(set(expected) ^ set(given))
+        if not problems and given["base_lrs"].shape != expected["base_lrs"].shape:
+            problems = [f"base_lrs of shape {given['base_lrs'].shape} for "
+                        f"{len(self.base_lrs)} param groups"]
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing or unexpected keys / "
+                             f"bad values: {problems}")
+        self.last_epoch = int(given["last_epoch"])
+        self.base_lrs = [float(b) for b in given["base_lrs"]]
+        for name in self._hyper:
+            old = getattr(self, name)
+            value = given[name]
+            setattr(self, name, [int(v) for v in value] if isinstance(old, list) else type(old)(value))
+        self._apply()
+        return self
+
+    def __repr__(self):
+        hyper = ", ".join(f"{name}={getattr(self, name)}" for name in self._hyper)
+        return f"{type(self).__name__}({hyper}, last_epoch={self.last_epoch})"
+
+
+def _check(cond, name, message, value):
+    if not cond:
+        raise ValueError(f"{name}: {message}, got {value!r}")
+
+
+class MultiStepLR(LRScheduler):
+    """Step decay with optional linear warmup. During epoch e (0-based):
+
+        lr = base * (e + 1) / warmup_epochs                  if e < warmup_epochs
+        lr = base * gamma ** (number of milestones <= e)     otherwise
+
+    so the warmup reaches the base rate in its last epoch (e = warmup_epochs - 1). Milestones are
+    absolute epochs (not shifted by the warmup); a repeated milestone multiplies by gamma twice.
+    With warmup_epochs=0 this is ``torch.optim.lr_scheduler.MultiStepLR``.
+    """
+
+    _hyper = ("milestones", "gamma", "warmup_epochs")
+
+    def __init__(self, optimizer, milestones, gamma=0.1, warmup_epochs=0):
+        name = "MultiStepLR"
+        milestones = list(milestones)
+        _check(all(isinstance(m, (int, np.integer)) and m >= 0 for m in milestones), name,
+               "milestones must be non-negative integers", milestones)
+        _check(isinstance(warmup_epochs, (int, np.integer)) and warmup_epochs >= 0, name,
+               "warmup_epochs must be an integer >= 0", warmup_epochs)
+        _check(math.isfinite(gamma) and gamma > 0, name, "gamma must be > 0", gamma)
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma, self.warmup_epochs = float(gamma), int(warmup_epochs)
+        super().__init__(optimizer)
+
+    def _rate(self, base, epoch):
+        if epoch < self.warmup_epochs:
+            return base * (epoch + 1) / self.warmup_epochs
+        return base * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+
+
+class ExponentialLR(LRScheduler):
+    """``lr = base * gamma ** e`` during epoch e, as ``torch.optim.lr_scheduler.ExponentialLR``."""
+
+    _hyper = ("gamma",)
+
+    def __init__(self, optimizer, gamma):
+        _check(math.isfinite(gamma) and gamma > 0, "ExponentialLR", "gamma must be > 0", gamma)
+        self.gamma = float(gamma)
+        super().__init__(optimizer)
+
+    def _rate(self, base, epoch):
+        return base * self.gamma ** epoch
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr = eta_min + (base - eta_min) * (1 + cos(pi * e / T_max)) / 2`` during epoch e.
+
+    The closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR`` (no restarts); past T_max the
+    cosine continues, rising again, exactly as PyTorch's sequence does.
+    """
+
+    _hyper = ("T_max", "eta_min")
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        name = "CosineAnnealingLR"
+        _check(isinstance(T_max, (int, np.integer)) and T_max > 0, name,
+               "T_max must be a positive integer", T_max)
+        _check(math.isfinite(eta_min) and eta_min >= 0, name, "eta_min must be >= 0", eta_min)
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+        super().__init__(optimizer)
+
+    def _rate(self, base, epoch):
+        return self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
