@@ -193,6 +193,8 @@ def test_state_dict_replays_the_same_batches(stop_after):
 
     resumed = make()
     resumed.load_state_dict(state)
+    again = roundtrip(resumed.state_dict())  # a restored, not yet iterated loader saves the same state
+    assert again.keys() == state.keys() and all(np.array_equal(again[k], state[k]) for k in state)
     got = [(xb, yb) for _ in range(2) for xb, yb in resumed][:len(expected)]
     assert len(got) == len(expected)
     for (gx, gy), (ex, ey) in zip(got, expected):

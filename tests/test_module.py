@@ -21,6 +21,15 @@ def test_state_dict_uses_pytorch_names_and_shapes():
     assert sd["1.num_batches_tracked"].dtype == np.int64
 
 
+def test_batchnorm_buffers_stay_in_state_dict_after_training_steps():
+    model = small_model()
+    keys = list(model.state_dict())
+    for _ in range(2):
+        model(np.random.default_rng(0).standard_normal((4, 1, 4, 4)).astype(np.float32))
+    assert list(model.state_dict()) == keys
+    assert model.state_dict()["1.running_mean"].any()
+
+
 def test_load_state_dict_round_trip_gives_same_outputs():
     a, b = small_model(0).eval(), small_model(1).eval()
     x = np.random.default_rng(2).standard_normal((2, 1, 4, 4)).astype(np.float32)

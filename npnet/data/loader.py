@@ -83,7 +83,8 @@ class DataLoader:
         self.epoch = int(state["epoch"])
         self._position = int(state["position"])
         self._resume = self._position > 0
-        self._epoch_state = None
+        # a loader restored mid-epoch reports that same pending state until it is iterated
+        self._epoch_state = rng_state(self.rng) if self._resume else None
         own = {k[len("transform."):]: v for k, v in state.items() if k.startswith("transform.")}
         if own and hasattr(self.transform, "load_state_dict"):
             self.transform.load_state_dict(own)
