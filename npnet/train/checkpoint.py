@@ -1,0 +1,120 @@
+"""Checkpoint files: flat ``.npz`` archives written atomically and read without pickle.
+
+Layout (every value a numpy array; no object arrays, so ``np.load(allow_pickle=False)`` reads it):
+
+* ``format``: ``"npnet-checkpoint-1"``; ``epoch``: completed epochs; ``global_step``: steps taken;
+  ``step``: batches already done in epoch ``epoch + 1`` (0 at an epoch boundary);
+* ``config``, ``history``, ``progress``: JSON strings in 0-d unicode arrays (the run config, the
+  ``History`` so far, and the running sums of an interrupted epoch);
+* ``model/<key>``, ``optimizer/<key>``, ``scheduler/<key>``, ``train_loader/<key>``,
+  ``val_loader/<key>``, ``callback/<ClassName>.<k>/<key>``: each object's own flat
+  ``state_dict()``;
+* ``rng/<owner>``: ``bit_generator.state`` of a random Generator as a JSON string, for every
+  Generator found on a module of the model (e.g. ``rng/model.14.rng`` for a Dropout) and for
+  npnet's default generator (``rng/npnet.default``). NumPy's legacy global ``np.random`` state
+  is not used by npnet and not saved.
+
+Keys are ``<section>/<name>`` because the names inside a section (``0.weight``) contain dots.
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .. import init
+
+FORMAT = "npnet-checkpoint-1"
+
+
+def atomic_write(path, write):
+    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then renames it to
+    ``path``. A failure at any point (even Ctrl-C) leaves the previous ``path`` as it was and
+    removes the temporary file. Returns ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(path, arrays):
+    """Writes the flat dict ``arrays`` (str -> numpy array) to ``path`` atomically."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    bad = [k for k, v in arrays.items() if v.dtype.hasobject]
+    if bad:
+        raise TypeError(f"save_checkpoint: object arrays would need pickle; keys {bad}")
+    arrays.setdefault("format", np.array(FORMAT))
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path):
+    """The flat dict of arrays stored at ``path`` (read with ``allow_pickle=False``)."""
+    with np.load(os.fspath(path), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if str(arrays.get("format", "")) != FORMAT:
+        raise ValueError(f"{path}: not an npnet checkpoint (format {arrays.get('format')!r}, "
+                         f"expected {FORMAT!r})")
+    return arrays
+
+
+def to_json_array(obj):
+    """A JSON string of ``obj`` in a 0-d unicode array (floats round-trip exactly)."""
+    return np.array(json.dumps(obj, sort_keys=True, default=lambda a: np.asarray(a).tolist()))
+
+
+def from_json_array(array):
+    return json.loads(str(np.asarray(array)[()]))
+
+
+def with_prefix(prefix, state):
+    """``{"prefix/key": value}`` from a flat state dict."""
+    return {f"{prefix}/{k}": np.asarray(v) for k, v in state.items()}
+
+
+def section(arrays, prefix):
+    """The sub-dict of ``arrays`` under ``prefix/``, with the prefix removed."""
+    head = prefix + "/"
+    return {k[len(head):]: v for k, v in arrays.items() if k.startswith(head)}
+
+
+def generators(model):
+    """``{owner: Generator}`` for every numpy Generator held by a module of ``model``, plus
+    npnet's default generator. A Generator shared by several modules appears under each name."""
+    found = {"npnet.default": init.get_rng()}
+    for name, module in model.named_modules("model"):
+        for attr, value in vars(module).items():
+            if isinstance(value, np.random.Generator):
+                found[f"{name}.{attr}"] = value
+    return found
+
+
+def rng_arrays(model):
+    return {f"rng/{k}": to_json_array(g.bit_generator.state) for k, g in generators(model).items()}
+
+
+def restore_rngs(model, arrays):
+    """Sets every Generator of ``model`` (and npnet's default) to its saved state."""
+    saved = section(arrays, "rng")
+    own = generators(model)
+    missing = sorted(set(own) - set(saved))
+    if missing:
+        raise ValueError(f"checkpoint has no RNG state for {missing}; saved: {sorted(saved)}")
+    for key, gen in own.items():
+        state = from_json_array(saved[key])
+        if state.get("bit_generator") != gen.bit_generator.state["bit_generator"]:
+            raise ValueError(f"RNG {key}: saved state is for {state.get('bit_generator')}, "
+                             f"the generator is {gen.bit_generator.state['bit_generator']}")
+        gen.bit_generator.state = state

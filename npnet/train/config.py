@@ -1,0 +1,216 @@
+"""Run configurations: the schema of ``npnet train CONFIG.yaml`` and its validation.
+
+A config has the sections ``train``, ``network``, ``data``, ``loss`` and the top-level keys
+``seed`` and ``name``. Every key has a type and a default (``network.model`` is required).
+``validate_config`` fills in the defaults and rejects unknown keys and wrong types with a
+``ConfigError`` that lists every problem and the valid keys, before anything runs.
+PyYAML reads ``5e-4`` (no dot) as a string, so float keys also accept strings that parse as one.
+"""
+import os
+
+__all__ = ["ConfigError", "SCHEMA", "validate_config", "load_config", "describe_schema"]
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message lists every problem found."""
+
+
+class Field:
+    """One key: ``kind`` in int, float, bool, str, int_list, dict; ``choices`` for strings;
+    ``nullable`` allows null; ``minimum`` for numbers (inclusive)."""
+
+    def __init__(self, kind, default, choices=None, nullable=False, minimum=None, doc=""):
+        self.kind, self.default, self.choices = kind, default, choices
+        self.nullable, self.minimum, self.doc = nullable, minimum, doc
+
+    def describe(self):
+        kind = f"one of {'|'.join(self.choices)}" if self.choices else _KIND_NAMES[self.kind]
+        return kind + (" or null" if self.nullable else "")
+
+    def parse(self, value):
+        """The value converted to this field's kind, or a ValueError saying what was expected."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"expected {self.describe()}, got null")
+        out = _PARSERS[self.kind](value)
+        if out is _BAD:
+            raise ValueError(f"expected {self.describe()}, got {type(value).__name__} {value!r}")
+        if self.choices and out not in self.choices:
+            raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+        if self.minimum is not None and out < self.minimum:
+            raise ValueError(f"expected a value >= {self.minimum}, got {value!r}")
+        return out
+
+
+_BAD = object()
+_KIND_NAMES = {"int": "int", "float": "float", "bool": "bool", "str": "str",
+               "int_list": "list of int", "dict": "mapping"}
+
+
+def _int(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) else _BAD
+
+
+def _float(v):
+    if isinstance(v, bool):
+        return _BAD
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(v) if isinstance(v, str) else _BAD
+    except ValueError:
+        return _BAD
+
+
+def _int_list(v):
+    ok = isinstance(v, list) and all(_int(i) is not _BAD for i in v)
+    return list(v) if ok else _BAD
+
+
+_PARSERS = {"int": _int, "float": _float, "int_list": _int_list,
+            "bool": lambda v: v if isinstance(v, bool) else _BAD,
+            "str": lambda v: v if isinstance(v, str) else _BAD,
+            "dict": lambda v: dict(v) if isinstance(v, dict) else _BAD}
+
+SCHEMA = {
+    "train": {
+        "batch_size": Field("int", 128, nullable=True, minimum=1, doc="null: full batch (GD)"),
+        "learning_rate": Field("float", 0.01, minimum=0.0),
+        "reg": Field("float", 0.0, minimum=0.0, doc="weight decay (L2)"),
+        "epochs": Field("int", 10, minimum=1),
+        "steps": Field("int_list", [], doc="epochs where the lr is multiplied by lr_decay"),
+        "lr_decay": Field("float", 0.1, minimum=0.0),
+        "warmup": Field("int", 0, minimum=0, doc="linear warmup epochs"),
+        "schedule": Field("str", "multistep", choices=("multistep", "cosine", "none")),
+        "momentum": Field("float", 0.0, minimum=0.0),
+        "nesterov": Field("bool", False),
+        "optimizer": Field("str", "sgd", choices=("sgd", "adam", "adamw")),
+        "eval_batch_size": Field("int", 500, minimum=1),
+    },
+    "network": {
+        "model": Field("str", None, doc="a name of npnet.models.MODELS (required)"),
+        "save_best": Field("bool", True),
+        "options": Field("dict", {}, doc="keyword options of the model builder"),
+    },
+    "data": {
+        "dataset": Field("str", "cifar10", choices=("cifar10", "fashion-mnist", "fashion-mnist-mini")),
+        "imbalance": Field("str", "regular", choices=("regular", "exp", "step")),
+        "imbalance_factor": Field("float", 100.0, minimum=1.0),
+        "augment": Field("bool", False, doc="random crop (padding 4) and horizontal flip"),
+        "val_fraction": Field("float", 0.1, minimum=0.0),
+        "max_train": Field("int", None, nullable=True, minimum=1, doc="subsample the training set"),
+        "max_test": Field("int", None, nullable=True, minimum=1, doc="subsample the test set"),
+        "root": Field("str", None, nullable=True, doc="data folder (default $NPNET_DATA)"),
+    },
+    "loss": {
+        "loss_type": Field("str", "CE", choices=("CE", "MSE", "Focal")),
+        "gamma": Field("float", 1.0, minimum=0.0, doc="focal loss exponent"),
+        "beta": Field("float", 0.0, minimum=0.0, doc="class-balanced weights (0: none)"),
+        "focal_kind": Field("str", "sigmoid", choices=("softmax", "sigmoid")),
+        "label_smoothing": Field("float", 0.0, minimum=0.0),
+    },
+}
+TOP_LEVEL = {"seed": Field("int", 0, minimum=0), "name": Field("str", None, nullable=True)}
+
+
+def describe_schema(verbose=False):
+    """The valid keys, one section per line (error messages), or with defaults and notes, one key
+    per line (``verbose``, for ``--help``)."""
+    if verbose:
+        lines = [f"  {k}: {f.describe()}, default {f.default!r}" for k, f in TOP_LEVEL.items()]
+        for section, fields in SCHEMA.items():
+            lines.append(f"  {section}:")
+            lines += [f"    {k}: {f.describe()}, default {f.default!r}" + (f" -- {f.doc}" if f.doc else "")
+                      for k, f in fields.items()]
+        return "\n".join(lines)
+    lines = [f"  {k}: {f.describe()}" for k, f in TOP_LEVEL.items()]
+    for section, fields in SCHEMA.items():
+        lines.append(f"  {section}: " + ", ".join(f"{k} ({f.describe()})" for k, f in fields.items()))
+    return "\n".join(lines)
+
+
+def _section(name, given, problems):
+    fields = SCHEMA[name]
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        problems.append(f"'{name}' must be a mapping of keys, got {type(given).__name__}")
+        return {k: f.default for k, f in fields.items()}
+    out = {}
+    for key in given:
+        if key not in fields:
+            problems.append(f"unknown key '{name}.{key}'; valid keys in '{name}': {', '.join(fields)}")
+    for key, field in fields.items():
+        try:
+            out[key] = field.parse(given[key]) if key in given else field.default
+        except ValueError as e:
+            problems.append(f"'{name}.{key}': {e}")
+            out[key] = field.default  # so that the checks across keys still run
+    return out
+
+
+def validate_config(raw):
+    """The complete config (defaults filled in) from a parsed YAML mapping; ``ConfigError``
+    listing every problem (and the valid keys) otherwise."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping with sections {', '.join(SCHEMA)}, got "
+                          f"{type(raw).__name__}\nvalid keys:\n{describe_schema()}")
+    problems, config = [], {}
+    valid = list(TOP_LEVEL) + list(SCHEMA)
+    for key in raw:
+        if key not in valid:
+            problems.append(f"unknown top-level key '{key}'; valid: {', '.join(valid)}")
+    for key, field in TOP_LEVEL.items():
+        try:
+            config[key] = field.parse(raw[key]) if key in raw else field.default
+        except ValueError as e:
+            problems.append(f"'{key}': {e}")
+            config[key] = field.default
+    for name in SCHEMA:
+        config[name] = _section(name, raw.get(name), problems)
+    _check_values(config, problems)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems) +
+                          f"\nvalid keys:\n{describe_schema()}")
+    return config
+
+
+def _check_values(config, problems):
+    from ..models import MODELS, model_options
+    model = config["network"]["model"]
+    if model is None:
+        problems.append(f"'network.model' is required; one of {', '.join(MODELS)}")
+    elif model not in MODELS:
+        problems.append(f"'network.model': unknown model {model!r}; one of {', '.join(MODELS)}")
+    else:
+        unknown = sorted(set(config["network"]["options"]) - set(model_options(model)))
+        if unknown:
+            problems.append(f"'network.options': unknown option(s) {', '.join(unknown)} for "
+                            f"{model}; valid: {', '.join(model_options(model)) or 'none'}")
+    if not config["data"]["val_fraction"] < 1:
+        problems.append("'data.val_fraction' must be < 1")
+    if config["train"]["momentum"] >= 1:
+        problems.append("'train.momentum' must be < 1")
+    if config["train"]["nesterov"] and config["train"]["momentum"] == 0:
+        problems.append("'train.nesterov' needs train.momentum > 0")
+    if config["train"]["optimizer"] != "sgd" and config["train"]["momentum"]:
+        problems.append("'train.momentum' applies to optimizer sgd only")
+
+
+def load_config(path):
+    """Reads a YAML file with ``yaml.safe_load`` and validates it; the name defaults to the
+    file name without extension."""
+    import yaml
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    try:
+        config = validate_config(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if config["name"] is None:
+        config["name"] = os.path.splitext(os.path.basename(path))[0]
+    return config

@@ -1,0 +1,129 @@
+"""The experiment runner: a 1-epoch run over the embedded mini set writes the whole run folder;
+bad configs fail before anything runs, naming the valid keys; every shipped config validates."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from npnet.cli import main
+from npnet.train import load_checkpoint
+from npnet.train.config import SCHEMA, ConfigError, load_config, validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG = b"\x89PNG\r\n\x1a\n"
+
+TINY = {
+    "seed": 3,
+    "train": {"batch_size": 50, "learning_rate": 0.05, "epochs": 4, "momentum": 0.9,
+              "steps": [1], "reg": 1.0e-4},
+    "network": {"model": "linear", "save_best": True},
+    "data": {"dataset": "fashion-mnist-mini", "val_fraction": 0.2, "max_train": 500,
+             "max_test": 100, "augment": True},
+    "loss": {"loss_type": "Focal", "gamma": 1.0, "beta": 0.99, "focal_kind": "softmax"},
+}
+
+
+def write(tmp_path, config, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+    return str(path)
+
+
+def test_one_epoch_run_writes_the_whole_folder(tmp_path, capsys):
+    out = tmp_path / "runs"
+    status = main(["train", write(tmp_path, TINY), "--out", str(out), "--epochs", "1"])
+    assert status == 0
+    (run,) = glob.glob(str(out / "tiny-*"))
+    files = set(os.listdir(run))
+    assert {"config.yaml", "history.csv", "history.json", "metrics.json", "best.npz", "last.npz",
+            "learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png",
+            "predictions.png", "weights.png"} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    config = yaml.safe_load(open(os.path.join(run, "config.yaml")))
+    assert config["train"]["epochs"] == 1 and config["name"] == "tiny"
+    assert config == validate_config(config)
+    m = json.load(open(os.path.join(run, "metrics.json")))
+    assert 0 <= m["test_accuracy"] <= 1 and 0 <= m["balanced_accuracy"] <= 1
+    assert len(m["per_class_accuracy"]) == 10 and "Ankle boot" in m["per_class_accuracy"]
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 100
+    assert np.isclose(np.trace(cm) / 100, m["test_accuracy"])
+    assert len(open(os.path.join(run, "history.csv")).read().splitlines()) == 2
+    for png in ("learning_curves.png", "predictions.png", "weights.png"):
+        assert open(os.path.join(run, png), "rb").read(8) == PNG
+    ckpt = load_checkpoint(os.path.join(run, "best.npz"))
+    assert int(ckpt["epoch"]) == 1 and ckpt["model/1.weight"].shape == (10, 784)
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["compare", run, run, "--out", str(tmp_path)]) == 0
+    for png in ("compare_learning_curves.png", "compare_per_class_accuracy.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG
+
+
+def test_resume_continues_in_the_same_folder(tmp_path):
+    out = tmp_path / "runs"
+    config = dict(TINY, network={"model": "mlp", "options": {"hidden": [16]}, "save_best": False},
+                  loss={"loss_type": "MSE"})
+    path = write(tmp_path, config)
+    assert main(["train", path, "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    (run,) = glob.glob(str(out / "tiny-*"))
+    assert "best.npz" not in os.listdir(run)
+    assert main(["train", path, "--epochs", "2", "--quiet", "--resume", f"{run}/last.npz"]) == 0
+    assert len(os.listdir(out)) == 1
+    assert len(json.load(open(f"{run}/history.json"))["epochs"]) == 2
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"train": {"lr": 0.1}}, "unknown key 'train.lr'; valid keys in 'train': batch_size"),
+    ({"train": {"epochs": "ten"}}, "'train.epochs': expected int, got str"),
+    ({"train": {"batch_size": 1.5}}, "'train.batch_size': expected int or null"),
+    ({"network": {"model": "lenet"}}, "unknown model 'lenet'; one of linear, mlp"),
+    ({"network": {"model": "mlp", "options": {"width": 3}}}, "valid: hidden, activation"),
+    ({"loss": {"loss_type": "Hinge"}}, "expected one of CE, MSE, Focal"),
+    ({"data": {"augment": "yes"}}, "'data.augment': expected bool"),
+    ({"optimiser": {}}, "unknown top-level key 'optimiser'; valid: seed, name, train"),
+])
+def test_bad_configs_fail_cleanly(tmp_path, capsys, change, expected):
+    config = {k: (dict(v, **change[k]) if k in change and isinstance(v, dict) else v)
+              for k, v in TINY.items()}
+    config.update({k: v for k, v in change.items() if k not in TINY})
+    status = main(["train", write(tmp_path, config), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert status == 2 and expected in err
+    assert "valid keys:" in err and all(section in err for section in SCHEMA)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_errors_collect_every_problem(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        validate_config({"train": {"lr": 1, "momentum": True}, "network": {}})
+    text = str(e.value)
+    assert "train.lr" in text and "train.momentum" in text and "network.model' is required" in text
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: [unclosed"))
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(write(tmp_path, "- a list"))
+
+
+def test_float_keys_accept_yaml_exponents():
+    config = validate_config({"network": {"model": "linear"}, "train": {"reg": "5e-4"}})
+    assert config["train"]["reg"] == 5e-4 and config["train"]["batch_size"] == 128
+
+
+def test_shipped_configs_validate():
+    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+    models = {load_config(p)["network"]["model"] for p in paths}
+    assert {"linear", "mlp", "cnn-small", "cnn-bn", "alexnet", "resnet32"} <= models
+    cnn_bn = load_config(os.path.join(ROOT, "configs", "cnn_bn.yaml"))["train"]
+    assert (cnn_bn["batch_size"], cnn_bn["learning_rate"], cnn_bn["reg"], cnn_bn["momentum"],
+            cnn_bn["steps"]) == (128, 0.01, 5e-4, 0.94, [12, 18])
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "npnet", "summary", "cnn-small"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Total parameters: 122,570" in result.stdout

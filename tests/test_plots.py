@@ -1,0 +1,99 @@
+"""Figures: every plot writes a valid PNG (signature, read back by matplotlib), atomically, and
+``import npnet`` does not import matplotlib."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from npnet import plots
+from npnet.train import History
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NAMES = ["cat", "dog", "ship"]
+
+
+def assert_png(path):
+    import matplotlib.image
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
+
+
+def history(shift):
+    h = History()
+    for e in range(1, 4):
+        h.add_epoch(epoch=e, train_loss=1 / e + shift, train_accuracy=0.5 + 0.1 * e,
+                    val_loss=1.2 / e + shift, val_accuracy=0.45 + 0.1 * e, lr=0.1, time=1.0)
+    return h
+
+
+def test_learning_curves_one_and_several_runs(tmp_path):
+    plots.plot_learning_curves(history(0), path=tmp_path / "one.png")
+    assert_png(tmp_path / "one.png")
+    history(0).to_json(tmp_path / "h.json")
+    fig = plots.plot_learning_curves({"sgd": history(0), "adam": tmp_path / "h.json",
+                                      "dict": history(0.2).to_dict()}, path=tmp_path / "many.png")
+    assert_png(tmp_path / "many.png")
+    assert len(fig.axes[0].lines) == 6  # train and validation of three runs
+    no_val = History()
+    no_val.add_epoch(epoch=1, train_loss=1.0, train_accuracy=0.5, lr=0.1, time=1.0)
+    plots.plot_learning_curves(no_val, path=tmp_path / "noval.png")
+    assert_png(tmp_path / "noval.png")
+
+
+def test_confusion_matrix_and_per_class_bars(tmp_path):
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 6]])
+    fig = plots.plot_confusion_matrix(cm, NAMES, tmp_path / "cm.png")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == NAMES
+    assert_png(tmp_path / "cm.png")
+    plots.plot_per_class_accuracy({"CE": [0.9, 0.5, 0.1], "focal": [0.8, 0.6, 0.4]}, NAMES,
+                                  tmp_path / "bars.png")
+    assert_png(tmp_path / "bars.png")
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_linear_weights_as_images(tmp_path, shape):
+    w = np.random.default_rng(0).standard_normal((3, int(np.prod(shape)))).astype(np.float32)
+    fig = plots.plot_linear_weights(w, shape, NAMES, tmp_path / "w.png")
+    assert [ax.get_title() for ax in fig.axes if ax.images] == NAMES
+    assert_png(tmp_path / "w.png")
+    with pytest.raises(ValueError, match="expected a weight"):
+        plots.plot_linear_weights(w[:, :10], shape)
+
+
+def test_prediction_grid_marks_wrong_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1],
+                      [0.3, 0.4, 0.3]])
+    labels = np.array([0, 1, 2, 2, 0])
+    fig = plots.plot_predictions(images, labels, probs, NAMES, tmp_path / "pred.png", ncols=3)
+    titles = [ax.title for ax in fig.axes if ax.images]
+    assert titles[0].get_text() == "cat 90%" and titles[0].get_color() == "black"
+    assert titles[3].get_text() == "cat 70%\n(true: ship)" and titles[3].get_color() == "red"
+    assert_png(tmp_path / "pred.png")
+
+
+def test_save_is_atomic(tmp_path):
+    fig = plots.plot_per_class_accuracy([0.1, 0.2, 0.3], NAMES, tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer crashed")
+
+    fig.savefig = broken
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        plots.save_figure(fig, tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes() == before and os.listdir(tmp_path) == ["a.png"]
+
+
+def test_import_npnet_does_not_import_matplotlib():
+    code = ("import sys, npnet, npnet.plots, npnet.train, npnet.models, npnet.cli; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
