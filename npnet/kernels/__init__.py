@@ -1,0 +1,18 @@
+"""Numba kernels for the hot paths (im2col/col2im, fused convolution, pooling), each with a plain NumPy
+reference of the same signature (``*_ref``) that the tests hold it to.
+
+All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
+arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). Importing this package
+sets SciPy's bundled OpenBLAS to one thread (see ``_threads``); NumPy's BLAS is left alone.
+"""
+from ._threads import blas_setup, clear_buffers
+from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size
+from .conv import conv2d_forward, conv2d_forward_ref, conv2d_backward, conv2d_backward_ref
+from .pooling import (maxpool2d_forward, maxpool2d_forward_ref, maxpool2d_backward, maxpool2d_backward_ref,
+                      avgpool2d_forward, avgpool2d_forward_ref, avgpool2d_backward, avgpool2d_backward_ref)
+
+__all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
+           "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref",
+           "maxpool2d_forward", "maxpool2d_forward_ref", "maxpool2d_backward", "maxpool2d_backward_ref",
+           "avgpool2d_forward", "avgpool2d_forward_ref", "avgpool2d_backward", "avgpool2d_backward_ref",
+           "blas_setup", "clear_buffers"]

@@ -1,0 +1,103 @@
+"""BLAS thread setup for the convolution kernels, and a pool of reusable per-thread work buffers.
+
+Why SciPy's BLAS is made single-threaded
+----------------------------------------
+``np.dot`` inside an ``@njit`` function does not call NumPy's BLAS: Numba binds to the ``?gemm`` of
+``scipy.linalg.cython_blas``, i.e. to the OpenBLAS that the SciPy wheel bundles (``scipy.libs/
+libscipy_openblas*.so``). NumPy's wheel bundles a *different* OpenBLAS build (``numpy.libs/
+libscipy_openblas64_*.so``) with its own thread pool and its own thread count.
+
+The conv kernels run one GEMM per image inside a Numba ``prange`` over the batch, so every Numba worker
+calls SciPy's OpenBLAS at the same time. If that OpenBLAS is allowed two threads, each call also wakes
+its own pool and the 2 cores get 4 busy threads: measured on the 2-core box, Conv2d(64, 128, 3, padding=1)
+forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms. So SciPy's OpenBLAS is set to
+1 thread here (by a ctypes call into that library), and NumPy's OpenBLAS, used by ``Linear`` through
+``@``, keeps its threads because it is another library.
+
+``threadpoolctl`` could do the same, but it is not a dependency of anything npnet installs. If SciPy's
+BLAS cannot be found (e.g. a SciPy linked to a system BLAS shared with NumPy), nothing is changed and
+``blas_setup()`` says so; the kernels stay correct, only slower if that BLAS is multi-threaded.
+"""
+import ctypes
+import glob
+import os
+import threading
+
+import numpy as np
+
+_SET_NAMES = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
+_GET_NAMES = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
+_setup = {"library": None, "threads": None}
+
+
+def _scipy_openblas_paths():
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  loads the library Numba's np.dot will call
+    root = os.path.dirname(scipy.__file__)
+    patterns = (os.path.join(root + ".libs", "*openblas*"), os.path.join(root, ".dylibs", "*openblas*"))
+    return sorted(p for pattern in patterns for p in glob.glob(pattern))
+
+
+def _limit_scipy_blas(n_threads=1):
+    """Set SciPy's bundled OpenBLAS to ``n_threads``; return the library path, or None if not found."""
+    for path in _scipy_openblas_paths():
+        try:
+            # the library is already loaded by cython_blas, so dlopen returns that same instance
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(lib, n) for n in _SET_NAMES if hasattr(lib, n)), None)
+        getter = next((getattr(lib, n) for n in _GET_NAMES if hasattr(lib, n)), None)
+        if setter is None:
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], None
+        setter(n_threads)
+        _setup["library"] = path
+        _setup["threads"] = getter() if getter is not None else n_threads
+        return path
+    return None
+
+
+def blas_setup():
+    """What was done at import: ``{"library": path or None, "threads": SciPy BLAS threads or None}``."""
+    return dict(_setup)
+
+
+_limit_scipy_blas(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Work buffers. The conv kernels need, per Numba thread, a column matrix of one image (C*kh*kw, OH*OW)
+# and a few small accumulators. Allocating them fresh on every call costs page faults (a fresh 144 MiB
+# buffer took ~16 ms to touch on this box), so flat buffers are kept in a pool and handed out by
+# checkout: a caller owns its buffer until it gives it back, so concurrent Python threads never share one.
+# A buffer grows to the largest request seen; one flat buffer per dtype serves every layer shape.
+
+_pool_lock = threading.Lock()
+_pool = {}          # dtype.str -> list of 1-D arrays not in use
+
+
+def take_buffer(size, dtype):
+    """A 1-D array of at least ``size`` elements of ``dtype`` (uninitialised); give it back with
+    :func:`give_buffer`."""
+    dtype = np.dtype(dtype)
+    with _pool_lock:
+        free = _pool.get(dtype.str)
+        buf = free.pop() if free else None
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+    return buf
+
+
+def give_buffer(buf):
+    """Return a buffer obtained from :func:`take_buffer` to the pool."""
+    with _pool_lock:
+        free = _pool.setdefault(buf.dtype.str, [])
+        if len(free) < 4:           # bound the memory held for concurrent callers
+            free.append(buf)
+
+
+def clear_buffers():
+    """Drop every pooled work buffer (frees their memory)."""
+    with _pool_lock:
+        _pool.clear()

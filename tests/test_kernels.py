@@ -1,0 +1,272 @@
+"""Numba kernels against their NumPy references, the references against naive loops and adjoint
+identities, and (where installed) everything against PyTorch."""
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from npnet import kernels as K
+
+SETTINGS = settings(max_examples=30, deadline=None)
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(actual, expected, dtype=None):
+    """Equal up to rounding, relative to the magnitude of ``expected`` (1e-5 float32, 1e-12 float64)."""
+    dtype = np.dtype(dtype or expected.dtype)
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
+
+
+@st.composite
+def geometry(draw, pooling=False):
+    """(N, C, H, W, kh, kw, sh, sw, ph, pw) with at least one output pixel; strides need not tile."""
+    N, C = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if pooling:     # PyTorch's rule: padding at most half the kernel
+        ph, pw = draw(st.integers(0, min(2, kh // 2))), draw(st.integers(0, min(2, kw // 2)))
+    else:
+        ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kh - 2 * ph), 12))
+    W = draw(st.integers(max(1, kw - 2 * pw), 12))
+    return N, C, H, W, kh, kw, sh, sw, ph, pw
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------ Numba kernels == NumPy references
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(g=geometry(), seed=st.integers(0, 2**16))
+def test_im2col_col2im_match_ref(dtype, g, seed):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (N, C, H, W), dtype)
+    cols = K.im2col(x, kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(cols, K.im2col_ref(x, kh, kw, sh, sw, ph, pw))   # a pure copy
+    assert cols.dtype == dtype
+    c = rand(rng, cols.shape, dtype)
+    assert_close(K.col2im(c, C, H, W, kh, kw, sh, sw, ph, pw), K.col2im_ref(c, C, H, W, kh, kw, sh, sw, ph, pw))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(g=geometry(), O=st.integers(1, 5), bias=st.booleans(), need_dx=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_conv_matches_ref(dtype, g, O, bias, need_dx, seed):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (O, C, kh, kw), dtype)
+    b = rand(rng, (O,), dtype) if bias else None
+    y = K.conv2d_forward(x, w, b, sh, sw, ph, pw)
+    assert_close(y, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw))
+    dy = rand(rng, y.shape, dtype)
+    got = K.conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx)
+    want = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx)
+    assert (got[0] is None) == (not need_dx) == (want[0] is None)
+    for a, e in zip(got, want):
+        if e is not None:
+            assert_close(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(g=geometry(pooling=True), ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_maxpool_matches_ref(dtype, g, ties, seed):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    # small integers make many ties: the first maximum in row-major window order must win
+    x = rng.integers(-2, 3, (N, C, H, W)).astype(dtype) if ties else rand(rng, (N, C, H, W), dtype)
+    y, arg = K.maxpool2d_forward(x, kh, kw, sh, sw, ph, pw)
+    y_ref, arg_ref = K.maxpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert y.dtype == dtype and arg.dtype == np.int64
+    dy = rand(rng, y.shape, dtype)
+    assert_close(K.maxpool2d_backward(dy, arg, H, W), K.maxpool2d_backward_ref(dy, arg, H, W))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(g=geometry(pooling=True), seed=st.integers(0, 2**16))
+def test_avgpool_matches_ref(dtype, g, seed):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x = rand(rng, (N, C, H, W), dtype)
+    y = K.avgpool2d_forward(x, kh, kw, sh, sw, ph, pw)
+    assert_close(y, K.avgpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw))
+    dy = rand(rng, y.shape, dtype)
+    assert_close(K.avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw),
+                 K.avgpool2d_backward_ref(dy, H, W, kh, kw, sh, sw, ph, pw))
+
+
+def test_maxpool_nan_wins_like_pytorch():
+    x = np.array([[[[1.0, np.nan], [np.nan, 5.0]]]])
+    for fwd in (K.maxpool2d_forward, K.maxpool2d_forward_ref):
+        y, arg = fwd(x, 2, 2, 2, 2, 0, 0)
+        assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 2     # the last NaN, as PyTorch's CPU kernel
+
+
+def test_inputs_need_not_be_contiguous_and_buffers_are_reused_safely():
+    rng = np.random.default_rng(0)
+    x = rand(rng, (3, 5, 9, 8), np.float32)[:, ::2, ::-1]             # (3, 3, 9, 8), non-contiguous
+    w = rand(rng, (4, 8, 3, 3), np.float32)[:, ::-1][:, :3]          # (4, 3, 3, 3), non-contiguous
+    y1 = K.conv2d_forward(x, w, None, 1, 2, 1, 0)
+    K.conv2d_forward(rand(rng, (5, 7, 11, 11), np.float32), rand(rng, (2, 7, 5, 5), np.float32), None,
+                     1, 1, 2, 2)                                     # another shape through the same pool
+    np.testing.assert_array_equal(K.conv2d_forward(x, w, None, 1, 2, 1, 0), y1)
+    assert_close(y1, K.conv2d_forward_ref(x, w, None, 1, 2, 1, 0))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_does_not_depend_on_thread_count(threads):
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("not enough Numba threads")
+    rng = np.random.default_rng(1)
+    x, w, dy = rand(rng, (5, 3, 7, 7), np.float64), rand(rng, (4, 3, 3, 3), np.float64), None
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        y = K.conv2d_forward(x, w, None, 1, 1, 1, 1)
+        dy = rand(rng, y.shape, np.float64)
+        got = K.conv2d_backward(x, w, dy, 1, 1, 1, 1)
+    finally:
+        numba.set_num_threads(previous)
+    assert_close(y, K.conv2d_forward_ref(x, w, None, 1, 1, 1, 1))
+    for a, e in zip(got, K.conv2d_backward_ref(x, w, dy, 1, 1, 1, 1)):
+        assert_close(a, e)
+
+
+# --------------------------------------------------------- references against naive loops and identities
+
+def naive_conv(x, w, b, sh, sw, ph, pw):
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    y = np.zeros((N, O, OH, OW))
+    for n, o, oh, ow, c, i, j in np.ndindex(N, O, OH, OW, C, kh, kw):
+        h, v = oh * sh + i - ph, ow * sw + j - pw
+        if 0 <= h < H and 0 <= v < W:
+            y[n, o, oh, ow] += w[o, c, i, j] * x[n, c, h, v]
+    return y + (0 if b is None else b[:, None, None])
+
+
+def naive_pool(x, kh, kw, sh, sw, ph, pw, op):
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    y = np.zeros((N, C, OH, OW))
+    for n, c, oh, ow in np.ndindex(N, C, OH, OW):
+        h0, w0 = oh * sh - ph, ow * sw - pw
+        window = x[n, c, max(h0, 0):h0 + kh, max(w0, 0):w0 + kw]
+        y[n, c, oh, ow] = window.max() if op == "max" else window.sum() / (kh * kw)
+    return y
+
+
+GEOMS = [(2, 3, 6, 5, 3, 2, 1, 1, 1, 0), (1, 2, 7, 7, 3, 3, 2, 3, 1, 1), (2, 1, 5, 4, 5, 4, 3, 2, 2, 2)]
+
+
+@pytest.mark.parametrize("g", GEOMS)
+def test_conv_ref_equals_naive_loops(g):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((3, C, kh, kw)), rng.standard_normal(3)
+    assert_close(K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw), naive_conv(x, w, b, sh, sw, ph, pw))
+    # backward by linearity: dw[o,c,i,j] = <dy, conv(x, e_ocij)>, db[o] = <dy[:, o], 1>
+    dy = rng.standard_normal(naive_conv(x, w, None, sh, sw, ph, pw).shape)
+    dx, dw, db = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw)
+    for idx in np.ndindex(w.shape):
+        e = np.zeros_like(w)
+        e[idx] = 1.0
+        assert np.isclose(dw[idx], np.sum(dy * naive_conv(x, e, None, sh, sw, ph, pw)), rtol=1e-12, atol=1e-12)
+    assert_close(db, dy.sum(axis=(0, 2, 3)))
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1.0
+        assert np.isclose(dx[idx], np.sum(dy * naive_conv(e, w, None, sh, sw, ph, pw)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("g", [g for g in GEOMS if g[8] <= g[4] // 2 and g[9] <= g[5] // 2])
+def test_pool_refs_equal_naive_loops(g):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    x = np.random.default_rng(3).standard_normal((N, C, H, W))
+    y, arg = K.maxpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)
+    assert_close(y, naive_pool(x, kh, kw, sh, sw, ph, pw, "max"))
+    np.testing.assert_array_equal(np.take_along_axis(x.reshape(N, C, -1), arg.reshape(N, C, -1), 2),
+                                  y.reshape(N, C, -1))           # argmax points at the winner
+    assert_close(K.avgpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw), naive_pool(x, kh, kw, sh, sw, ph, pw, "avg"))
+
+
+def vdot(a, b):
+    return float(np.dot(a.ravel(), b.ravel()))
+
+
+@SETTINGS
+@given(g=geometry(), seed=st.integers(0, 2**16))
+def test_backward_refs_are_adjoints(g, seed):
+    """<A x, c> == <x, A^T c> for each linear map: im2col/col2im, conv in x and in w, pooling."""
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((2, C, kh, kw))
+    cols = K.im2col_ref(x, kh, kw, sh, sw, ph, pw)
+    c = rng.standard_normal(cols.shape)
+    assert np.isclose(vdot(cols, c), vdot(x, K.col2im_ref(c, C, H, W, kh, kw, sh, sw, ph, pw)), rtol=1e-10)
+    y = K.conv2d_forward_ref(x, w, None, sh, sw, ph, pw)
+    dy = rng.standard_normal(y.shape)
+    dx, dw, _ = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw)
+    assert np.isclose(vdot(y, dy), vdot(x, dx), rtol=1e-10)
+    assert np.isclose(vdot(y, dy), vdot(w, dw), rtol=1e-10)
+    if ph <= kh // 2 and pw <= kw // 2:
+        y, arg = K.maxpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)   # locally linear: y = x[arg]
+        dy = rng.standard_normal(y.shape)
+        assert np.isclose(vdot(y, dy), vdot(x, K.maxpool2d_backward_ref(dy, arg, H, W)), rtol=1e-10)
+        y = K.avgpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)
+        assert np.isclose(vdot(y, dy), vdot(x, K.avgpool2d_backward_ref(dy, H, W, kh, kw, sh, sw, ph, pw)),
+                          rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------- PyTorch
+
+@settings(max_examples=25, deadline=None)
+@given(g=geometry(), O=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_conv_matches_torch(g, O, seed):
+    torch = pytest.importorskip("torch")
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((O, C, kh, kw)), rng.standard_normal(O)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, (sh, sw), (ph, pw))
+    y = K.conv2d_forward(x, w, b, sh, sw, ph, pw)
+    assert_close(y, ty.detach().numpy())
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    for a, t in zip(K.conv2d_backward(x, w, dy, sh, sw, ph, pw), (tx, tw, tb)):
+        assert_close(a, t.grad.numpy())
+
+
+@settings(max_examples=25, deadline=None)
+@given(g=geometry(pooling=True), ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_pooling_matches_torch(g, ties, seed):
+    torch = pytest.importorskip("torch")
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (N, C, H, W)).astype(np.float64) if ties else rng.standard_normal((N, C, H, W))
+    F, tx = torch.nn.functional, torch.tensor(x, requires_grad=True)
+    ty, tidx = F.max_pool2d(tx, (kh, kw), (sh, sw), (ph, pw), return_indices=True)
+    y, arg = K.maxpool2d_forward(x, kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(arg, tidx.numpy())
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    assert_close(K.maxpool2d_backward(dy, arg, H, W), tx.grad.numpy())
+
+    tx.grad = None
+    ty = F.avg_pool2d(tx, (kh, kw), (sh, sw), (ph, pw))            # count_include_pad=True by default
+    assert_close(K.avgpool2d_forward(x, kh, kw, sh, sw, ph, pw), ty.detach().numpy())
+    ty.backward(torch.tensor(dy))
+    assert_close(K.avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw), tx.grad.numpy())
