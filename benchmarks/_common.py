@@ -1,0 +1,297 @@
+"""Helpers shared by the benchmark scripts: thread pinning, timing, FLOP counting, peak memory, tables.
+
+Import order matters: call :func:`pin_threads` *before* anything imports NumPy, Numba or PyTorch,
+because OpenBLAS and the OpenMP runtimes read their thread counts from the environment when they load.
+This module imports nothing heavy at the top for that reason.
+"""
+import gc
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+
+
+# -- threads and imports ---------------------------------------------------------------------------
+def pin_threads(n):
+    """Put the thread count into the environment (inherited by subprocesses) and make the repo's
+    ``npnet`` importable without installing it."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+
+
+def load_frameworks(n, want_torch=True):
+    """Import npnet (and PyTorch if wanted and installed) with ``n`` threads everywhere.
+
+    Returns the torch module or None. Call after :func:`pin_threads`.
+    """
+    import numba
+    import npnet  # noqa: F401  (loads the kernels, which pin SciPy's BLAS to one thread per worker)
+    numba.set_num_threads(n)
+    if not want_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(n)
+    return torch
+
+
+def thread_report(torch):
+    """One line saying which thread pools run with how many threads (after a kernel has run)."""
+    import numba
+    from npnet import kernels
+    try:
+        layer = numba.threading_layer()
+    except ValueError:          # no parallel kernel has run yet
+        layer = "?"
+    setup = getattr(kernels, "blas_setup", None)     # the kernels are being tuned: do not insist
+    blas = setup().get("threads", "?") if setup else "?"
+    t = f"torch {torch.__version__} {torch.get_num_threads()} threads" if torch else "torch: not used"
+    return (f"numba {numba.get_num_threads()} threads ({layer} layer), SciPy OpenBLAS inside Numba "
+            f"{blas} thread per worker, NumPy OpenBLAS {os.environ.get('OPENBLAS_NUM_THREADS')}; {t}")
+
+
+def load_report():
+    """The 1/5/15-minute load averages: on a shared machine, anything above 0 is someone else."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average: unknown"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} CPUs"
+
+
+def cpu_busy(interval=1.0):
+    """Fraction of all CPUs busy during ``interval`` seconds (from /proc/stat), or None off Linux.
+    Called while this process idles, it measures everyone else."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(t) for t in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]                       # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(interval)
+        t1, i1 = snap()
+    except OSError:
+        return None
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+class OtherLoad:
+    """Context manager: the share of the machine's CPU time that *other* processes used while it
+    was open (0.5 = one of two cores busy elsewhere), from /proc/stat minus this process's own CPU
+    time. None off Linux. Printed next to results so that a noisy row can be recognised."""
+
+    def __enter__(self):
+        self.share = None
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        if self._start and end:
+            wall = end[0] - self._start[0]
+            busy = end[1] - self._start[1]
+            own = end[2] - self._start[2]
+            self.share = max(0.0, (busy - own) / max(wall * (os.cpu_count() or 1), 1e-9))
+        return False
+
+    @staticmethod
+    def _sample():
+        import resource
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+        except OSError:
+            return None
+        busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")    # all CPUs, seconds
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return time.perf_counter(), busy, me.ru_utime + me.ru_stime
+
+
+def wait_until_quiet(max_wait, max_busy=0.15):
+    """Waits (up to ``max_wait`` seconds) until other processes use less than ``max_busy`` of the
+    CPUs; returns a sentence saying how busy the machine was when we started."""
+    deadline = time.time() + max_wait
+    busy = cpu_busy()
+    while busy is not None and busy > max_busy and time.time() < deadline:
+        busy = cpu_busy(5.0)
+    return "unknown" if busy is None else f"{busy * 100:.0f}% of the CPUs busy with other work"
+
+
+def machine_state(wait=0):
+    """Waits up to ``wait`` seconds for a quiet machine, then describes how busy it is."""
+    return f"{wait_until_quiet(wait)}; {load_report()}"
+
+
+# -- timing ----------------------------------------------------------------------------------------
+def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05):
+    """Seconds per call of each function in ``fns`` (name -> zero-argument callable).
+
+    Each function is called ``warmup`` times first (compilation, first-touch page faults, PyTorch's
+    kernel selection). The timed calls then run in ``rounds`` blocks that alternate between the
+    functions, so that load from other processes on a shared machine hits every side alike; a short
+    pause before each block lets the previous side's spinning OpenMP threads go to sleep. Each side
+    gets at least ``steps`` timed calls, more for fast functions (until ~``min_time`` seconds).
+    Returns name -> list of per-call seconds (take the median).
+    """
+    per_call = {}
+    for name, f in fns.items():
+        t0 = time.perf_counter()
+        for _ in range(max(warmup, 1)):
+            f()
+        per_call[name] = (time.perf_counter() - t0) / max(warmup, 1)
+    times = {name: [] for name in fns}
+    for r in range(rounds):
+        for name, f in fns.items():
+            n = max(steps, int(min_time / max(per_call[name], 1e-6)))
+            n = n // rounds + (1 if r < n % rounds else 0)
+            time.sleep(pause)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def spread(xs):
+    """Relative half-width of the inter-quartile range, a rough noise figure (0.05 = +-5%)."""
+    if len(xs) < 4:
+        return (max(xs) - min(xs)) / 2 / statistics.median(xs)
+    q = statistics.quantiles(xs, n=4)
+    return (q[2] - q[0]) / 2 / statistics.median(xs)
+
+
+# -- FLOP counting ---------------------------------------------------------------------------------
+def layer_macs(module, in_shape):
+    """Multiply-accumulates of one sample through a Conv2d or Linear (0 for any other module).
+
+    in_shape: the input shape without the batch dim. Bias additions and the element-wise layers
+    (BatchNorm, ReLU, pooling, ...) are not counted: they are memory-bound and < 1% of the work.
+    """
+    from npnet import nn
+    if isinstance(module, nn.Conv2d):
+        _, oh, ow = module.output_shape(in_shape)
+        kh, kw = module.kernel_size
+        return module.out_channels * oh * ow * module.in_channels * kh * kw
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def record_layer_inputs(model, x):
+    """Runs ``model`` on ``x`` once in eval mode and returns ``[(module, input shape)]`` for every
+    call of a leaf module (one without children), in call order. The model's mode is restored and
+    its caches are cleared. Works because every layer is called through ``Module.__call__``."""
+    from npnet.nn import Module
+    seen = []
+    inner = Module.__call__
+
+    def recording_call(self, x):
+        if not self._modules:
+            seen.append((self, x.shape))
+        return inner(self, x)
+
+    was_training = model.training
+    try:
+        Module.__call__ = recording_call
+        model.eval()
+        model(x)
+    finally:
+        Module.__call__ = inner
+        model.train(was_training)
+        for m in model.modules():
+            object.__setattr__(m, "cache", None)
+    return seen
+
+
+def forward_flops(model, in_shape):
+    """FLOPs (2 * MACs) of one sample's forward pass through ``model`` with input shape ``in_shape``
+    (without the batch dim), counted from the shapes each Conv2d / Linear actually sees.
+    A train step is counted as 3x this (forward, input gradient, weight gradient)."""
+    import numpy as np
+    x = np.zeros((1,) + tuple(in_shape), dtype=model.dtype)
+    return 2 * sum(layer_macs(m, shape[1:]) for m, shape in record_layer_inputs(model, x))
+
+
+# -- peak memory -----------------------------------------------------------------------------------
+def _proc_status(key):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss():
+    """Resets the kernel's peak-RSS mark (VmHWM) to the current RSS; True if it worked (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_now():
+    return _proc_status("VmRSS")
+
+
+def rss_peak():
+    """Peak RSS in bytes: VmHWM if available (honours :func:`reset_peak_rss`), else ru_maxrss."""
+    peak = _proc_status("VmHWM")
+    if peak is None:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak
+
+
+def memory_baseline():
+    """Collects garbage, resets the peak mark and returns the current RSS: the zero of a measurement."""
+    gc.collect()
+    if not reset_peak_rss():
+        return rss_peak()       # without a reset, all we can subtract is the peak so far
+    return rss_now()
+
+
+# -- tables ----------------------------------------------------------------------------------------
+def fmt(value, digits=1):
+    """A table cell: '-' for None, numbers with ``digits`` decimals, anything else as str."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def print_table(headers, rows, markdown=False, file=None):
+    """Prints rows of already formatted cells, as aligned text or as a GitHub markdown table
+    (first column left-aligned, the others right-aligned)."""
+    file = file or sys.stdout
+    rows = [[str(c) for c in row] for row in rows]
+    if markdown:
+        print("| " + " | ".join(headers) + " |", file=file)
+        print("|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|", file=file)
+        for row in rows:
+            print("| " + " | ".join(row) + " |", file=file)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+    print(line, file=file)
+    print("-" * len(line), file=file)
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))), file=file)
