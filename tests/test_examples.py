@@ -1,0 +1,111 @@
+"""Smoke tests: each example runs in a few seconds with --quick and writes its table and figures."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG = b"\x89PNG\r\n\x1a\n"
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot"]
+
+
+def run_example(name, tmp_path, *args):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), "--quick",
+                           "--out", str(tmp_path), *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def assert_pngs(folder, names):
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as f:
+            assert f.read(8) == PNG, name
+
+
+def markdown_table(out, first):
+    """The markdown table of ``out`` whose header starts with the cell ``first``: (header, rows)."""
+    lines = out.splitlines()
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    start = next(i for i, (line, c) in enumerate(zip(lines, cells)) if line.startswith("|") and c[0] == first)
+    assert set(lines[start + 1]) <= set("|-"), lines[start + 1]
+    rows = []
+    for line, c in zip(lines[start + 2:], cells[start + 2:]):
+        if not line.startswith("|"):
+            break
+        assert len(c) == len(cells[start]), line
+        rows.append(c)
+    return cells[start], rows
+
+
+def test_compare_classifiers(tmp_path):
+    out = run_example("compare_classifiers.py", tmp_path)
+    for row in ("linear (MSE, GD)", "2-layer (MSE, GD)", "2-layer (MSE, SGD b500)", "cnn-small (CE, momentum)"):
+        assert f"| {row}" in out
+    assert "| model" in out and "test accuracy" in out
+    assert_pngs(tmp_path, ["learning_curves.png", "linear_weights.png", "confusion_cnn.png"])
+
+
+def test_long_tail_focal(tmp_path):
+    out = run_example("long_tail_focal.py", tmp_path)
+    header, rows = markdown_table(out, "loss")
+    assert header == ["loss", "beta", "gamma", *FASHION, "overall", "balanced"]
+    assert rows[0][0] == "(training images)"
+    counts = [int(c) for c in rows[0][3:13]]
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= 1 and counts[0] >= 100 * counts[-1]
+    assert rows[1][:3] == ["cross-entropy", "-", "-"]
+    focal = rows[2:]
+    assert [r[1] for r in focal[:4]] == ["0.9", "0.99", "0.999", "0.9999"]
+    assert {r[2] for r in focal[:4]} == {"1"} and [r[2] for r in focal[4:]] == ["0.5", "2"]
+    assert all(r[0] == "CB focal (sigmoid)" for r in focal) and focal[4][1] == focal[5][1]
+    for r in rows[1:]:
+        assert all(0 <= float(a) <= 100 for a in r[3:])
+    assert "wall time" in out
+    assert_pngs(tmp_path, ["per_class_accuracy.png", "per_class_sweep.png"])
+
+
+def test_cnn_batchnorm(tmp_path):
+    out = run_example("cnn_batchnorm.py", tmp_path)
+    _, epochs = markdown_table(out, "epoch")
+    assert [r[0] for r in epochs] == ["1", "2"] and [r[1] for r in epochs] == ["0.01", "0.001"]
+    header, rows = markdown_table(out, "model")
+    assert "test accuracy" in header and [r[0] for r in rows] == ["cnn-bn"]
+    assert "wall time" in out
+    assert_pngs(tmp_path, ["learning_curves.png", "confusion.png"])
+
+
+def test_optimizers(tmp_path):
+    out = run_example("optimizers.py", tmp_path)
+    header, rows = markdown_table(out, "run")
+    assert header[:3] == ["run", "optimizer", "dropout"] and "test accuracy" in header
+    assert [r[:3] for r in rows] == [["SGD", "SGD", "0"], ["Adam", "Adam", "0"],
+                                     ["Adam + dropout", "Adam", "0.25"]]
+    assert "wall time" in out
+    assert_pngs(tmp_path, ["learning_curves.png", "predictions.png", "confusion_sgd.png",
+                           "confusion_adam.png", "confusion_adam_dropout.png"])
+
+
+def test_resnet32(tmp_path):
+    out = run_example("resnet32.py", tmp_path)
+    _, epochs = markdown_table(out, "epoch")
+    assert [r[1] for r in epochs] == ["0.1", "0.01"]  # x0.1 after 50 % of the 2 epochs
+    header, rows = markdown_table(out, "model")
+    assert "test accuracy" in header and [r[0] for r in rows] == ["resnet32"]
+    assert "wall time" in out
+    assert_pngs(tmp_path, ["learning_curves.png", "confusion.png", "augmentation.png"])
+
+
+def test_theory(tmp_path):
+    out = run_example("theory.py", tmp_path)
+    _, conv = markdown_table(out, "check")
+    assert len(conv) == 2 and all(float(r[-1]) < 1e-12 for r in conv)  # float64 rounding only
+    _, lin = markdown_table(out, "perturbation")
+    error = {r[0].split(",")[0]: (r[2], float(r[3])) for r in lin}
+    assert error["Jacobian by backward vs masked weight product"][1] < 1e-12
+    assert error["tiny step"] == ("0", pytest.approx(0, abs=1e-12))
+    assert error["inside the region"][0] == "0" and error["inside the region"][1] < 1e-12
+    assert int(error["just across the first kink"][0]) >= 1 and error["just across the first kink"][1] > 1e-9
+    assert_pngs(tmp_path, ["conv_matrix.png", "local_linear.png"])
