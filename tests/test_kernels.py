@@ -73,6 +73,7 @@ def test_conv_matches_ref(dtype, g, O, bias, need_dx, seed):
     for a, e in zip(got, want):
         if e is not None:
             assert_close(a, e)
+            assert a.flags.c_contiguous
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -122,6 +123,32 @@ def test_inputs_need_not_be_contiguous_and_buffers_are_reused_safely():
                      1, 1, 2, 2)                                     # another shape through the same pool
     np.testing.assert_array_equal(K.conv2d_forward(x, w, None, 1, 2, 1, 0), y1)
     assert_close(y1, K.conv2d_forward_ref(x, w, None, 1, 2, 1, 0))
+
+
+def test_concurrent_callers_get_their_own_buffers():
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(4)
+    jobs = [(rand(rng, (3, 2, 8, 8), np.float32), rand(rng, (3, 2, 3, 3), np.float32)) for _ in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda j: K.conv2d_backward(j[0], j[1], np.ones((3, 3, 8, 8), np.float32),
+                                                         1, 1, 1, 1), jobs))
+    for (x, w), got in zip(jobs, outs):
+        for a, e in zip(got, K.conv2d_backward_ref(x, w, np.ones((3, 3, 8, 8), np.float32), 1, 1, 1, 1)):
+            assert_close(a, e)
+
+
+def test_non_float_input_is_a_type_error():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.conv2d_forward(np.ones((1, 1, 3, 3), np.int64), np.ones((1, 1, 1, 1)), None, 1, 1, 0, 0)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.maxpool2d_forward(np.ones((1, 1, 2, 2), np.float16), 2, 2, 2, 2, 0, 0)
+
+
+def test_scipy_blas_is_single_threaded():
+    setup = K.blas_setup()
+    if setup["library"] is None:
+        pytest.skip("SciPy's bundled OpenBLAS not found; nothing was changed")
+    assert setup["threads"] == 1
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -4,6 +4,10 @@ reference of the same signature (``*_ref``) that the tests hold it to.
 All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
 arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). Importing this package
 sets SciPy's bundled OpenBLAS to one thread (see ``_threads``); NumPy's BLAS is left alone.
+
+Numba's on-disk cache (``cache=True``, in ``__pycache__``) checks only the file of the function it caches:
+after editing ``im2col.py``, delete ``npnet/kernels/__pycache__/*.nb[ic]`` or ``conv.py``'s cached kernels
+keep calling the old im2col.
 """
 from ._threads import blas_setup, clear_buffers
 from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size

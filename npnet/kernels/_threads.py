@@ -17,6 +17,12 @@ forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms. So SciPy
 ``threadpoolctl`` could do the same, but it is not a dependency of anything npnet installs. If SciPy's
 BLAS cannot be found (e.g. a SciPy linked to a system BLAS shared with NumPy), nothing is changed and
 ``blas_setup()`` says so; the kernels stay correct, only slower if that BLAS is multi-threaded.
+
+Known interaction, not fixed here: after a multi-threaded NumPy matmul, NumPy's OpenBLAS worker keeps
+spinning for a while (OpenBLAS's THREAD_TIMEOUT, ~2^28 cycles) and takes a core from the Numba workers
+that run next. Measured: a 3 ms matmul followed by an 8.4 ms conv took 24 ms instead of 11.5, a 3.2 ms
+max-pool 8-10.6 ms instead of 6.3. ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before NumPy is first
+imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it once NumPy is loaded.
 """
 import ctypes
 import glob

@@ -15,7 +15,7 @@ backward scatter-adds need no atomics.
 import numpy as np
 from numba import njit, prange
 
-from .im2col import out_size
+from .im2col import out_size, as_float_array
 
 
 @njit(parallel=True, cache=True)
@@ -92,7 +92,7 @@ def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw):
 
 def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Max pooling. Shape: x (N, C, H, W) -> y (N, C, OH, OW) (dtype of x), argmax (N, C, OH, OW) int64."""
-    x = np.ascontiguousarray(x)
+    x = as_float_array(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
@@ -104,7 +104,7 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
 
 def maxpool2d_backward(dy, argmax, H, W):
     """Gradient of max pooling. Shape: dy, argmax (N, C, OH, OW) -> dx (N, C, H, W) (dtype of dy)."""
-    dy = np.ascontiguousarray(dy)
+    dy = as_float_array(dy)
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     N, C = dy.shape[:2]
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
@@ -114,7 +114,7 @@ def maxpool2d_backward(dy, argmax, H, W):
 
 def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Average pooling (count_include_pad=True). Shape: x (N, C, H, W) -> y (N, C, OH, OW)."""
-    x = np.ascontiguousarray(x)
+    x = as_float_array(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
@@ -124,7 +124,7 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
 
 def avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw):
     """Gradient of average pooling. Shape: dy (N, C, OH, OW) -> dx (N, C, H, W) (dtype of dy)."""
-    dy = np.ascontiguousarray(dy)
+    dy = as_float_array(dy)
     N, C, OH, OW = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
     _avgpool_backward(dy.reshape(N * C, OH, OW), dx.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw)
