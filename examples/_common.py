@@ -118,3 +118,11 @@ def markdown_table(header, rows):
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(table[0]), rule] + [line(r) for r in table[1:]])
+
+
+def epoch_table(rows):
+    """The per-epoch rows of ``train`` (epoch, lr, train/val loss and accuracy) as a markdown table."""
+    return markdown_table(["epoch", "lr", "train loss", "train accuracy", "val loss", "val accuracy"],
+                          [(str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}",
+                            f"{100 * r['train_accuracy']:.2f}%", f"{r['val_loss']:.4f}",
+                            f"{100 * r['val_accuracy']:.2f}%") for r in rows])

@@ -24,7 +24,7 @@ from npnet import losses, metrics, optim, plots
 from npnet.data import DataLoader
 from npnet.models import build_model
 
-from _common import evaluate, load_data, make_parser, markdown_table, train
+from _common import epoch_table, evaluate, load_data, make_parser, markdown_table, train
 
 # -- settings --------------------------------------------------------------------------------------
 MODEL = "cnn-bn"
@@ -70,10 +70,7 @@ def main():
                                 title=f"{MODEL} on {data.name}: test confusion matrix")
 
     print(f"\nEpochs of {MODEL} on {data.name}")
-    print(markdown_table(["epoch", "lr", "train loss", "train accuracy", "val loss", "val accuracy"],
-                         [(str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}",
-                           f"{100 * r['train_accuracy']:.2f}%", f"{r['val_loss']:.4f}",
-                           f"{100 * r['val_accuracy']:.2f}%") for r in rows]))
+    print(epoch_table(rows))
     print(f"\nResults on {data.name} ({len(data.y_test)} test images)")
     last = rows[-1]
     print(markdown_table(["model", "parameters", "epochs", "train accuracy", "val accuracy",
