@@ -130,6 +130,19 @@ def describe_schema(verbose=False):
     return "\n".join(lines)
 
 
+def _parse_fields(fields, given, prefix, problems):
+    """Each field parsed from ``given`` or its default; a bad value is reported with its key
+    (``prefix + key``) and replaced by the default so that the checks across keys still run."""
+    out = {}
+    for key, field in fields.items():
+        try:
+            out[key] = field.parse(given[key]) if key in given else field.default
+        except ValueError as e:
+            problems.append(f"'{prefix}{key}': {e}")
+            out[key] = field.default
+    return out
+
+
 def _section(name, given, problems):
     fields = SCHEMA[name]
     if given is None:
@@ -137,17 +150,10 @@ def _section(name, given, problems):
     if not isinstance(given, dict):
         problems.append(f"'{name}' must be a mapping of keys, got {type(given).__name__}")
         return {k: f.default for k, f in fields.items()}
-    out = {}
     for key in given:
         if key not in fields:
             problems.append(f"unknown key '{name}.{key}'; valid keys in '{name}': {', '.join(fields)}")
-    for key, field in fields.items():
-        try:
-            out[key] = field.parse(given[key]) if key in given else field.default
-        except ValueError as e:
-            problems.append(f"'{name}.{key}': {e}")
-            out[key] = field.default  # so that the checks across keys still run
-    return out
+    return _parse_fields(fields, given, f"{name}.", problems)
 
 
 def validate_config(raw):
@@ -156,17 +162,12 @@ def validate_config(raw):
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with sections {', '.join(SCHEMA)}, got "
                           f"{type(raw).__name__}\nvalid keys:\n{describe_schema()}")
-    problems, config = [], {}
+    problems = []
     valid = list(TOP_LEVEL) + list(SCHEMA)
     for key in raw:
         if key not in valid:
             problems.append(f"unknown top-level key '{key}'; valid: {', '.join(valid)}")
-    for key, field in TOP_LEVEL.items():
-        try:
-            config[key] = field.parse(raw[key]) if key in raw else field.default
-        except ValueError as e:
-            problems.append(f"'{key}': {e}")
-            config[key] = field.default
+    config = _parse_fields(TOP_LEVEL, raw, "", problems)
     for name in SCHEMA:
         config[name] = _section(name, raw.get(name), problems)
     _check_values(config, problems)
