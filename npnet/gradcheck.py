@@ -21,10 +21,10 @@ def numerical_gradient(f, x, eps=1e-6):
     ``x`` is perturbed in place (and restored), so ``f`` must read it, e.g. through a closure.
     Returns an array of ``x``'s shape.
     """
+    if not x.flags.c_contiguous:  # reshape(-1) would copy, and the perturbations would be lost
+        raise ValueError("numerical_gradient: x must be C-contiguous so it can be perturbed in place")
     grad = np.zeros_like(x, dtype=np.float64)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
-    if flat.base is not x and not np.shares_memory(flat, x):
-        raise ValueError("numerical_gradient: x must be contiguous so it can be perturbed in place")
     for i in range(flat.size):
         old = flat[i]
         flat[i] = old + eps

@@ -165,8 +165,8 @@ class Trainer:
             cb.on_interrupt(self)
         loader = self.train_loader
         if self._partial is not None and hasattr(loader, "load_state_dict"):
-            # rewind to the saved position, so that a later fit() continues mid-epoch (after
-            # the checkpoints: the loader's state_dict() forgets a position not yet replayed)
+            # re-arm the loader at the saved position (after the checkpoints were written), so
+            # that a later fit() in this process continues mid-epoch
             loader.load_state_dict(loader.state_dict())
         where = (f"in epoch {self.epoch + 1} after step {self._partial['step']}" if self._partial
                  else f"after epoch {self.epoch}")
