@@ -11,7 +11,7 @@ Models (from ``npnet.models.build_model``), float32, random data and labels, 10 
 cnn-bn, resnet32 and cnn-small on (128, 3, 32, 32); mlp (3072-200-10 sigmoid) on (500, 3072).
 
 * Train step = zero_grad -> forward -> CrossEntropyLoss -> backward -> SGD(momentum=0.9).step.
-  Inference = forward in eval mode (PyTorch under ``torch.no_grad()``).
+  Inference = forward in eval mode, under ``npnet.no_grad()`` / ``torch.no_grad()``.
 * The PyTorch twin is built from the npnet model layer by layer with the same nesting
   (``_twin.py``) and loads npnet's ``state_dict()`` with strict=True; before timing, the logits,
   the loss and the weight gradients of both are compared.
@@ -80,7 +80,7 @@ torch = _common.load_frameworks(ARGS.threads, want_torch=not ARGS.no_torch)
 
 import numpy as np  # noqa: E402
 
-from npnet import losses, optim  # noqa: E402
+from npnet import losses, no_grad, optim  # noqa: E402
 from npnet.models import build_model  # noqa: E402
 
 if torch is not None:
@@ -99,7 +99,11 @@ def npnet_step(model, x, y, mode):
     """A zero-argument callable running one npnet train step or one inference forward."""
     if mode == "infer":
         model.eval()
-        return lambda: model(x)
+
+        def infer():
+            with no_grad():
+                return model(x)
+        return infer
     model.train()
     criterion = losses.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 from tqdm import tqdm
 
-from npnet import metrics
+from npnet import metrics, no_grad
 from npnet.data import Normalize, load_dataset, train_val_split
 
 DATASETS = ["fashion-mnist-mini", "fashion-mnist", "cifar10"]
@@ -68,7 +68,8 @@ def load_data(name, per_class=None, test_size=None, val_fraction=0.1, seed=0, no
 def predict(model, x, batch_size=1000):
     """The logits (N, num_classes) of ``model`` in eval mode, computed in batches."""
     model.eval()
-    logits = np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    with no_grad():  # keep no backward caches: inference memory stays one layer deep
+        logits = np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     model.train()
     return logits
 

@@ -157,3 +157,37 @@ def test_init_helpers():
     assert abs(w.std() - np.sqrt(2 / (64 * 9))) < 0.01 * np.sqrt(2 / (64 * 9)) * 10
     npnet.init.xavier_uniform_(w, rng=0)
     assert np.abs(w).max() <= np.sqrt(6 / (32 * 9 + 64 * 9))
+
+
+def test_no_grad_keeps_no_caches_and_gives_the_same_outputs():
+    model = small_model().eval()
+    x = np.random.default_rng(1).standard_normal((3, 1, 4, 4)).astype(np.float32)
+    ref = model(x)
+    assert any(m.cache is not None for m in model.modules())
+    model(x)
+    model.backward(np.ones_like(ref))       # eval mode with grad enabled still has a backward
+    with npnet.no_grad():
+        assert not npnet.is_grad_enabled()
+        with npnet.no_grad():               # nests
+            out = model(x)
+        assert not npnet.is_grad_enabled()
+    assert npnet.is_grad_enabled()
+    np.testing.assert_array_equal(out, ref)
+    assert all(m.cache is None for m in model.modules())
+    with pytest.raises(RuntimeError, match=r"Linear.*no_grad"):
+        model.backward(np.ones_like(ref))
+
+
+def test_no_grad_restores_the_state_after_an_error_and_works_as_decorator():
+    with pytest.raises(ValueError):
+        with npnet.no_grad():
+            raise ValueError("boom")
+    assert npnet.is_grad_enabled()
+
+    @npnet.no_grad()
+    def infer(model, x):
+        assert not npnet.is_grad_enabled()
+        return model(x)
+    model = small_model()
+    infer(model, np.zeros((2, 1, 4, 4), np.float32))
+    assert npnet.is_grad_enabled() and all(m.cache is None for m in model.modules())

@@ -1,5 +1,5 @@
 """Layers with explicit forward and backward passes."""
-from .module import Module, Parameter
+from .module import Module, Parameter, no_grad, is_grad_enabled
 from .container import Sequential
 from .linear import Linear
 from .conv import Conv2d
@@ -10,6 +10,6 @@ from .activation import ReLU, LeakyReLU, Sigmoid, Tanh
 from .shape import Flatten, Identity
 from .residual import Residual
 
-__all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
+__all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
            "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
            "Tanh", "Flatten", "Identity", "Residual"]

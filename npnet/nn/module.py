@@ -8,12 +8,45 @@ Conventions (written down once, here):
   one pass, give two modules the same ``Parameter`` (``b.weight = a.weight``).
 * ``Module.forward(x)`` stores in ``self.cache`` exactly what ``backward`` reads;
   ``Module.backward(dout)`` returns ``dx``. ``module(x)`` calls ``forward``.
+* Inside ``with no_grad():`` (PyTorch's name and meaning) a module keeps no cache, so inference
+  holds no activations of earlier layers; ``backward`` after such a forward is an error.
 * Parameters, buffers (e.g. BatchNorm running statistics) and sub-modules register themselves on
   attribute assignment. ``state_dict()`` keys are PyTorch's: ``"0.weight"``, ``"layer1.0.bn1.running_var"``.
 """
 from collections import OrderedDict
+import functools
 
 import numpy as np
+
+_grad_enabled = [True]  # a list so that no_grad can flip it in place
+
+
+class no_grad:
+    """Context manager (or decorator) for inference: forwards inside it keep no backward cache.
+
+    ``with npnet.no_grad(): logits = model(x)``. Nests; restores the previous state on exit.
+    """
+
+    def __enter__(self):
+        self._prev = _grad_enabled[0]
+        _grad_enabled[0] = False
+        return self
+
+    def __exit__(self, *exc):
+        _grad_enabled[0] = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+def is_grad_enabled():
+    """False inside ``no_grad()``."""
+    return _grad_enabled[0]
 
 
 class Parameter:
@@ -86,13 +119,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def __call__(self, x):
-        return self.forward(x)
+        out = self.forward(x)
+        if not _grad_enabled[0]:
+            object.__setattr__(self, "cache", None)  # inference: free this layer's activations now
+        return out
 
     def _saved(self):
         """The cache of the last forward, or a clear error when backward comes first."""
         if self.cache is None:
             raise RuntimeError(f"{self._label()}: backward() called before forward() "
-                               "(or twice after one forward)")
+                               "(or twice after one forward, or after a forward inside no_grad())")
         return self.cache
 
     def _label(self):

@@ -8,6 +8,7 @@
 """
 import numpy as np
 
+from .. import kernels
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -34,62 +35,56 @@ class _BatchNorm(Module):
     def dtype(self):
         return self.running_mean.dtype
 
-    def _bshape(self, x):
-        """Shape that broadcasts a (C,) vector against x: (1, C) or (1, C, 1, ...)."""
-        return (1, self.num_features) + (1,) * (x.ndim - 2)
-
     def forward(self, x):
         check_input(self, x, self._shapes, self._desc, self.num_features)
-        axes = (0,) + tuple(range(2, x.ndim))
-        bshape = self._bshape(x)
+        x3 = np.ascontiguousarray(x).reshape(x.shape[0], self.num_features, -1)  # (N, C, L)
         if self.training:
-            n = x.size // self.num_features
+            n = x3.shape[0] * x3.shape[2]
             if n < 2:
                 raise ValueError(f"{self._label()}: training needs more than 1 value per channel, "
                                  f"got input of shape {x.shape}")
-            mean = x.mean(axis=axes)  # (C,)
-            xc = x - mean.reshape(bshape)
-            var = np.mean(xc * xc, axis=axes)  # (C,) biased
+            mean, var = kernels.channel_stats(x3)  # (C,) float64, biased variance
             self._update_running(mean, var * (n / (n - 1)))
         else:
-            mean, var = self.running_mean, self.running_var
-            xc = x - mean.reshape(bshape)
-        inv_std = 1 / np.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        xhat = xc * inv_std.reshape(bshape)
-        self.cache = (xhat, inv_std, self.training, axes)
-        if not self.affine:
-            return xhat
-        return xhat * self.weight.data.reshape(bshape) + self.bias.data.reshape(bshape)
+            mean = self.running_mean.astype(np.float64)
+            var = self.running_var.astype(np.float64)
+        inv_std = 1 / np.sqrt(var + self.eps)  # (C,) float64
+        # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
+        scale = inv_std * self._weight64()
+        shift = (self.bias.data if self.affine else 0) - mean * scale
+        self.cache = (x3, x.shape, mean, inv_std, self.training)
+        return kernels.channel_affine(x3, scale, shift).reshape(x.shape)
+
+    def _weight64(self):
+        return self.weight.data.astype(np.float64) if self.affine else 1.0
 
     def _update_running(self, mean, unbiased_var):
         self._set_buffer("num_batches_tracked", self.num_batches_tracked + 1)
         m = self.momentum
         if m is None:  # cumulative moving average, as PyTorch does with momentum=None
             m = 1.0 / float(self.num_batches_tracked)
-        m = self.running_mean.dtype.type(m)
-        self.running_mean *= 1 - m
-        self.running_mean += m * mean
-        self.running_var *= 1 - m
-        self.running_var += m * unbiased_var
+        dt = self.running_mean.dtype
+        self.running_mean[...] = (1 - m) * self.running_mean + (m * mean).astype(dt)
+        self.running_var[...] = (1 - m) * self.running_var + (m * unbiased_var).astype(dt)
 
     def backward(self, dout):
-        xhat, inv_std, training, axes = self._saved()
-        check_grad(self, dout, xhat.shape, xhat.dtype)
+        x3, shape, mean, inv_std, training = self._saved()
+        check_grad(self, dout, shape, x3.dtype)
         self.cache = None
-        bshape = self._bshape(xhat)
+        dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
+        sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean)  # (C,) float64
         if self.affine:
-            self.weight.grad += np.sum(dout * xhat, axis=axes)
-            self.bias.grad += np.sum(dout, axis=axes)
-            dxhat = dout * self.weight.data.reshape(bshape)
-        else:
-            dxhat = dout
+            self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
+            self.bias.grad += sum_d.astype(x3.dtype)
+        a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
-            return dxhat * inv_std.reshape(bshape)
-        # d/dx of (x - mean) / std with batch mean and std: remove the mean of dxhat and its
-        # projection on xhat, then scale.
-        mean_d = np.mean(dxhat, axis=axes).reshape(bshape)
-        mean_dx = np.mean(dxhat * xhat, axis=axes).reshape(bshape)
-        return (dxhat - mean_d - xhat * mean_dx) * inv_std.reshape(bshape)
+            return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+        # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
+        # rewritten as a * dout + b * x + d so that one pass writes it.
+        m = x3.shape[0] * x3.shape[2]
+        b = -a * inv_std * inv_std * sum_dxc / m
+        d = -a * sum_d / m - b * mean
+        return kernels.channel_affine2(dout3, x3, a, b, d).reshape(shape)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import progress, state
+from ..nn import no_grad
 from .history import History
 
 
@@ -187,7 +188,8 @@ class Trainer:
         total, correct, n = 0.0, 0, 0
         try:
             for x, y in loader:
-                out = self.model(x)
+                with no_grad():
+                    out = self.model(x)
                 if not np.isfinite(out).all():
                     self._non_finite("the model's outputs", where, self.epoch + 1, None)
                 total += self.loss(out, y) * len(y)
@@ -196,7 +198,6 @@ class Trainer:
                 n += len(y)
         finally:
             self.model.train(was_training)
-            _clear_caches(self.model)
         n1 = max(n, 1)
         return {"loss": total / n1, "accuracy": None if correct is None else correct / n1, "n": n}
 
@@ -207,11 +208,11 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            outs = [self.model(x[i:i + bs] if transform is None else transform(x[i:i + bs]))
-                    for i in range(0, len(x), bs)]
+            with no_grad():
+                outs = [self.model(x[i:i + bs] if transform is None else transform(x[i:i + bs]))
+                        for i in range(0, len(x), bs)]
         finally:
             self.model.train(was_training)
-            _clear_caches(self.model)
         return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -241,7 +242,3 @@ def _correct(out, y):
         return None
     return int(np.sum(out.argmax(axis=1) == y))
 
-
-def _clear_caches(model):
-    for m in model.modules():
-        object.__setattr__(m, "cache", None)
