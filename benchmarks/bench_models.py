@@ -105,6 +105,7 @@ def npnet_step(model, x, y, mode):
                 return model(x)
         return infer
     model.train()
+    model.input_grad = False  # as PyTorch, whose input does not require grad
     criterion = losses.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9)
 

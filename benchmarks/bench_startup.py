@@ -31,6 +31,7 @@ from npnet import losses, optim
 from npnet.models import build_model
 t_import = time.perf_counter()
 model = build_model({model!r}, (3, 32, 32), 10, rng=0)
+model.input_grad = False
 rng = np.random.default_rng(0)
 x = rng.standard_normal(({batch}, 3, 32, 32), dtype=np.float32)
 y = rng.integers(0, 10, {batch})

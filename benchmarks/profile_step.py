@@ -47,6 +47,7 @@ BATCH = {"mlp": 500}
 
 def make_step(name):
     model = build_model(name, (3, 32, 32), 10, rng=0)
+    model.input_grad = False  # as in training: no gradient w.r.t. the images
     batch = BATCH.get(name, 128)
     rng = np.random.default_rng(0)
     shape = (3072,) if name == "mlp" else (3, 32, 32)

@@ -87,6 +87,7 @@ def train(name, model, criterion, optimizer, loader, epochs, x_val, y_val, sched
     row records the learning rate the epoch used.
     """
     rows = []
+    model.input_grad = False  # the gradient w.r.t. the images is not needed (as in PyTorch)
     bar = tqdm(range(1, epochs + 1), desc=name, leave=False, disable=None)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]

@@ -191,3 +191,29 @@ def test_no_grad_restores_the_state_after_an_error_and_works_as_decorator():
     model = small_model()
     infer(model, np.zeros((2, 1, 4, 4), np.float32))
     assert npnet.is_grad_enabled() and all(m.cache is None for m in model.modules())
+
+
+@pytest.mark.parametrize("first", ["conv", "flatten-linear"])
+def test_input_grad_false_skips_only_the_input_gradient(first):
+    rng = np.random.default_rng(2)
+    if first == "conv":
+        def make():
+            return small_model(rng=3)
+        x = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    else:
+        def make():
+            r = np.random.default_rng(3)
+            return nn.Sequential(nn.Flatten(), nn.Linear(16, 5, rng=r), nn.Sigmoid(), nn.Linear(5, 3, rng=r))
+        x = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
+    full, fast = make().eval(), make().eval()
+    g = rng.standard_normal((3, 3)).astype(np.float32)
+    full(x)
+    dx = full.backward(g)
+    assert dx.shape == x.shape
+    fast.input_grad = False
+    fast(x)
+    assert fast.backward(g) is None
+    first_layer = fast[0] if first == "conv" else fast[1]
+    assert first_layer.input_grad is False
+    for (name, p), q in zip(full.named_parameters(), fast.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)

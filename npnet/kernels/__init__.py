@@ -1,4 +1,4 @@
-"""Numba kernels for the hot paths (im2col/col2im, fused convolution, pooling, batch norm), each with a plain NumPy
+"""Numba kernels for the hot paths (im2col/col2im, fused convolution, pooling, batch norm, the matrix products of Linear), each with a plain NumPy
 reference of the same signature (``*_ref``) that the tests hold it to.
 
 All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
@@ -14,6 +14,7 @@ from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size
 from .conv import conv2d_forward, conv2d_forward_ref, conv2d_backward, conv2d_backward_ref
 from .pooling import (maxpool2d_forward, maxpool2d_forward_ref, maxpool2d_backward, maxpool2d_backward_ref,
                       avgpool2d_forward, avgpool2d_forward_ref, avgpool2d_backward, avgpool2d_backward_ref)
+from .matmul import matmul, matmul_ref
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
 
@@ -23,4 +24,4 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "avgpool2d_forward", "avgpool2d_forward_ref", "avgpool2d_backward", "avgpool2d_backward_ref",
            "channel_stats", "channel_stats_ref", "channel_affine", "channel_affine_ref",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
-           "blas_setup", "clear_buffers"]
+           "matmul", "matmul_ref", "blas_setup", "clear_buffers"]

@@ -34,6 +34,14 @@ class Sequential(Module):
         return x
 
     def backward(self, dout):
-        for m in reversed(self._modules.values()):
+        """d loss / d input, or None when ``input_grad`` is False: then the children before the
+        first one with parameters are skipped and that child is told not to compute its ``dx``."""
+        mods = list(self._modules.values())
+        first = 0
+        if not self.input_grad:
+            first = next((i for i, m in enumerate(mods) if any(True for _ in m.parameters())), len(mods))
+            if first < len(mods):
+                mods[first].input_grad = False
+        for m in reversed(mods[first:]):
             dout = m.backward(dout)
-        return dout
+        return dout if self.input_grad else None

@@ -57,7 +57,8 @@ class Conv2d(Module):
     def backward(self, dout):
         x = self._saved()
         check_grad(self, dout, (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)
-        dx, dw, db = kernels.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding)
+        dx, dw, db = kernels.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
+                                             need_dx=self.input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

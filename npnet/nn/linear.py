@@ -1,7 +1,7 @@
 """Linear: y = x W^T + b, weight stored (out_features, in_features) as in PyTorch."""
 import numpy as np
 
-from .. import init
+from .. import init, kernels
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -25,7 +25,7 @@ class Linear(Module):
 
     def forward(self, x):
         check_input(self, x, (2,), f"(N, {self.in_features})", self.in_features)
-        out = x @ self.weight.data.T  # (N, out)
+        out = kernels.matmul(x, self.weight.data.T)  # (N, out); why not @: see kernels.matmul
         if self.bias is not None:
             out += self.bias.data
         self.cache = x
@@ -34,8 +34,8 @@ class Linear(Module):
     def backward(self, dout):
         x = self._saved()
         check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
-        self.weight.grad += dout.T @ x  # (out, in)
+        self.weight.grad += kernels.matmul(dout.T, x)  # (out, in)
         if self.bias is not None:
             self.bias.grad += dout.sum(axis=0)
         self.cache = None
-        return dout @ self.weight.data  # (N, in)
+        return kernels.matmul(dout, self.weight.data) if self.input_grad else None  # (N, in)

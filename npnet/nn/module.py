@@ -8,6 +8,11 @@ Conventions (written down once, here):
   one pass, give two modules the same ``Parameter`` (``b.weight = a.weight``).
 * ``Module.forward(x)`` stores in ``self.cache`` exactly what ``backward`` reads;
   ``Module.backward(dout)`` returns ``dx``. ``module(x)`` calls ``forward``.
+* ``input_grad`` (default True): when a model's ``input_grad`` is False, ``backward`` skips the
+  gradient with respect to the model's input, which training never uses (PyTorch skips it too, as
+  the images do not require grad), and returns None. ``Sequential`` passes the flag to its first
+  child with parameters; ``Linear`` and ``Conv2d`` then skip their ``dx`` (a third of an MLP's
+  backward). The trainers set it; set it back to True to get input gradients (saliency maps).
 * Inside ``with no_grad():`` (PyTorch's name and meaning) a module keeps no cache, so inference
   holds no activations of earlier layers; ``backward`` after such a forward is an error.
 * Parameters, buffers (e.g. BatchNorm running statistics) and sub-modules register themselves on
@@ -79,6 +84,7 @@ class Module:
 
     Subclasses implement ``forward(x)`` and ``backward(dout)`` and may override ``extra_repr``.
     """
+    input_grad = True  # see the module docstring
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
