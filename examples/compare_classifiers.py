@@ -55,6 +55,9 @@ def main():
     for name, (model_name, options, loss_name, opt, batch, epochs) in RUNS.items():
         epochs = 2 if args.quick else max(1, round(epochs * args.epochs_scale))
         model = build_model(model_name, in_shape=in_shape, num_classes=10, rng=SEED, **options)
+        if model_name == "linear":  # start from zero, so that the learned weights show the class
+            for p in model.parameters():  # templates rather than the random initialisation
+                p.data[...] = 0
         criterion = losses.MSELoss() if loss_name == "mse" else losses.CrossEntropyLoss()
         optimizer = optim.SGD(model.parameters(), **opt)
         loader = DataLoader(data.x_train, data.y_train, batch_size=batch, shuffle=batch is not None,
