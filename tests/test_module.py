@@ -217,3 +217,6 @@ def test_input_grad_false_skips_only_the_input_gradient(first):
     assert first_layer.input_grad is False
     for (name, p), q in zip(full.named_parameters(), fast.parameters()):
         np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+    fast.input_grad = True  # and back: input gradients again
+    fast(x)
+    np.testing.assert_allclose(fast.backward(g), dx, rtol=1e-6)

@@ -37,11 +37,9 @@ class Sequential(Module):
         """d loss / d input, or None when ``input_grad`` is False: then the children before the
         first one with parameters are skipped and that child is told not to compute its ``dx``."""
         mods = list(self._modules.values())
-        first = 0
-        if not self.input_grad:
-            first = next((i for i, m in enumerate(mods) if any(True for _ in m.parameters())), len(mods))
-            if first < len(mods):
-                mods[first].input_grad = False
-        for m in reversed(mods[first:]):
+        first = next((i for i, m in enumerate(mods) if any(True for _ in m.parameters())), len(mods))
+        if first < len(mods):
+            mods[first].input_grad = self.input_grad  # both ways, so that True turns dx back on
+        for m in reversed(mods[first if not self.input_grad else 0:]):
             dout = m.backward(dout)
         return dout if self.input_grad else None
