@@ -109,10 +109,11 @@ def plot_per_class_accuracy(results, class_names=None, path=None, title="Per-cla
     width = 0.8 / len(accs)
     for i, (label, acc) in enumerate(accs.items()):
         ax.bar(np.arange(c) + (i - (len(accs) - 1) / 2) * width, acc, width, label=label)
-    ax.set(xticks=range(c), ylim=(0, 1), ylabel="accuracy", title=title)
+    # headroom above 1 for the legend, so that it never covers a bar
+    ax.set(xticks=range(c), ylim=(0, 1.2), yticks=np.linspace(0, 1, 6), ylabel="accuracy", title=title)
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper center", ncol=min(len(accs), 3))
     return _done(fig, path)
 
 
