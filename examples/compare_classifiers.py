@@ -77,7 +77,7 @@ def main():
             plots.plot_confusion_matrix(cm, data.classes, path=os.path.join(args.out, "confusion_cnn.png"))
 
     plots.plot_learning_curves(histories, path=os.path.join(args.out, "learning_curves.png"),
-                               title=f"{data.name}: four classifiers")
+                               title=f"{data.name}: four classifiers", side_by_side=True)
     print(f"\nResults on {data.name} ({len(data.x_test)} test images)")
     print(markdown_table(["model", "test accuracy", "train time (s)", "parameters", "epochs"],
                          [(name, f"{100 * acc:.2f}%", f"{seconds:.1f}", f"{params:,d}", str(epochs))

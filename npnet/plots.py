@@ -43,35 +43,52 @@ def _as_epochs(history):
     raise TypeError(f"expected a History, its to_dict() or a JSON path, got {type(history).__name__}")
 
 
-def plot_learning_curves(histories, labels=None, path=None, title=None):
-    """Loss (left) and accuracy (right) per epoch: training solid, validation dashed, one colour
-    per run. ``histories``: one history, a list of them, or a dict label -> history."""
+def plot_learning_curves(histories, labels=None, path=None, title=None, side_by_side=False):
+    """Loss and accuracy per epoch: training solid, validation dashed. ``histories``: one history,
+    a list of them, or a dict label -> history.
+
+    Default: two panels (loss left, accuracy right) with one colour per run. ``side_by_side``: one
+    column per run (loss on top, accuracy below), each with its own epoch axis, for runs whose
+    lengths or losses differ too much to share axes (600 GD steps next to 10 CNN epochs).
+    """
+    from matplotlib.ticker import MaxNLocator
     if isinstance(histories, dict) and "epochs" not in histories:
         labels, histories = list(histories), list(histories.values())
     elif not isinstance(histories, (list, tuple)):
         histories = [histories]
     labels = labels or [f"run {i + 1}" for i in range(len(histories))]
-    fig = _figure(11, 4)
-    axes = fig.subplots(1, 2)
-    for i, (h, label) in enumerate(zip(histories, labels)):
-        rows = _as_epochs(h)
+    n = len(histories)
+    if side_by_side:
+        fig = _figure(max(6.0, 3.2 * n), 6)
+        grid = np.asarray(fig.subplots(2, n, squeeze=False))
+        columns = [(grid[:, i], [i]) for i in range(n)]
+    else:
+        fig = _figure(11, 4)
+        columns = [(fig.subplots(1, 2), range(n))]
+    for axes, runs in columns:
+        for i in runs:
+            _plot_history(axes, _as_epochs(histories[i]), i, labels[i] if n > 1 and not side_by_side else None)
         for ax, metric in zip(axes, ("loss", "accuracy")):
-            for split, style in (("train", "-"), ("val", "--")):
-                pts = [(r["epoch"], r[f"{split}_{metric}"]) for r in rows
-                       if r.get(f"{split}_{metric}") is not None]
-                if pts:
-                    ax.plot(*zip(*pts), style, color=f"C{i % 10}", marker="." if len(pts) < 30 else None,
-                            label=f"{label} {split}" if len(histories) > 1 else split)
-    from matplotlib.ticker import MaxNLocator
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.set(xlabel="epoch", ylabel=metric, title=metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize="small")
+            head = labels[runs[0]] if metric == "loss" else ""  # a column per run: its name on top
+            ax.set(xlabel="epoch", ylabel=metric, title=head if side_by_side else metric)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return _done(fig, path)
+
+
+def _plot_history(axes, rows, colour, label):
+    """Train (solid) and val (dashed) curves of one run on the (loss, accuracy) axes."""
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            pts = [(r["epoch"], r[f"{split}_{metric}"]) for r in rows
+                   if r.get(f"{split}_{metric}") is not None]
+            if pts:
+                ax.plot(*zip(*pts), style, color=f"C{colour % 10}", marker="." if len(pts) < 30 else None,
+                        label=f"{label} {split}" if label else split)
 
 
 def plot_confusion_matrix(cm, class_names=None, path=None, normalize=True, title="Confusion matrix"):

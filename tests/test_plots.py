@@ -44,6 +44,16 @@ def test_learning_curves_one_and_several_runs(tmp_path):
     assert_png(tmp_path / "noval.png")
 
 
+def test_learning_curves_side_by_side_gives_each_run_its_own_column(tmp_path):
+    fig = plots.plot_learning_curves({"gd": history(0), "cnn": history(0.5)}, side_by_side=True,
+                                     path=tmp_path / "side.png")
+    assert_png(tmp_path / "side.png")
+    assert len(fig.axes) == 4                                  # (loss, accuracy) x 2 runs
+    assert [ax.get_title() for ax in fig.axes] == ["gd", "cnn", "", ""]
+    assert all(len(ax.lines) == 2 for ax in fig.axes)          # train and validation of one run
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [1.5, 1.0, 0.5 + 1 / 3])
+
+
 def test_confusion_matrix_and_per_class_bars(tmp_path):
     cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 6]])
     fig = plots.plot_confusion_matrix(cm, NAMES, tmp_path / "cm.png")
