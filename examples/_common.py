@@ -2,13 +2,14 @@
 and evaluation, and printing a markdown table. Each example reads top to bottom and calls these.
 """
 import argparse
+import os
 import sys
 from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
 
-from npnet import metrics, no_grad
+from npnet import metrics, no_grad, plots
 from npnet.data import Normalize, load_dataset, train_val_split
 
 DATASETS = ["fashion-mnist-mini", "fashion-mnist", "cifar10"]
@@ -128,3 +129,24 @@ def epoch_table(rows):
                           [(str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}",
                             f"{100 * r['train_accuracy']:.2f}%", f"{r['val_loss']:.4f}",
                             f"{100 * r['val_accuracy']:.2f}%") for r in rows])
+
+
+def report_run(name, model, data, rows, pred, test_loss, test_acc, seconds, out, curve_title,
+               epochs_note="", extra=()):
+    """The end of a one-model example: ``learning_curves.png`` and ``confusion.png`` in ``out``,
+    then the epoch table and the results table. ``extra``: (column, value) pairs shown after the
+    model's name."""
+    plots.plot_learning_curves({name: {"epochs": rows}}, path=os.path.join(out, "learning_curves.png"),
+                               title=curve_title)
+    cm = metrics.confusion_matrix(data.y_test, pred, len(data.classes))
+    plots.plot_confusion_matrix(cm, data.classes, path=os.path.join(out, "confusion.png"),
+                                title=f"{name} on {data.name}: test confusion matrix")
+    print(f"\nEpochs of {name} on {data.name}{epochs_note}")
+    print(epoch_table(rows))
+    print(f"\nResults on {data.name} ({len(data.y_test)} test images)")
+    last = rows[-1]
+    print(markdown_table(["model", *(k for k, _ in extra), "parameters", "epochs", "train accuracy",
+                          "val accuracy", "test accuracy", "test loss", "train time (s)"],
+                         [(name, *(v for _, v in extra), f"{model.num_parameters():,}", str(len(rows)),
+                           f"{100 * last['train_accuracy']:.2f}%", f"{100 * last['val_accuracy']:.2f}%",
+                           f"{100 * test_acc:.2f}%", f"{test_loss:.4f}", f"{seconds:.1f}")]))

@@ -20,11 +20,11 @@ import os
 import time
 
 import npnet
-from npnet import losses, metrics, optim, plots
+from npnet import losses, optim
 from npnet.data import DataLoader
 from npnet.models import build_model
 
-from _common import epoch_table, evaluate, load_data, make_parser, markdown_table, train
+from _common import evaluate, load_data, make_parser, report_run, train
 
 # -- settings --------------------------------------------------------------------------------------
 MODEL = "cnn-bn"
@@ -62,22 +62,9 @@ def main():
     seconds = time.perf_counter() - t0
     test_loss, test_acc, pred = evaluate(model, criterion, data.x_test, data.y_test)
 
-    plots.plot_learning_curves({MODEL: {"epochs": rows}}, path=os.path.join(args.out, "learning_curves.png"),
-                               title=f"{MODEL} on {data.name}: SGD momentum {MOMENTUM}, lr {LR}, "
-                                     f"batch {BATCH_SIZE}, weight decay {WEIGHT_DECAY}")
-    cm = metrics.confusion_matrix(data.y_test, pred, len(data.classes))
-    plots.plot_confusion_matrix(cm, data.classes, path=os.path.join(args.out, "confusion.png"),
-                                title=f"{MODEL} on {data.name}: test confusion matrix")
-
-    print(f"\nEpochs of {MODEL} on {data.name}")
-    print(epoch_table(rows))
-    print(f"\nResults on {data.name} ({len(data.y_test)} test images)")
-    last = rows[-1]
-    print(markdown_table(["model", "parameters", "epochs", "train accuracy", "val accuracy",
-                          "test accuracy", "test loss", "train time (s)"],
-                         [(MODEL, f"{model.num_parameters():,}", str(epochs),
-                           f"{100 * last['train_accuracy']:.2f}%", f"{100 * last['val_accuracy']:.2f}%",
-                           f"{100 * test_acc:.2f}%", f"{test_loss:.4f}", f"{seconds:.1f}")]))
+    report_run(MODEL, model, data, rows, pred, test_loss, test_acc, seconds, args.out,
+               curve_title=f"{MODEL} on {data.name}: SGD momentum {MOMENTUM}, lr {LR}, "
+                           f"batch {BATCH_SIZE}, weight decay {WEIGHT_DECAY}")
     print(f"\nwall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
 
 
