@@ -1,6 +1,5 @@
 """Inverted dropout: zero each input with probability p and scale the rest by 1/(1-p) in training,
 so that eval mode is the identity and needs no rescaling."""
-import numpy as np
 
 from .. import init
 from ._checks import check_grad, check_input
