@@ -105,14 +105,13 @@ def npnet_step(model, x, y, mode):
                 return model(x)
         return infer
     model.train()
-    model.input_grad = False  # as PyTorch, whose input does not require grad
     criterion = losses.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9)
 
     def step():
         opt.zero_grad()
         criterion(model(x), y)
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(), input_grad=False)
         opt.step()
     return step
 

@@ -31,7 +31,6 @@ from npnet import losses, optim
 from npnet.models import build_model
 t_import = time.perf_counter()
 model = build_model({model!r}, (3, 32, 32), 10, rng=0)
-model.input_grad = False
 rng = np.random.default_rng(0)
 x = rng.standard_normal(({batch}, 3, 32, 32), dtype=np.float32)
 y = rng.integers(0, 10, {batch})
@@ -42,7 +41,7 @@ t_build = time.perf_counter()
 def step():
     opt.zero_grad()
     crit(model(x), y)
-    model.backward(crit.backward())
+    model.backward(crit.backward(), input_grad=False)
     opt.step()
 
 step()

@@ -47,7 +47,6 @@ BATCH = {"mlp": 500}
 
 def make_step(name):
     model = build_model(name, (3, 32, 32), 10, rng=0)
-    model.input_grad = False  # as in training: no gradient w.r.t. the images
     batch = BATCH.get(name, 128)
     rng = np.random.default_rng(0)
     shape = (3072,) if name == "mlp" else (3, 32, 32)
@@ -85,7 +84,7 @@ def layer_breakdown(name):
     def step():
         zero()
         loss_f(model(x), y)
-        model.backward(loss_b())
+        model.backward(loss_b(), input_grad=False)
         upd()
 
     step()
@@ -122,7 +121,7 @@ def cprofile_top(name):
     def step():
         opt.zero_grad()
         crit(model(x), y)
-        model.backward(crit.backward())
+        model.backward(crit.backward(), input_grad=False)
         opt.step()
     step()
     prof = cProfile.Profile()

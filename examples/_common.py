@@ -88,7 +88,6 @@ def train(name, model, criterion, optimizer, loader, epochs, x_val, y_val, sched
     row records the learning rate the epoch used.
     """
     rows = []
-    model.input_grad = False  # the gradient w.r.t. the images is not needed (as in PyTorch)
     bar = tqdm(range(1, epochs + 1), desc=name, leave=False, disable=None)
     for epoch in bar:
         lr = optimizer.param_groups[0]["lr"]
@@ -97,7 +96,7 @@ def train(name, model, criterion, optimizer, loader, epochs, x_val, y_val, sched
             optimizer.zero_grad()
             logits = model(xb)
             loss = criterion(logits, yb)
-            model.backward(criterion.backward())
+            model.backward(criterion.backward(), input_grad=False)  # no d loss / d images
             optimizer.step()
             total, correct, seen = total + loss * len(yb), correct + (logits.argmax(1) == yb).sum(), seen + len(yb)
         val_loss, val_acc, _ = evaluate(model, criterion, x_val, y_val)

@@ -27,10 +27,9 @@ the test set) and writes to ``--out``:
 import os
 import time
 
-import numpy as np
-
 import npnet
 from npnet import losses, metrics, optim, plots
+from npnet.functional import softmax
 from npnet.data import DataLoader
 from npnet.models import build_model
 
@@ -60,12 +59,6 @@ def parse_args():
     p.add_argument("--train-per-class", type=int, default=TRAIN_PER_CLASS,
                    help=f"training images per class (default {TRAIN_PER_CLASS}; 0: all)")
     return p.parse_args()
-
-
-def softmax(logits):
-    z = logits - logits.max(axis=1, keepdims=True)  # (N, C)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def main():

@@ -12,6 +12,8 @@ Conventions shared by every loss (written down once, here):
 """
 import numpy as np
 
+from .functional import log_softmax
+
 __all__ = ["MSELoss", "CrossEntropyLoss", "FocalLoss", "class_balanced_weights"]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -168,12 +170,6 @@ class MSELoss(_Loss):
 
 
 # -- cross-entropy ---------------------------------------------------------------------------------
-def _log_softmax(x):
-    """Row-wise log-softmax, shifted by the row max so that logits of 1e4 stay finite (<= 0)."""
-    z = x - x.max(axis=1, keepdims=True)  # (N, C)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 class CrossEntropyLoss(_Loss):
     """Softmax and negative log-likelihood fused: ``-log softmax(outputs)[y]``, PyTorch's semantics.
 
@@ -199,7 +195,7 @@ class CrossEntropyLoss(_Loss):
         n, c = outputs.shape
         y = _check_labels(name, targets, n, c)
         w = _class_weight(name, self.weight, c, outputs.dtype)  # (C,)
-        logp = _log_softmax(outputs)  # (N, C)
+        logp = log_softmax(outputs)  # (N, C)
         wy = w[y]  # (N,)
         eps = self.label_smoothing
         per = (1 - eps) * wy * -logp[np.arange(n), y]  # (N,)
@@ -274,7 +270,7 @@ class FocalLoss(_Loss):
         return self._sigmoid_backward(g)
 
     def _softmax_forward(self, x, y, wy):
-        logp = _log_softmax(x)  # (N, C)
+        logp = log_softmax(x)  # (N, C)
         logpy = logp[np.arange(len(y)), y]  # (N,)
         q = -np.expm1(logpy)  # 1 - p_y, accurate when p_y is close to 1
         self.cache = (np.exp(logp), y, wy, logpy, q)

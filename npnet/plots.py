@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ._io import atomic_write
+
 __all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_per_class_accuracy",
            "plot_linear_weights", "plot_predictions", "save_figure"]
 
@@ -21,7 +23,6 @@ def _figure(width, height):
 
 def save_figure(fig, path, dpi=100):
     """Writes ``fig`` as PNG to ``path`` atomically; returns the path."""
-    from .train.checkpoint import atomic_write
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 

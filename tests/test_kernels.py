@@ -58,8 +58,8 @@ def test_im2col_col2im_match_ref(dtype, g, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 @SETTINGS
 @given(g=geometry(), O=st.integers(1, 5), bias=st.booleans(), need_dx=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_conv_matches_ref(dtype, g, O, bias, need_dx, seed):
+       need_dw=st.booleans(), seed=st.integers(0, 2**16))
+def test_conv_matches_ref(dtype, g, O, bias, need_dx, need_dw, seed):
     N, C, H, W, kh, kw, sh, sw, ph, pw = g
     rng = np.random.default_rng(seed)
     x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (O, C, kh, kw), dtype)
@@ -67,9 +67,10 @@ def test_conv_matches_ref(dtype, g, O, bias, need_dx, seed):
     y = K.conv2d_forward(x, w, b, sh, sw, ph, pw)
     assert_close(y, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw))
     dy = rand(rng, y.shape, dtype)
-    got = K.conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx)
-    want = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx)
+    got = K.conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
+    want = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
     assert (got[0] is None) == (not need_dx) == (want[0] is None)
+    assert (got[1] is None) == (not need_dw) == (want[1] is None)
     for a, e in zip(got, want):
         if e is not None:
             assert_close(a, e)

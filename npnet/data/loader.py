@@ -1,7 +1,7 @@
 """DataLoader: mini-batches in a fresh, seeded order every epoch, resumable from a checkpoint."""
 import numpy as np
 
-from ._rng import rng_state, set_rng_state
+from .._io import rng_state, set_rng_state
 
 
 class DataLoader:

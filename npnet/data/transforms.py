@@ -7,7 +7,8 @@ Generator (`seed=` or `rng=`) and expose it through `state_dict()` / `load_state
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._rng import make_rng, rng_state, set_rng_state
+from .._io import rng_state, set_rng_state
+from ..init import get_rng
 
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 # Over all pixels of the 60,000 training images on [0, 1] (Debian's copy): mean 0.286041, std 0.353024;
@@ -46,10 +47,13 @@ class Transform:
 
 
 class RandomTransform(Transform):
-    """A transform that draws from its own Generator (`seed` or `rng`)."""
+    """A transform that draws from a Generator: ``rng`` (a Generator), else a new one seeded with
+    ``seed``, else npnet's default generator (see ``npnet.manual_seed``)."""
 
     def __init__(self, seed=None, rng=None):
-        self.rng = make_rng(seed, rng)
+        if seed is not None and rng is not None:
+            raise ValueError(f"{type(self).__name__}: pass either seed or rng, not both")
+        self.rng = get_rng(seed if rng is None else rng)
 
     def state_dict(self):
         return {"rng": rng_state(self.rng)}

@@ -1,7 +1,7 @@
 """mknet: a CIFAR backbone of multi-kernel blocks, parallel convolutions mixed by a learned gate."""
 import numpy as np
 
-from .. import init, nn
+from .. import functional as F, init, nn
 from ..nn._checks import check_grad, check_input
 
 
@@ -41,23 +41,23 @@ class MultiKernelConv(nn.Module):
     def forward(self, x):
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
         z = self.fc2(self.relu(self.fc1(self.pool(x))))  # (N, K) gate logits
-        z = z - z.max(axis=1, keepdims=True)
-        a = np.exp(z)
-        a /= a.sum(axis=1, keepdims=True)  # (N, K) softmax over branches
+        a = F.softmax(z)  # (N, K) mix of the branches
         ys = [conv(x) for conv in self._branches()]  # K x (N, C_out, H, W)
         out = sum(a[:, k, None, None, None] * y for k, y in enumerate(ys))
         self.cache = (a, ys)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         a, ys = self._saved()
         check_grad(self, dout, ys[0].shape, ys[0].dtype)
         self.cache = None
         da = np.stack([np.sum(dout * y, axis=(1, 2, 3)) for y in ys], axis=1)  # (N, K)
         dz = a * (da - np.sum(a * da, axis=1, keepdims=True))  # softmax backward
-        dx = self.pool.backward(self.fc1.backward(self.relu.backward(self.fc2.backward(dz))))
+        dpool = self.fc1.backward(self.relu.backward(self.fc2.backward(dz)), input_grad)
+        dx = self.pool.backward(dpool, input_grad)  # the gate's path to x
         for k, conv in enumerate(self._branches()):
-            dx += conv.backward(a[:, k, None, None, None] * dout)
+            dconv = conv.backward(a[:, k, None, None, None] * dout, input_grad)
+            dx = dx + dconv if input_grad else None
         return dx
 
 

@@ -31,7 +31,7 @@ class ShortcutA(nn.Module):
         self.cache = (x.shape, out.shape, x.dtype)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         shape, out_shape, dtype = self._saved()
         check_grad(self, dout, out_shape, dtype)
         self.cache = None
@@ -41,15 +41,17 @@ class ShortcutA(nn.Module):
         return dx
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(nn.Residual):
     """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with 3x3 convolutions (bias=False).
 
     The first convolution carries the stride; the shortcut is ``Identity`` when the shape is kept,
     ``ShortcutA`` otherwise. Shape: (N, C_in, H, W) -> (N, C_out, ceil(H/s), ceil(W/s)).
+    A ``Residual`` whose branch is conv1 .. bn2, followed by relu2; the layers keep their own
+    state-dict names (``conv1.weight``, ``bn2.running_var``, ...), as in the usual PyTorch code.
     """
 
     def __init__(self, in_channels, out_channels, stride=1, rng=None):
-        super().__init__()
+        nn.Module.__init__(self)  # not Residual's: the branch layers are registered one by one
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, rng=rng)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.relu1 = nn.ReLU()
@@ -58,16 +60,15 @@ class BasicBlock(nn.Module):
         keep = stride == 1 and in_channels == out_channels
         self.shortcut = nn.Identity() if keep else ShortcutA(in_channels, out_channels, stride)
         self.relu2 = nn.ReLU()
+        # the branch as one module for Residual, not registered (it would rename the keys)
+        object.__setattr__(self, "branch", nn.Sequential(self.conv1, self.bn1, self.relu1,
+                                                         self.conv2, self.bn2))
 
     def forward(self, x):
-        y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.relu2(y + self.shortcut(x))
+        return self.relu2(super().forward(x))
 
-    def backward(self, dout):
-        d = self.relu2.backward(dout)  # reaches both paths unchanged
-        branch = self.conv1.backward(self.bn1.backward(self.relu1.backward(
-            self.conv2.backward(self.bn2.backward(d)))))
-        return branch + self.shortcut.backward(d)
+    def backward(self, dout, input_grad=True):
+        return super().backward(self.relu2.backward(dout), input_grad)
 
 
 def resnet32(in_shape, num_classes, rng, widths=(16, 32, 64), blocks=5):

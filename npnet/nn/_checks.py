@@ -2,6 +2,8 @@
 what it got. Never a silent broadcast, never a silent upcast."""
 import numpy as np
 
+from ..functional import pair  # noqa: F401  (re-exported for the layers)
+
 
 def check_input(module, x, ndims, shape_desc, features=None, axis=1):
     """Checks ``x`` for ``module`` and returns it unchanged.
@@ -37,15 +39,3 @@ def check_grad(module, dout, expected_shape, dtype):
     if dout.dtype != dtype:
         raise TypeError(f"{label}.backward: expected gradient of dtype {dtype}, got {dout.dtype}")
     return dout
-
-
-def pair(value, name, label):
-    """(a, b) from an int or a pair of ints; used for kernel_size, stride and padding."""
-    if isinstance(value, (int, np.integer)):
-        out = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, (int, np.integer)) for v in value):
-        out = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{label}: {name} must be an int or a pair of ints, got {value!r}")
-    return out

@@ -26,7 +26,7 @@ class ReLU(_Activation):
         self.cache = out
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         out = self._saved()
         self._grad(dout, out)
         return dout * (out > 0)  # one fused pass; np.where here measured ~6x slower
@@ -48,7 +48,7 @@ class LeakyReLU(_Activation):
         self.cache = x
         return np.where(x > 0, x, x * slope)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         x = self._saved()
         self._grad(dout, x)
         slope = x.dtype.type(self.negative_slope)
@@ -65,7 +65,7 @@ class Sigmoid(_Activation):
         self.cache = out
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         out = self._saved()
         self._grad(dout, out)
         return dout * out * (1 - out)
@@ -80,7 +80,7 @@ class Tanh(_Activation):
         self.cache = out
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         out = self._saved()
         self._grad(dout, out)
         return dout * (1 - out * out)

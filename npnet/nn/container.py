@@ -33,13 +33,13 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, dout):
-        """d loss / d input, or None when ``input_grad`` is False: then the children before the
-        first one with parameters are skipped and that child is told not to compute its ``dx``."""
+    def backward(self, dout, input_grad=True):
+        """d loss / d input, or None when ``input_grad`` is False: then the children in front of
+        the first trainable one are not visited and that one is asked for no ``dx``."""
         mods = list(self._modules.values())
-        first = next((i for i, m in enumerate(mods) if any(True for _ in m.parameters())), len(mods))
-        if first < len(mods):
-            mods[first].input_grad = self.input_grad  # both ways, so that True turns dx back on
-        for m in reversed(mods[first if not self.input_grad else 0:]):
-            dout = m.backward(dout)
-        return dout if self.input_grad else None
+        stop = 0
+        if not input_grad:
+            stop = next((i for i, m in enumerate(mods) if m.has_trainable_parameters()), len(mods))
+        for i in range(len(mods) - 1, stop - 1, -1):
+            dout = mods[i].backward(dout, input_grad or i > stop)
+        return dout if input_grad else None

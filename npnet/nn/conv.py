@@ -2,13 +2,9 @@
 import numpy as np
 
 from .. import init, kernels
+from ..functional import conv_output_size
 from ._checks import check_grad, check_input, pair
 from .module import Module, Parameter
-
-
-def conv_output_size(size, k, s, p):
-    """Output length along one axis; a stride that does not tile the input drops the rest."""
-    return (size + 2 * p - k) // s + 1
 
 
 class Conv2d(Module):
@@ -54,13 +50,14 @@ class Conv2d(Module):
         self.cache = x
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         x = self._saved()
         check_grad(self, dout, (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)
         dx, dw, db = kernels.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
-                                             need_dx=self.input_grad)
-        self.weight.grad += dw
-        if self.bias is not None:
+                                             need_dx=input_grad, need_dw=self.weight.requires_grad)
+        if self.weight.requires_grad:
+            self.weight.grad += dw
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += db
         self.cache = None
         return dx

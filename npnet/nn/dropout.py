@@ -29,7 +29,7 @@ class Dropout(Module):
         self.cache = (mask, x.shape, x.dtype)
         return x * mask
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         mask, shape, dtype = self._saved()
         check_grad(self, dout, shape, dtype)
         self.cache = None

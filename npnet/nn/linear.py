@@ -31,11 +31,12 @@ class Linear(Module):
         self.cache = x
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         x = self._saved()
         check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
-        self.weight.grad += kernels.matmul(dout.T, x)  # (out, in)
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.grad += kernels.matmul(dout.T, x)  # (out, in)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout.sum(axis=0)
         self.cache = None
-        return kernels.matmul(dout, self.weight.data) if self.input_grad else None  # (N, in)
+        return kernels.matmul(dout, self.weight.data) if input_grad else None  # (N, in)

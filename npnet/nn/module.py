@@ -1,4 +1,4 @@
-"""The module contract: Parameter, Module.
+"""The module contract: Parameter, Module, hooks.
 
 Conventions (written down once, here):
 
@@ -6,20 +6,33 @@ Conventions (written down once, here):
   (``+=``); only ``zero_grad()`` clears it, so a weight used twice gets both contributions.
   A module instance holds the cache of one forward at a time: to use the same weights twice in
   one pass, give two modules the same ``Parameter`` (``b.weight = a.weight``).
+* ``Parameter.requires_grad`` (default True) as in PyTorch: a frozen parameter gets no gradient
+  (its weight-gradient product is skipped) and optimizers leave it unchanged; ``state_dict``
+  still holds it. ``module.requires_grad_(False)`` freezes every parameter of a module.
 * ``Module.forward(x)`` stores in ``self.cache`` exactly what ``backward`` reads;
-  ``Module.backward(dout)`` returns ``dx``. ``module(x)`` calls ``forward``.
-* ``input_grad`` (default True): when a model's ``input_grad`` is False, ``backward`` skips the
-  gradient with respect to the model's input, which training never uses (PyTorch skips it too, as
-  the images do not require grad), and returns None. ``Sequential`` passes the flag to its first
-  child with parameters; ``Linear`` and ``Conv2d`` then skip their ``dx`` (a third of an MLP's
-  backward). The trainers set it; set it back to True to get input gradients (saliency maps).
+  ``Module.backward(dout, input_grad=True)`` adds into the parameters' ``grad`` and returns
+  ``dx``. ``module(x)`` calls ``forward``.
+* **Input gradients are asked for at the call.** ``backward(dout, input_grad=False)`` says that
+  nobody will read ``dx``: the module returns None and skips whatever only ``dx`` needs (the
+  first Linear or Conv2d of a model skips its ``dx`` product, a third of an MLP's backward;
+  ``Sequential`` does not even visit the parameter-free layers in front of its first trainable
+  one). Training asks for none (the images do not require grad, as in PyTorch); gradient checks
+  and saliency maps ask for it (the default). Composite modules pass the request on: their
+  inner modules are asked for ``dx`` wherever another module reads it.
 * Inside ``with no_grad():`` (PyTorch's name and meaning) a module keeps no cache, so inference
   holds no activations of earlier layers; ``backward`` after such a forward is an error.
+* Hooks as in PyTorch: ``register_forward_hook(fn)`` calls ``fn(module, (x,), out)`` after every
+  forward through ``module(x)``, ``register_full_backward_hook(fn)`` calls
+  ``fn(module, (dx,), (dout,))`` after every ``backward`` (``dx`` is None when not asked for);
+  a hook that returns a value replaces ``out`` / ``(dx,)``. Both return a handle with
+  ``.remove()``. A module without hooks pays one empty-dict test per call.
 * Parameters, buffers (e.g. BatchNorm running statistics) and sub-modules register themselves on
   attribute assignment. ``state_dict()`` keys are PyTorch's: ``"0.weight"``, ``"layer1.0.bn1.running_var"``.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 import functools
+import inspect
+import itertools
 
 import numpy as np
 
@@ -55,14 +68,18 @@ def is_grad_enabled():
 
 
 class Parameter:
-    """A trainable array and its accumulated gradient (same shape, same dtype)."""
+    """A trainable array and its accumulated gradient (same shape, same dtype).
 
-    def __init__(self, data):
+    ``requires_grad`` (default True): False freezes it (no gradient, no optimizer update).
+    """
+
+    def __init__(self, data, requires_grad=True):
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter: expected a floating-point array, got dtype {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
+        self.requires_grad = bool(requires_grad)
 
     @property
     def shape(self):
@@ -76,20 +93,67 @@ class Parameter:
         self.grad[...] = 0
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = "What ``load_state_dict(..., strict=False)`` skipped, as in PyTorch."
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks):
+        self._hooks, self.id = hooks, next(RemovableHandle._ids)
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+
+def _with_backward_hooks(backward):
+    """Wraps a subclass's ``backward``: a module with no trainable parameter asked for no input
+    gradient has nothing to do and is skipped; backward hooks run after it (see the module
+    docstring). Only the most derived ``backward`` of a call runs the hooks, so a subclass that
+    calls ``super().backward`` does not fire them twice."""
+
+    takes_request = "input_grad" in inspect.signature(backward).parameters
+
+    @functools.wraps(backward)
+    def run(self, dout, input_grad=True):
+        if input_grad or self.has_trainable_parameters():
+            # a user's layer written as backward(self, dout) still works; it always returns dx
+            dx = backward(self, dout, input_grad) if takes_request else backward(self, dout)
+        else:  # nothing to compute: no dx wanted and no gradient of its own
+            object.__setattr__(self, "cache", None)
+            dx = None
+        hooks = self._backward_hooks
+        if hooks and type(self).backward is run:
+            for hook in list(hooks.values()):
+                new = hook(self, (dx,), (dout,))
+                if new is not None:
+                    dx = new[0]
+        return dx
+    return run
 
 
 class Module:
     """Base class of every layer and model.
 
-    Subclasses implement ``forward(x)`` and ``backward(dout)`` and may override ``extra_repr``.
+    Subclasses implement ``forward(x)`` and ``backward(dout, input_grad=True)`` and may override
+    ``extra_repr``.
     """
-    input_grad = True  # see the module docstring
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            cls.backward = _with_backward_hooks(cls.__dict__["backward"])
 
     def __init__(self):
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_buffers", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
+        for name in ("_parameters", "_buffers", "_modules", "_forward_hooks", "_backward_hooks"):
+            object.__setattr__(self, name, OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "cache", None)
 
@@ -121,14 +185,35 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def __call__(self, x):
         out = self.forward(x)
         if not _grad_enabled[0]:
             object.__setattr__(self, "cache", None)  # inference: free this layer's activations now
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks.values()):
+                new = hook(self, (x,), out)
+                if new is not None:
+                    out = new
         return out
+
+    def register_forward_hook(self, hook):
+        """``hook(module, (x,), out)`` runs after each ``module(x)``; returns a handle."""
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
+
+    def register_full_backward_hook(self, hook):
+        """``hook(module, (dx,), (dout,))`` runs after each ``backward``; returns a handle."""
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
+        return handle
+
+    def has_trainable_parameters(self):
+        """True if a parameter of this module (or of a sub-module) requires a gradient."""
+        return any(p.requires_grad for p in self.parameters())
 
     def _saved(self):
         """The cache of the last forward, or a clear error when backward comes first."""
@@ -176,9 +261,17 @@ class Module:
         return int(sum(p.data.size for p in self.parameters()))
 
     # -- modes and state ----------------------------------------------------------------------
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zeroes every gradient. ``set_to_none`` is accepted for PyTorch's signature, but npnet
+        always keeps zeroed arrays: ``backward`` adds into ``grad`` in place, with no allocation."""
         for p in self.parameters():
             p.zero_grad()
+
+    def requires_grad_(self, requires_grad=True):
+        """Sets ``requires_grad`` of every parameter (False freezes the module); returns self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
 
     def train(self, mode=True):
         for m in self.modules():
@@ -223,45 +316,57 @@ class Module:
         return state
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copies arrays into this module. Missing, unexpected or mis-shaped keys raise one
-        ``ValueError`` listing all of them (unexpected and missing are ignored if ``strict=False``).
-        Values keep this module's dtype."""
+        """Copies arrays into this module with PyTorch's semantics; nothing is assigned unless
+        everything fits, so a failed load leaves the module as it was.
+
+        * strict=True: missing or unexpected keys are an error; strict=False skips them and
+          returns them as ``IncompatibleKeys(missing_keys, unexpected_keys)`` (also returned,
+          empty, by a strict load).
+        * A missing BatchNorm ``num_batches_tracked`` is accepted and keeps its current value,
+          as PyTorch does for a state dict without version metadata.
+        * Shapes must match. A dtype that differs from the module's is converted only where the
+          cast is exact (a widening float cast, or integers the target represents exactly);
+          anything else, e.g. float64 into a float32 model, is refused naming the key.
+
+        Every problem found is listed in one ``ValueError``.
+        """
         own = self._state_targets()
-        given = {k: np.asarray(v) for k, v in state_dict.items()}
-        missing = [k for k in own if k not in given]
-        unexpected = [k for k in given if k not in own]
-        bad_shape = [f"{k}: expected {own[k][2]}, got {given[k].shape}"
-                     for k in own if k in given and given[k].shape != own[k][2]]
-        problems = []
+        missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state_dict if k not in own]
+        problems, values = [], {}
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
-        if bad_shape:
-            problems.append("shape mismatch: " + "; ".join(bad_shape))
+        for key, (_, _, shape, dtype) in own.items():
+            if key in state_dict:
+                value, problem = _converted(key, state_dict[key], shape, dtype)
+                if problem:
+                    problems.append(problem)
+                values[key] = value
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + " | ".join(problems))
-        for key, (mod, name, shape) in own.items():
-            if key not in given:
-                continue
+        for key, value in values.items():
+            mod, name, _, _ = own[key]
             if name in mod._parameters:
                 p = mod._parameters[name]
-                p.data = given[key].astype(p.data.dtype, copy=True)
+                p.data = value
                 if p.grad.shape != p.data.shape:
                     p.grad = np.zeros_like(p.data)
             else:
-                old = getattr(mod, name)
-                mod._set_buffer(name, given[key].astype(old.dtype, copy=True).reshape(old.shape))
-        return self
+                mod._set_buffer(name, value)
+        return IncompatibleKeys(missing, unexpected)
 
     def _state_targets(self):
+        """``{key: (module, name, shape, dtype)}`` of every parameter and buffer."""
         targets = OrderedDict()
         for mod_name, mod in self.named_modules():
             pre = f"{mod_name}." if mod_name else ""
             for name, p in mod._parameters.items():
-                targets[pre + name] = (mod, name, p.data.shape)
+                targets[pre + name] = (mod, name, p.data.shape, p.data.dtype)
             for name in mod._buffers:
-                targets[pre + name] = (mod, name, np.shape(getattr(mod, name)))
+                buf = np.asarray(getattr(mod, name))
+                targets[pre + name] = (mod, name, buf.shape, buf.dtype)
         return targets
 
     # -- printing -----------------------------------------------------------------------------
@@ -277,3 +382,21 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _converted(key, value, shape, dtype):
+    """``(copy of value as dtype, None)`` or ``(None, problem)`` for one state-dict entry."""
+    try:
+        value = np.asarray(value)
+    except Exception as e:  # e.g. a tensor on another device
+        return None, f"{key}: cannot be read as an array ({e})"
+    if value.shape != tuple(shape):
+        return None, f"{key}: shape mismatch, expected {tuple(shape)}, got {value.shape}"
+    if value.dtype == dtype or np.can_cast(value.dtype, dtype, "safe"):
+        return value.astype(dtype, copy=True), None
+    if np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_:
+        cast = value.astype(dtype)
+        if np.array_equal(cast.astype(value.dtype), value):
+            return cast, None
+    return None, (f"{key}: dtype {value.dtype} does not convert exactly to the module's {dtype}; "
+                  f"convert it first (e.g. .astype(np.{dtype}))")

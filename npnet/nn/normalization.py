@@ -67,15 +67,18 @@ class _BatchNorm(Module):
         self.running_mean[...] = (1 - m) * self.running_mean + (m * mean).astype(dt)
         self.running_var[...] = (1 - m) * self.running_var + (m * unbiased_var).astype(dt)
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         x3, shape, mean, inv_std, training = self._saved()
         check_grad(self, dout, shape, x3.dtype)
         self.cache = None
         dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
         sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean)  # (C,) float64
-        if self.affine:
+        if self.affine and self.weight.requires_grad:
             self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
+        if self.affine and self.bias.requires_grad:
             self.bias.grad += sum_d.astype(x3.dtype)
+        if not input_grad:
+            return None
         a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
             return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)

@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import kernels
+from ..functional import conv_output_size
 from ._checks import check_grad, check_input, pair
-from .conv import conv_output_size
 from .module import Module
 
 
@@ -46,7 +46,7 @@ class MaxPool2d(_Pool2d):
         self.cache = (argmax, x.shape, x.dtype)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         argmax, shape, dtype = self._saved()
         check_grad(self, dout, argmax.shape, dtype)
         self.cache = None
@@ -62,7 +62,7 @@ class AvgPool2d(_Pool2d):
         self.cache = (out_shape, x.shape, x.dtype)
         return kernels.avgpool2d_forward(x, *self._args())
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         out_shape, shape, dtype = self._saved()
         check_grad(self, dout, out_shape, dtype)
         self.cache = None
@@ -77,7 +77,7 @@ class GlobalAvgPool2d(Module):
         self.cache = (x.shape, x.dtype)
         return x.mean(axis=(2, 3))
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         shape, dtype = self._saved()
         check_grad(self, dout, shape[:2], dtype)
         self.cache = None

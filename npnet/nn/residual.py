@@ -24,8 +24,10 @@ class Residual(Module):
         self.cache = (a.shape, a.dtype)
         return a + b
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         shape, dtype = self._saved()
         check_grad(self, dout, shape, dtype)
         self.cache = None
-        return self.branch.backward(dout) + self.shortcut.backward(dout)
+        dx_branch = self.branch.backward(dout, input_grad)
+        dx_shortcut = self.shortcut.backward(dout, input_grad)
+        return dx_branch + dx_shortcut if input_grad else None

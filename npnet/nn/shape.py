@@ -23,7 +23,7 @@ class Flatten(Module):
         self.cache = (x.shape, x.dtype)
         return x.reshape(x.shape[:self.start_dim] + (-1,))
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         shape, dtype = self._saved()
         check_grad(self, dout, shape[:self.start_dim] + (math.prod(shape[self.start_dim:]),), dtype)
         self.cache = None
@@ -37,7 +37,7 @@ class Identity(Module):
         self.cache = (x.shape, x.dtype)
         return x
 
-    def backward(self, dout):
+    def backward(self, dout, input_grad=True):
         shape, dtype = self._saved()
         check_grad(self, dout, shape, dtype)
         self.cache = None

@@ -16,38 +16,14 @@ Layout (every value a numpy array; no object arrays, so ``np.load(allow_pickle=F
 
 Keys are ``<section>/<name>`` because the names inside a section (``0.weight``) contain dots.
 """
-import contextlib
-import json
 import os
-import tempfile
 
 import numpy as np
 
 from .. import init
+from .._io import atomic_write, from_json_array, rng_state, set_rng_state, to_json_array
 
 FORMAT = "npnet-checkpoint-1"
-
-
-def atomic_write(path, write):
-    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then renames it to
-    ``path``. A failure at any point (even Ctrl-C) leaves the previous ``path`` as it was and
-    removes the temporary file. Returns ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(path, arrays):
@@ -68,15 +44,6 @@ def load_checkpoint(path):
         raise ValueError(f"{path}: not an npnet checkpoint (format {arrays.get('format')!r}, "
                          f"expected {FORMAT!r})")
     return arrays
-
-
-def to_json_array(obj):
-    """A JSON string of ``obj`` in a 0-d unicode array (floats round-trip exactly)."""
-    return np.array(json.dumps(obj, sort_keys=True, default=lambda a: np.asarray(a).tolist()))
-
-
-def from_json_array(array):
-    return json.loads(str(np.asarray(array)[()]))
 
 
 def with_prefix(prefix, state):
@@ -102,7 +69,7 @@ def generators(model):
 
 
 def rng_arrays(model):
-    return {f"rng/{k}": to_json_array(g.bit_generator.state) for k, g in generators(model).items()}
+    return {f"rng/{k}": rng_state(g) for k, g in generators(model).items()}
 
 
 def restore_rngs(model, arrays):
@@ -113,8 +80,4 @@ def restore_rngs(model, arrays):
     if missing:
         raise ValueError(f"checkpoint has no RNG state for {missing}; saved: {sorted(saved)}")
     for key, gen in own.items():
-        state = from_json_array(saved[key])
-        if state.get("bit_generator") != gen.bit_generator.state["bit_generator"]:
-            raise ValueError(f"RNG {key}: saved state is for {state.get('bit_generator')}, "
-                             f"the generator is {gen.bit_generator.state['bit_generator']}")
-        gen.bit_generator.state = state
+        set_rng_state(gen, saved[key], f"RNG {key}")

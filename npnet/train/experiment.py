@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .. import data, init, losses, metrics, optim
+from ..functional import softmax
 from ..models import build_model
 from .callbacks import Checkpoint, EpochLogger
 from .checkpoint import atomic_write, load_checkpoint, section
@@ -182,8 +183,7 @@ def _figures(trainer, config, run, x_te, y_te, logits, cm, per_class, classes):
     plots.plot_confusion_matrix(cm, classes, os.path.join(run, "confusion_matrix.png"))
     plots.plot_per_class_accuracy({name: per_class}, classes,
                                   os.path.join(run, "per_class_accuracy.png"))
-    z = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    probs = softmax(logits)
     pick = np.sort(np.random.default_rng(config["seed"]).permutation(len(x_te))[:32])
     plots.plot_predictions(x_te[pick], y_te[pick], probs[pick], classes,
                            os.path.join(run, "predictions.png"))

@@ -5,7 +5,7 @@ import json
 import math
 import os
 
-from .checkpoint import atomic_write
+from .._io import atomic_write
 
 COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "time")
 

@@ -146,8 +146,7 @@ class Trainer:
         loss = self.loss(out, y)
         if not math.isfinite(loss):
             self._non_finite("the loss", where, epoch, step)
-        self.model.input_grad = False  # d loss / d images is never used: skip the first layer's dx
-        self.model.backward(self.loss.backward())
+        self.model.backward(self.loss.backward(), input_grad=False)  # d loss / d images: unused
         self.optimizer.step()
         self.history.add_step(loss)
         self.global_step += 1

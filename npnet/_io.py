@@ -1,0 +1,65 @@
+"""Floor 0 plumbing shared by every package: atomic file writes and JSON-in-array encoding
+(random-generator states, configs) so that nothing npnet writes needs pickle.
+
+Imports nothing from npnet.
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_write(path, write):
+    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then renames it to
+    ``path``. A failure at any point (even Ctrl-C) leaves the previous ``path`` as it was and
+    removes the temporary file. Returns ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path, text):
+    """``atomic_write`` of a UTF-8 string."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def to_json_array(obj):
+    """A JSON string of ``obj`` in a 0-d unicode array (floats round-trip exactly; arrays become
+    lists)."""
+    return np.array(json.dumps(obj, sort_keys=True, default=lambda a: np.asarray(a).tolist()))
+
+
+def from_json_array(array):
+    """The object stored by ``to_json_array``."""
+    return json.loads(str(np.asarray(array)[()]))
+
+
+def rng_state(rng):
+    """A Generator's bit-generator state as a 0-d str array (JSON: PCG64's 128-bit integers do
+    not fit int64)."""
+    return to_json_array(rng.bit_generator.state)
+
+
+def set_rng_state(rng, array, owner="RNG"):
+    """Restores a state produced by ``rng_state``; ``owner`` names the generator in errors."""
+    state = from_json_array(array)
+    expected = rng.bit_generator.state["bit_generator"]
+    if state.get("bit_generator") != expected:
+        raise ValueError(f"{owner}: saved state is for {state.get('bit_generator')}, the "
+                         f"generator is {expected}")
+    rng.bit_generator.state = state
