@@ -13,7 +13,7 @@ import numpy as np
 from ._io import atomic_write
 
 __all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_per_class_accuracy",
-           "plot_linear_weights", "plot_predictions", "save_figure"]
+           "plot_linear_weights", "plot_predictions", "plot_layer_stats", "save_figure"]
 
 
 def _figure(width, height):
@@ -191,3 +191,52 @@ def plot_predictions(images, labels, probs, class_names=None, path=None, ncols=8
         for spine in ax.spines.values():
             spine.set(color="red" if wrong else "lightgray", linewidth=3 if wrong else 0.5)
     return _done(fig, path)
+
+
+def _read_layer_stats(stats):
+    """``{layer: {statistic: [(step, value)]}}`` from ``LayerStats.stats`` or its CSV file."""
+    if not isinstance(stats, (str, os.PathLike)):
+        return stats
+    import csv
+    out = {}
+    with open(stats, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            points = out.setdefault(row["layer"], {}).setdefault(row["statistic"], [])
+            points.append((int(row["step"]), float(row["value"])))
+    return out
+
+
+def plot_layer_stats(stats, path=None, title=None):
+    """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
+    the layers (parameters for update_ratio) as lines over the training steps. A panel whose
+    positive values span more than two decades gets a log scale."""
+    stats = _read_layer_stats(stats)
+    names = [s for s in ("out_mean", "out_std", "zero_fraction", "dead_fraction", "grad_norm",
+                         "update_ratio") if any(s in by_stat for by_stat in stats.values())]
+    if not names:
+        raise ValueError("plot_layer_stats: no statistics recorded")
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _figure(4.2 * cols, 3.3 * rows)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, stat in zip(axes, names):
+        values = []
+        for layer, by_stat in stats.items():
+            if stat in by_stat:
+                steps, vals = zip(*by_stat[stat])
+                ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer)
+                values += [v for v in vals if math.isfinite(v)]
+        positive = [v for v in values if v > 0]
+        if positive and min(values) > 0 and max(positive) / min(positive) > 100:
+            ax.set_yscale("log")
+        ax.set(title=stat, xlabel="step")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    handles, labels = axes[0].get_legend_handles_labels()
+    if len(labels) <= 24:
+        fig.legend(handles, labels, loc="outside right upper", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    _done(fig, path)
+    return fig

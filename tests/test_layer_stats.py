@@ -1,0 +1,152 @@
+"""LayerStats: dead and healthy ReLUs, gradient norms, update ratios, its CSV / PNG / TensorBoard
+output and its resume state."""
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from npnet import nn, plots
+from npnet.data import DataLoader
+from npnet.losses import CrossEntropyLoss
+from npnet.optim import SGD
+from npnet.train import Trainer
+from npnet.train.layer_stats import LayerStats
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def model(dead_bias=None):
+    """Linear(6, 8) -> ReLU -> Linear(8, 8) -> ReLU -> Linear(8, 2); ``dead_bias`` sets the second
+    Linear's bias (and zero weights), so that the ReLU after it never fires."""
+    rng = np.random.default_rng(1)
+    m = nn.Sequential(nn.Linear(6, 8, rng=rng), nn.ReLU(), nn.Linear(8, 8, rng=rng), nn.ReLU(),
+                      nn.Linear(8, 2, rng=rng))
+    if dead_bias is not None:
+        m[2].bias.data[...] = dead_bias
+    return m
+
+
+def fit(net, stats, epochs=2, lr=0.1, momentum=0.0, batch=16):
+    x, y = data()
+    opt = SGD(net.parameters(), lr=lr, momentum=momentum)
+    trainer = Trainer(net, CrossEntropyLoss(), opt, callbacks=[stats], progress=False)
+    trainer.fit(DataLoader(x, y, batch, shuffle=True, seed=0), epochs=epochs)
+    return trainer
+
+
+def last(stats, layer, statistic):
+    return stats.stats[layer][statistic][-1][1]
+
+
+def test_a_relu_forced_negative_is_dead_and_passes_back_no_gradient():
+    stats = LayerStats(every=1)
+    fit(model(dead_bias=-100.0), stats)
+    assert [v for _, v in stats.stats["3"]["dead_fraction"]] == [1.0, 1.0]  # one value per epoch
+    assert all(v == 1.0 for _, v in stats.stats["3"]["zero_fraction"])
+    assert all(v == 0.0 for _, v in stats.stats["3"]["grad_norm"])
+    assert last(stats, "2", "grad_norm") == 0.0  # nothing flows back through the dead layer
+
+
+def test_a_healthy_network_has_no_dead_units():
+    stats = LayerStats(every=1)
+    fit(model(), stats)
+    assert last(stats, "1", "dead_fraction") == 0.0 and last(stats, "3", "dead_fraction") == 0.0
+    assert 0 < last(stats, "1", "zero_fraction") < 1
+    assert last(stats, "3", "grad_norm") > 0
+    assert "grad_norm" not in stats.stats["0"]  # the first layer is asked for no dx in training
+
+
+def test_dead_units_are_counted_per_channel_of_a_conv_output():
+    stats = LayerStats(every=1)
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=rng), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 16, 2, rng=rng))
+    net[0].bias.data[:2] = -100.0  # two of the four channels never fire
+    x = rng.standard_normal((32, 1, 4, 4)).astype(np.float32)
+    trainer = Trainer(net, CrossEntropyLoss(), SGD(net.parameters(), lr=0.01), callbacks=[stats],
+                      progress=False)
+    trainer.fit(DataLoader(x, (x[:, 0, 0, 0] > 0).astype(np.int64), 8), epochs=1)
+    assert last(stats, "1", "dead_fraction") == 0.5
+
+
+def test_update_ratio_of_plain_sgd_is_lr_times_gradient_over_weight():
+    net, lr = model(), 0.1
+    x, y = data()
+    stats = LayerStats(every=1)
+    w0 = net[0].weight.data.copy()
+    grads = []
+    net[0].register_full_backward_hook(lambda m, gi, go: grads.append(m.weight.grad.copy()))
+    trainer = Trainer(net, CrossEntropyLoss(), SGD(net.parameters(), lr=lr), callbacks=[stats],
+                      progress=False)
+    trainer.fit(DataLoader(x[:16], y[:16], 16), epochs=1)  # one step
+    step, ratio = stats.stats["0.weight"]["update_ratio"][0]
+    want = np.linalg.norm(lr * grads[0]) / np.linalg.norm(w0)
+    assert step == 0 and ratio == pytest.approx(want, rel=1e-5)
+
+
+def test_every_samples_the_statistics_and_eval_passes_are_ignored():
+    stats = LayerStats(every=3)
+    x, y = data()
+    net = model()
+    trainer = Trainer(net, CrossEntropyLoss(), SGD(net.parameters(), lr=0.1), callbacks=[stats],
+                      progress=False)
+    trainer.fit(DataLoader(x, y, 16), DataLoader(x, y, 32), epochs=2)  # 8 steps, validation too
+    assert [s for s, _ in stats.stats["1"]["out_mean"]] == [0, 3, 6]
+
+
+def test_csv_and_png_are_written_atomically(tmp_path):
+    stats = LayerStats(every=2, folder=tmp_path)
+    fit(model(), stats)
+    csv_path = tmp_path / "layer_stats.csv"
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "step,layer,statistic,value" and len(lines) == len(stats.rows()) + 1
+    assert plots._read_layer_stats(str(csv_path)) == {
+        layer: {s: [(int(a), pytest.approx(b)) for a, b in pts] for s, pts in by.items()}
+        for layer, by in stats.stats.items()}
+    png = tmp_path / "layer_stats.png"
+    plots.plot_layer_stats(str(csv_path), path=png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["layer_stats.csv", "layer_stats.png"]  # no temp files
+
+    def broken(f):
+        f.write(b"partial")
+        raise OSError("disk full")
+    from npnet import _io
+    with pytest.raises(OSError):
+        _io.atomic_write(csv_path, broken)
+    assert csv_path.read_text().splitlines() == lines  # the old file is intact
+
+
+def test_state_dict_round_trip_keeps_the_statistics():
+    stats = LayerStats(every=1)
+    fit(model(), stats, epochs=1)
+    again = LayerStats(every=1)
+    again.load_state_dict(stats.state_dict())
+    assert again.stats == stats.stats
+
+
+def _events(path):
+    """The Event protos of a TensorBoard event file (TFRecord framing: length, crc, data, crc)."""
+    from tensorboardX.proto import event_pb2
+    blob, out, i = open(path, "rb").read(), [], 0
+    while i < len(blob):
+        (n,) = struct.unpack("<Q", blob[i:i + 8])
+        out.append(event_pb2.Event.FromString(blob[i + 12:i + 12 + n]))
+        i += 12 + n + 4
+    return out
+
+
+def test_tensorboard_export_holds_the_scalars_and_histograms(tmp_path):
+    pytest.importorskip("tensorboardX")
+    stats = LayerStats(every=2, tensorboard=tmp_path / "tb")
+    fit(model(), stats)
+    files = os.listdir(tmp_path / "tb")
+    assert len(files) == 1
+    tags = {(v.tag, v.HasField("histo")) for e in _events(tmp_path / "tb" / files[0]) for v in e.summary.value}
+    assert ("dead_fraction/3", False) in tags and ("update_ratio/0.weight", False) in tags
+    assert ("output/1", True) in tags
