@@ -13,7 +13,8 @@ import numpy as np
 from ._io import atomic_write
 
 __all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_per_class_accuracy",
-           "plot_linear_weights", "plot_predictions", "plot_layer_stats", "save_figure"]
+           "plot_linear_weights", "plot_predictions", "plot_layer_stats", "plot_statistic_by_run",
+           "save_figure"]
 
 
 def _figure(width, height):
@@ -236,6 +237,28 @@ def plot_layer_stats(stats, path=None, title=None):
     handles, labels = axes[0].get_legend_handles_labels()
     if len(labels) <= 24:
         fig.legend(handles, labels, loc="outside right upper", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    _done(fig, path)
+    return fig
+
+
+def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
+    """One ``LayerStats`` statistic for several runs side by side: a panel per run (``runs``: a
+    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y."""
+    runs = {name: _read_layer_stats(s) for name, s in runs.items()}
+    fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
+    axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
+    for ax, (name, stats) in zip(axes, runs.items()):
+        for layer, by_stat in stats.items():
+            if statistic in by_stat:
+                steps, vals = zip(*by_stat[statistic])
+                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer)
+        ax.set(title=name, xlabel="step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
+    axes[0].set_ylabel(ylabel or statistic)
     if title:
         fig.suptitle(title)
     _done(fig, path)

@@ -109,3 +109,15 @@ def test_theory(tmp_path):
     assert error["inside the region"][0] == "0" and error["inside the region"][1] < 1e-12
     assert int(error["just across the first kink"][0]) >= 1 and error["just across the first kink"][1] > 1e-9
     assert_pngs(tmp_path, ["conv_matrix.png", "local_linear.png"])
+
+
+def test_dead_relu(tmp_path):
+    out = run_example("dead_relu.py", tmp_path)
+    header, rows = markdown_table(out, "run")
+    assert [r[0] for r in rows] == ["sane lr", "lr too high", "bias -3", "BN, lr too high", "BN, bias -3"]
+    dead_end = {r[0]: r[-1] for r in rows}
+    assert dead_end["bias -3"] == "100% / 100% / 100%"  # every unit starts and stays dead
+    assert dead_end["BN, bias -3"] == "0% / 0% / 0%"  # BatchNorm re-centres the pre-activations
+    assert_pngs(tmp_path, ["dead_relu.png", "zero_fraction.png", "sane-lr/layer_stats.png"])
+    with open(os.path.join(tmp_path, "results.md"), encoding="utf-8") as f:
+        assert f.read().startswith("| run")
