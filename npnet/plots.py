@@ -207,6 +207,18 @@ def _read_layer_stats(stats):
     return out
 
 
+def _decades_scale(ax, values):
+    """A log scale when the nonzero magnitudes span more than two decades (symlog if some values
+    are zero or negative, with its linear range below the smallest nonzero magnitude)."""
+    mags = [abs(v) for v in values if v != 0]
+    if not mags or max(mags) / min(mags) <= 100:
+        return
+    if min(values) > 0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=min(mags))
+
+
 def plot_layer_stats(stats, path=None, title=None):
     """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
     the layers (parameters for update_ratio) as lines over the training steps. A panel whose
@@ -227,16 +239,14 @@ def plot_layer_stats(stats, path=None, title=None):
                 steps, vals = zip(*by_stat[stat])
                 ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer)
                 values += [v for v in vals if math.isfinite(v)]
-        positive = [v for v in values if v > 0]
-        if positive and min(values) > 0 and max(positive) / min(positive) > 100:
-            ax.set_yscale("log")
+        _decades_scale(ax, values)
         ax.set(title=stat, xlabel="step")
         ax.grid(alpha=0.3)
+        if 0 < len(ax.lines) <= 12:
+            ax.legend(fontsize="x-small", title="parameter" if stat == "update_ratio" else "layer",
+                      title_fontsize="x-small")
     for ax in axes[len(names):]:
         ax.set_axis_off()
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(labels) <= 24:
-        fig.legend(handles, labels, loc="outside right upper", fontsize="x-small")
     if title:
         fig.suptitle(title)
     _done(fig, path)
