@@ -172,6 +172,22 @@ def spread(xs):
     return (q[2] - q[0]) / 2 / statistics.median(xs)
 
 
+# -- the npnet train step ---------------------------------------------------------------------------
+def train_setup(model, lr=1e-3):
+    """(criterion, optimizer) of every npnet train step timed here: cross-entropy and
+    SGD(momentum=0.9). ``lr`` is small so that many steps on random labels stay finite."""
+    from npnet import losses, optim
+    return losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def npnet_train_step(model, x, y, lr=1e-3):
+    """A zero-argument callable running ``npnet.train.train_step`` (the step the Trainer takes:
+    zero_grad, forward, loss, backward without the input gradient, SGD step) on ``x``, ``y``."""
+    from npnet.train import train_step
+    criterion, optimizer = train_setup(model, lr)
+    return lambda: train_step(model, criterion, optimizer, x, y)
+
+
 # -- FLOP counting ---------------------------------------------------------------------------------
 def layer_macs(module, in_shape):
     """Multiply-accumulates of one sample through a Conv2d or Linear (0 for any other module).

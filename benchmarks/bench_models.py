@@ -10,7 +10,12 @@ A default run takes ~4 minutes on an idle 2-core machine (about half of it the m
 Models (from ``npnet.models.build_model``), float32, random data and labels, 10 classes:
 cnn-bn, resnet32 and cnn-small on (128, 3, 32, 32); mlp (3072-200-10 sigmoid) on (500, 3072).
 
-* Train step = zero_grad -> forward -> CrossEntropyLoss -> backward -> SGD(momentum=0.9).step.
+* Train step = ``npnet.train.train_step`` (the Trainer's step): zero_grad -> forward ->
+  CrossEntropyLoss -> backward without the input gradient -> SGD(momentum=0.9).step; PyTorch's
+  the same (autograd computes no gradient for an input that does not require one).
+  For the record, the row "train, plain loop" times the loop a user writes by hand: zero_grad ->
+  model(x) -> criterion -> model.backward(criterion.backward()) -> step, whose backward also
+  computes the gradient of the images that nobody reads (its torch columns are the train row's).
   Inference = forward in eval mode, under ``npnet.no_grad()`` / ``torch.no_grad()``.
 * The PyTorch twin is built from the npnet model layer by layer with the same nesting
   (``_twin.py``) and loads npnet's ``state_dict()`` with strict=True; before timing, the logits,
@@ -42,6 +47,7 @@ SPECS = {  # name -> batch, in_shape for build_model, data shape per sample, tin
 }
 LOAD_AT_START = None
 LR = 1e-3          # small, so that many steps on random labels stay finite; speed does not depend on it
+PLAIN = "train, plain loop"  # the pass name of the hand-written loop's row
 
 
 def parse_args(argv=None):
@@ -80,7 +86,7 @@ torch = _common.load_frameworks(ARGS.threads, want_torch=not ARGS.no_torch)
 
 import numpy as np  # noqa: E402
 
-from npnet import losses, no_grad, optim  # noqa: E402
+from npnet import losses, no_grad  # noqa: E402
 from npnet.models import build_model  # noqa: E402
 
 if torch is not None:
@@ -96,7 +102,8 @@ def make_data(name, batch, tiny=False, seed=0):
 
 
 def npnet_step(model, x, y, mode):
-    """A zero-argument callable running one npnet train step or one inference forward."""
+    """A zero-argument callable running one npnet train step (``train_step``), one step of the
+    plain hand-written loop (``"plain"``) or one inference forward."""
     if mode == "infer":
         model.eval()
 
@@ -105,15 +112,16 @@ def npnet_step(model, x, y, mode):
                 return model(x)
         return infer
     model.train()
-    criterion = losses.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    if mode == "train":
+        return _common.npnet_train_step(model, x, y, LR)
+    criterion, opt = _common.train_setup(model, LR)
 
-    def step():
+    def plain():
         opt.zero_grad()
         criterion(model(x), y)
-        model.backward(criterion.backward(), input_grad=False)
+        model.backward(criterion.backward())
         opt.step()
-    return step
+    return plain
 
 
 def torch_step(twin, x, y, mode):
@@ -184,21 +192,31 @@ def time_model(name):
         result["check"] = check_same_function(model, twin, x, y)
     for mode in ("train", "infer"):
         fns = {"npnet": npnet_step(model, x, y, mode)}
+        if mode == "train":  # the plain loop, timed in the same blocks
+            fns[PLAIN] = npnet_step(model, x, y, "plain")
         if twin is not None:
             fns["torch"] = torch_step(twin, x, y, mode)
         with _common.OtherLoad() as load:
             times = _common.time_interleaved(fns, ARGS.steps, ARGS.warmup, ARGS.rounds)
         result.setdefault("other_load", {})[mode] = load.share
         work = flops * (3 if mode == "train" else 1)
-        result["passes"][mode] = {
-            side: {"ms": _common.median(t) * 1e3, "min_ms": min(t) * 1e3, "spread": _common.spread(t),
-                   "n": len(t),
-                   "images_per_s": batch / _common.median(t),
-                   "gflops": work / _common.median(t) / 1e9, "samples_ms": [v * 1e3 for v in t]}
-            for side, t in times.items()}
-        print(f"  {name} {mode}: " + ", ".join(f"{s} {r['ms']:.1f} ms" for s, r in
-                                                result["passes"][mode].items()), file=sys.stderr, flush=True)
+        stats = {side: _stats(t, batch, work) for side, t in times.items()}
+        plain = stats.pop(PLAIN, None)
+        result["passes"][mode] = stats
+        if plain is not None:
+            result["passes"][PLAIN] = {"npnet": plain, **({"torch": stats["torch"]} if twin else {})}
+            result["other_load"][PLAIN] = load.share
+        print(f"  {name} {mode}: " + ", ".join(f"{s} {r['ms']:.1f} ms" for s, r in stats.items()) +
+              (f", {PLAIN} {result['passes'][PLAIN]['npnet']['ms']:.1f} ms" if mode == "train" else ""),
+              file=sys.stderr, flush=True)
     return result
+
+
+def _stats(t, batch, work):
+    """The record of one side's per-step times ``t`` (seconds)."""
+    return {"ms": _common.median(t) * 1e3, "min_ms": min(t) * 1e3, "spread": _common.spread(t), "n": len(t),
+            "images_per_s": batch / _common.median(t), "gflops": work / _common.median(t) / 1e9,
+            "samples_ms": [v * 1e3 for v in t]}
 
 
 # -- peak memory (subprocess) ----------------------------------------------------------------------
@@ -388,7 +406,7 @@ def merge(paths):
     results, used = [], []
     for name in [m for m in SPECS if m in meta]:
         r = dict(meta[name], passes={}, other_load={}, memory=memory.get(name, {}))
-        for mode in ("train", "infer"):
+        for mode in ("train", PLAIN, "infer"):
             if (name, mode) in best:
                 load, sides, cmd = best[(name, mode)]
                 r["passes"][mode], r["other_load"][mode] = sides, load

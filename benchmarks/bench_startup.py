@@ -1,5 +1,6 @@
 """Cold start: how long a fresh Python process takes to import npnet, build cnn-small and finish
-its first train step (batch 128, SGD momentum), run as ``python -c`` subprocesses.
+its first train step (``npnet.train.train_step``, batch 128, SGD momentum), run as ``python -c``
+subprocesses.
 
     python benchmarks/bench_startup.py [--runs 3] [--threads N] [--model cnn-small] [--default-cache]
 
@@ -29,6 +30,7 @@ t_numpy = time.perf_counter()
 import npnet
 from npnet import losses, optim
 from npnet.models import build_model
+from npnet.train import train_step
 t_import = time.perf_counter()
 model = build_model({model!r}, (3, 32, 32), 10, rng=0)
 rng = np.random.default_rng(0)
@@ -39,10 +41,7 @@ opt = optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 t_build = time.perf_counter()
 
 def step():
-    opt.zero_grad()
-    crit(model(x), y)
-    model.backward(crit.backward(), input_grad=False)
-    opt.step()
+    train_step(model, crit, opt, x, y)
 
 step()
 t_step = time.perf_counter()

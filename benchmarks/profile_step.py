@@ -3,9 +3,11 @@
     python benchmarks/profile_step.py [--models cnn-bn resnet32] [--steps 5] [--threads N]
         [--markdown] [--cprofile 25]
 
+The step is ``npnet.train.train_step`` (the Trainer's), with cross-entropy and SGD(momentum=0.9).
 Part 1 wraps ``forward`` and ``backward`` of every leaf layer instance (and the loss, zero_grad and
 the optimizer step) with a perf_counter timer and sums per layer type over ``--steps`` train steps
-after one warm-up step; "other" is the step time not inside any of them (container overhead).
+after one warm-up step; "other" is the step time not inside any of them (container overhead and
+the step's finiteness check).
 Part 2 runs the same steps under cProfile and lists the functions with the most own time (time in
 a Numba kernel counts as own time of the Python function that calls it). npnet only; no PyTorch.
 """
@@ -39,8 +41,8 @@ _common.load_frameworks(ARGS.threads, want_torch=False)
 
 import numpy as np  # noqa: E402
 
-from npnet import losses, optim  # noqa: E402
 from npnet.models import build_model  # noqa: E402
+from npnet.train import train_step  # noqa: E402
 
 BATCH = {"mlp": 500}
 
@@ -52,8 +54,7 @@ def make_step(name):
     shape = (3072,) if name == "mlp" else (3, 32, 32)
     x = rng.standard_normal((batch,) + shape, dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    crit = losses.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    crit, opt = _common.train_setup(model)
     return model, crit, opt, x, y
 
 
@@ -76,16 +77,14 @@ def layer_breakdown(name):
         # instance attributes shadow the class methods; object.__setattr__ skips Module's registry
         object.__setattr__(m, "forward", timed(totals, (kind, "forward"), m.forward))
         object.__setattr__(m, "backward", timed(totals, (kind, "backward"), m.backward))
-    loss_f = timed(totals, ("CrossEntropyLoss", "forward"), crit.__call__)
-    loss_b = timed(totals, ("CrossEntropyLoss", "backward"), crit.backward)
-    zero = timed(totals, ("SGD", "zero_grad"), opt.zero_grad)
-    upd = timed(totals, ("SGD", "step"), opt.step)
+    # the loss's __call__ calls its forward; train_step calls these by attribute
+    crit.forward = timed(totals, ("CrossEntropyLoss", "forward"), crit.forward)
+    crit.backward = timed(totals, ("CrossEntropyLoss", "backward"), crit.backward)
+    opt.zero_grad = timed(totals, ("SGD", "zero_grad"), opt.zero_grad)
+    opt.step = timed(totals, ("SGD", "step"), opt.step)
 
     def step():
-        zero()
-        loss_f(model(x), y)
-        model.backward(loss_b(), input_grad=False)
-        upd()
+        train_step(model, crit, opt, x, y)
 
     step()
     totals.clear()
@@ -116,13 +115,8 @@ def print_breakdown(name, wall, per):
 
 
 def cprofile_top(name):
-    model, crit, opt, x, y = make_step(name)
-
-    def step():
-        opt.zero_grad()
-        crit(model(x), y)
-        model.backward(crit.backward(), input_grad=False)
-        opt.step()
+    model, _, _, x, y = make_step(name)
+    step = _common.npnet_train_step(model, x, y)
     step()
     prof = cProfile.Profile()
     prof.enable()

@@ -1,5 +1,6 @@
-"""What the examples share: the command line, loading and normalising a dataset, the training loop
-and evaluation, and printing a markdown table. Each example reads top to bottom and calls these.
+"""What the examples share: the command line, loading and normalising a dataset, the test-set
+numbers of a trained model, markdown tables and the results file. Training itself is
+``npnet.train.Trainer`` (each step a ``train_step``), called by each example where it reads.
 """
 import argparse
 import os
@@ -7,24 +8,41 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
-from tqdm import tqdm
 
-from npnet import metrics, no_grad, plots
-from npnet.data import Normalize, load_dataset, train_val_split
+from npnet import metrics, plots
+from npnet._io import atomic_write_text
+from npnet.data import DataLoader, Normalize, load_dataset, train_val_split
 
 DATASETS = ["fashion-mnist-mini", "fashion-mnist", "cifar10"]
+EVAL_BATCH = 1000  # images per forward pass when nothing is learned: larger is faster, to a point
 
-if hasattr(sys.stdout, "reconfigure"):  # progress lines appear as they come, also in a log file
+if hasattr(sys.stdout, "reconfigure"):  # lines appear as they come, also in a log file
     sys.stdout.reconfigure(line_buffering=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Fills in ``--out``: the example's folder, ``<folder>-quick`` for a ``--quick`` run, so
+    that a smoke run never overwrites the figures of a full one."""
+
+    def __init__(self, out, **kwargs):
+        super().__init__(**kwargs)
+        self.default_out = out
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if parsed.out is None:
+            parsed.out = self.default_out + ("-quick" if parsed.quick else "")
+        return parsed
 
 
 def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None):
     """An ArgumentParser with --quick and --out, plus --dataset, --epochs and --seed when asked.
 
-    doc: the example's docstring (its first line is the description); out: the default figure
-    folder; epochs / seed: their defaults (None leaves the option out).
+    doc: the example's docstring (its first line is the description); out: the default folder of
+    the figures and ``results.md`` (``<out>-quick`` with --quick); epochs / seed: their defaults
+    (None leaves the option out).
     """
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p = _Parser(out, description=doc.splitlines()[0])
     if dataset:
         p.add_argument("--dataset", default="fashion-mnist-mini", choices=DATASETS,
                        help="fashion-mnist-mini is embedded in npnet; the others are read from disk")
@@ -33,8 +51,26 @@ def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None):
     if seed is not None:
         p.add_argument("--seed", type=int, default=seed, help="seeds the weights, splits and batches")
     p.add_argument("--quick", action="store_true", help=quick_help)
-    p.add_argument("--out", default=out, help="folder for the figures")
+    p.add_argument("--out", default=None, help=f"folder for the figures and results.md (default "
+                                               f"{out}, or {out}-quick with --quick)")
     return p
+
+
+def run(main):
+    """Runs an example's ``main()``. Ctrl-C ends it with one line and exit status 130 (the
+    Trainer stops after the current step and says so; anywhere else the line is written here)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted (Ctrl-C); no results written", file=sys.stderr)
+        sys.exit(130)
+
+
+def exit_if_interrupted(history):
+    """After ``Trainer.fit``: a run stopped by Ctrl-C ends the example (the Trainer has already
+    said where it stopped), with exit status 130."""
+    if history.interrupted:
+        sys.exit(130)
 
 
 def load_data(name, per_class=None, test_size=None, val_fraction=0.1, seed=0, normalize=True):
@@ -66,46 +102,15 @@ def load_data(name, per_class=None, test_size=None, val_fraction=0.1, seed=0, no
                            x_test=x_test, y_test=y_test)
 
 
-def predict(model, x, batch_size=1000):
-    """The logits (N, num_classes) of ``model`` in eval mode, computed in batches."""
-    model.eval()
-    with no_grad():  # keep no backward caches: inference memory stays one layer deep
-        logits = np.concatenate([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    model.train()
-    return logits
+def eval_loader(x, y):
+    """Batches of ``x``, ``y`` in order, for validation during ``Trainer.fit``."""
+    return DataLoader(x, y, EVAL_BATCH, shuffle=False)
 
 
-def evaluate(model, criterion, x, y, batch_size=1000):
-    """(mean loss, accuracy, predictions) of ``model`` in eval mode, in batches."""
-    logits = predict(model, x, batch_size)
-    return criterion(logits, y), metrics.accuracy(y, logits), logits.argmax(axis=1)
-
-
-def train(name, model, criterion, optimizer, loader, epochs, x_val, y_val, scheduler=None):
-    """The training loop: zero_grad -> forward -> loss -> backward -> step. Returns epoch rows.
-
-    With a scheduler, ``scheduler.step()`` runs after every epoch (PyTorch's convention) and each
-    row records the learning rate the epoch used.
-    """
-    rows = []
-    bar = tqdm(range(1, epochs + 1), desc=name, leave=False, disable=None)
-    for epoch in bar:
-        lr = optimizer.param_groups[0]["lr"]
-        total, correct, seen = 0.0, 0, 0
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            logits = model(xb)
-            loss = criterion(logits, yb)
-            model.backward(criterion.backward(), input_grad=False)  # no d loss / d images
-            optimizer.step()
-            total, correct, seen = total + loss * len(yb), correct + (logits.argmax(1) == yb).sum(), seen + len(yb)
-        val_loss, val_acc, _ = evaluate(model, criterion, x_val, y_val)
-        rows.append(dict(epoch=epoch, lr=lr, train_loss=total / seen, train_accuracy=correct / seen,
-                         val_loss=val_loss, val_accuracy=val_acc))
-        bar.set_postfix(loss=f"{total / seen:.4f}", val_acc=f"{val_acc:.3f}")
-        if scheduler is not None:
-            scheduler.step()
-    return rows
+def results_on(trainer, x, y):
+    """(mean loss, accuracy, predicted classes) of the trained model on ``x``, ``y``."""
+    logits = trainer.predict(x, EVAL_BATCH)  # (N, num_classes), in eval mode
+    return trainer.loss(logits, y), metrics.accuracy(y, logits), logits.argmax(axis=1)
 
 
 def markdown_table(header, rows):
@@ -123,29 +128,38 @@ def markdown_table(header, rows):
 
 
 def epoch_table(rows):
-    """The per-epoch rows of ``train`` (epoch, lr, train/val loss and accuracy) as a markdown table."""
+    """The epoch rows of a ``History`` (epoch, lr, train/val loss and accuracy) as a markdown table."""
     return markdown_table(["epoch", "lr", "train loss", "train accuracy", "val loss", "val accuracy"],
                           [(str(r["epoch"]), f"{r['lr']:g}", f"{r['train_loss']:.4f}",
                             f"{100 * r['train_accuracy']:.2f}%", f"{r['val_loss']:.4f}",
                             f"{100 * r['val_accuracy']:.2f}%") for r in rows])
 
 
-def report_run(name, model, data, rows, pred, test_loss, test_acc, seconds, out, curve_title,
-               epochs_note="", extra=()):
+def publish(out, blocks):
+    """Prints the results (a list of text blocks: titles and tables) and writes them to
+    ``<out>/results.md`` beside the figures."""
+    text = "\n\n".join(blocks)
+    print("\n" + text)
+    atomic_write_text(os.path.join(out, "results.md"), text + "\n")
+
+
+def report_run(name, trainer, data, seconds, out, curve_title, epochs_note="", extra=()):
     """The end of a one-model example: ``learning_curves.png`` and ``confusion.png`` in ``out``,
-    then the epoch table and the results table. ``extra``: (column, value) pairs shown after the
-    model's name."""
-    plots.plot_learning_curves({name: {"epochs": rows}}, path=os.path.join(out, "learning_curves.png"),
+    then the epoch table and the results table, printed and in ``results.md``. ``extra``:
+    (column, value) pairs shown after the model's name."""
+    rows = trainer.history.epochs
+    test_loss, test_acc, pred = results_on(trainer, data.x_test, data.y_test)
+    plots.plot_learning_curves({name: trainer.history}, path=os.path.join(out, "learning_curves.png"),
                                title=curve_title)
     cm = metrics.confusion_matrix(data.y_test, pred, len(data.classes))
     plots.plot_confusion_matrix(cm, data.classes, path=os.path.join(out, "confusion.png"),
                                 title=f"{name} on {data.name}: test confusion matrix")
-    print(f"\nEpochs of {name} on {data.name}{epochs_note}")
-    print(epoch_table(rows))
-    print(f"\nResults on {data.name} ({len(data.y_test)} test images)")
     last = rows[-1]
-    print(markdown_table(["model", *(k for k, _ in extra), "parameters", "epochs", "train accuracy",
-                          "val accuracy", "test accuracy", "test loss", "train time (s)"],
-                         [(name, *(v for _, v in extra), f"{model.num_parameters():,}", str(len(rows)),
-                           f"{100 * last['train_accuracy']:.2f}%", f"{100 * last['val_accuracy']:.2f}%",
-                           f"{100 * test_acc:.2f}%", f"{test_loss:.4f}", f"{seconds:.1f}")]))
+    results = markdown_table(["model", *(k for k, _ in extra), "parameters", "epochs", "train accuracy",
+                              "val accuracy", "test accuracy", "test loss", "train time (s)"],
+                             [(name, *(v for _, v in extra), f"{trainer.model.num_parameters():,}",
+                               str(len(rows)), f"{100 * last['train_accuracy']:.2f}%",
+                               f"{100 * last['val_accuracy']:.2f}%", f"{100 * test_acc:.2f}%",
+                               f"{test_loss:.4f}", f"{seconds:.1f}")])
+    publish(out, [f"Epochs of {name} on {data.name}{epochs_note}", epoch_table(rows),
+                  f"Results on {data.name} ({len(data.y_test)} test images)", results])

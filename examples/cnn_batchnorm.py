@@ -10,9 +10,12 @@ The default run trains on the embedded Fashion-MNIST mini set (9,000 images) and
 cores (an epoch is about 9,000 images x 3 x 79M multiply-adds, most of them in the 64->128
 convolution at full 28x28 resolution); ``--epochs 5`` gives a shorter run with the same schedule shape.
 
-Prints the learning rate and accuracies of every epoch and a results table, and writes to ``--out``:
+Shows a progress bar per epoch in a terminal (one line per epoch otherwise); prints the learning
+rate and accuracies of every epoch and a results table, and writes to ``--out`` (default
+``out/cnn_batchnorm``, ``out/cnn_batchnorm-quick`` with ``--quick``):
   learning_curves.png   training and validation loss and accuracy per epoch
   confusion.png         the test confusion matrix
+  results.md            the printed tables
 
     python examples/cnn_batchnorm.py [--dataset fashion-mnist] [--epochs 20] [--quick]
 """
@@ -23,8 +26,9 @@ import npnet
 from npnet import losses, optim
 from npnet.data import DataLoader
 from npnet.models import build_model
+from npnet.train import Trainer
 
-from _common import evaluate, load_data, make_parser, report_run, train
+from _common import eval_loader, exit_if_interrupted, load_data, make_parser, report_run, run
 
 # -- settings --------------------------------------------------------------------------------------
 MODEL = "cnn-bn"
@@ -58,15 +62,16 @@ def main():
           f"epochs {milestones}")
 
     t0 = time.perf_counter()
-    rows = train(MODEL, model, criterion, optimizer, loader, epochs, data.x_val, data.y_val, scheduler)
+    trainer = Trainer(model, criterion, optimizer, scheduler)
+    history = trainer.fit(loader, eval_loader(data.x_val, data.y_val), epochs)
+    exit_if_interrupted(history)
     seconds = time.perf_counter() - t0
-    test_loss, test_acc, pred = evaluate(model, criterion, data.x_test, data.y_test)
 
-    report_run(MODEL, model, data, rows, pred, test_loss, test_acc, seconds, args.out,
+    report_run(MODEL, trainer, data, seconds, args.out,
                curve_title=f"{MODEL} on {data.name}: SGD momentum {MOMENTUM}, lr {LR}, "
                            f"batch {BATCH_SIZE}, weight decay {WEIGHT_DECAY}")
-    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
+    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

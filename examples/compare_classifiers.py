@@ -8,10 +8,13 @@
 
 Runs on the Fashion-MNIST subset embedded in npnet (no download, a few minutes on 2 cores);
 ``--dataset fashion-mnist`` uses the full 60k/10k set, ``--dataset cifar10`` CIFAR-10.
-Prints a results table and writes figures to ``--out``:
+The mini-batch runs show their progress per epoch; the full-batch runs (hundreds of one-step
+epochs) only their result. Prints a results table and writes to ``--out`` (default
+``out/compare_classifiers``, ``out/compare_classifiers-quick`` with ``--quick``):
   learning_curves.png   the four learning curves side by side
   linear_weights.png    the linear classifier's weights, one image per class
   confusion_cnn.png     the CNN's test confusion matrix
+  results.md            the printed table
 
     python examples/compare_classifiers.py [--dataset fashion-mnist] [--epochs-scale 2] [--quick]
 """
@@ -22,8 +25,10 @@ import npnet
 from npnet import losses, metrics, optim, plots
 from npnet.data import DataLoader
 from npnet.models import build_model
+from npnet.train import Trainer
 
-from _common import evaluate, load_data, make_parser, markdown_table, train
+from _common import (eval_loader, exit_if_interrupted, load_data, make_parser, markdown_table,
+                     publish, results_on, run)
 
 # -- settings --------------------------------------------------------------------------------------
 SEED = 0
@@ -50,6 +55,7 @@ def main():
     quick = dict(per_class=100, test_size=500) if args.quick else {}  # smoke run: tiny data
     data = load_data(args.dataset, val_fraction=VAL_FRACTION, seed=SEED, **quick)
     in_shape = data.in_shape
+    val_loader = eval_loader(data.x_val, data.y_val)
 
     results, histories = [], {}
     for name, (model_name, options, loss_name, opt, batch, epochs) in RUNS.items():
@@ -62,11 +68,13 @@ def main():
         optimizer = optim.SGD(model.parameters(), **opt)
         loader = DataLoader(data.x_train, data.y_train, batch_size=batch, shuffle=batch is not None,
                             seed=SEED)
+        print(f"{name}: {epochs} epochs")
         start = time.perf_counter()
-        rows = train(name, model, criterion, optimizer, loader, epochs, data.x_val, data.y_val)
-        histories[name] = {"epochs": rows}
+        trainer = Trainer(model, criterion, optimizer, progress=None if batch else False)
+        histories[name] = trainer.fit(loader, val_loader, epochs)
+        exit_if_interrupted(histories[name])
         seconds = time.perf_counter() - start
-        _, test_acc, pred = evaluate(model, criterion, data.x_test, data.y_test)
+        _, test_acc, pred = results_on(trainer, data.x_test, data.y_test)
         results.append((name, test_acc, seconds, model.num_parameters(), epochs))
         print(f"  {name:26s} test accuracy {test_acc:.4f}  ({seconds:.1f} s)")
         if model_name == "linear":
@@ -78,12 +86,12 @@ def main():
 
     plots.plot_learning_curves(histories, path=os.path.join(args.out, "learning_curves.png"),
                                title=f"{data.name}: four classifiers", side_by_side=True)
-    print(f"\nResults on {data.name} ({len(data.x_test)} test images)")
-    print(markdown_table(["model", "test accuracy", "train time (s)", "parameters", "epochs"],
-                         [(name, f"{100 * acc:.2f}%", f"{seconds:.1f}", f"{params:,d}", str(epochs))
-                          for name, acc, seconds, params, epochs in results]))
-    print(f"\nfigures in {args.out}/")
+    publish(args.out, [f"Results on {data.name} ({len(data.x_test)} test images)",
+                       markdown_table(["model", "test accuracy", "train time (s)", "parameters", "epochs"],
+                                      [(name, f"{100 * acc:.2f}%", f"{seconds:.1f}", f"{params:,d}",
+                                        str(epochs)) for name, acc, seconds, params, epochs in results])])
+    print(f"\nfigures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

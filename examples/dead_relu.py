@@ -28,10 +28,9 @@ import numpy as np
 import npnet
 from npnet import losses, nn, optim, plots
 from npnet.data import DataLoader
-from npnet.train import NonFiniteLossError, Trainer
-from npnet.train.layer_stats import LayerStats
+from npnet.train import LayerStats, NonFiniteLossError, Trainer
 
-from _common import load_data, make_parser, markdown_table
+from _common import eval_loader, exit_if_interrupted, load_data, make_parser, markdown_table, publish, run
 
 # -- settings --------------------------------------------------------------------------------------
 HIDDEN = (256, 256, 256)
@@ -85,8 +84,8 @@ def main():
         loader = DataLoader(data.x_train, data.y_train, BATCH_SIZE, shuffle=True, seed=args.seed)
         outcome = "trained"
         try:
-            trainer.fit(loader, epochs=epochs)
-            test = trainer.evaluate(DataLoader(data.x_test, data.y_test, 1000))["accuracy"]
+            exit_if_interrupted(trainer.fit(loader, epochs=epochs))
+            test = trainer.evaluate(eval_loader(data.x_test, data.y_test))["accuracy"]
         except NonFiniteLossError as e:
             outcome, test = f"diverged in epoch {e.epoch}", float("nan")
             watch.remove()
@@ -106,11 +105,9 @@ def main():
                                 title="Share of zero ReLU outputs", ylabel="fraction of zeros")
     table = markdown_table(["run", "lr", "hidden bias init", "BatchNorm", "outcome", "test accuracy",
                             "dead units after epoch 1 (layers 1/2/3)", "dead units at the end"], rows)
-    print(f"\nDead ReLUs on {data.name} ({epochs} epochs, MLP {HIDDEN})\n{table}")
-    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
-        f.write(table + "\n")
+    publish(args.out, [f"Dead ReLUs on {data.name} ({epochs} epochs, MLP {HIDDEN})", table])
     print(f"\nwall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -22,9 +22,11 @@
 
 Prints the per-class test accuracy of every run (one row per loss / beta / gamma, one column per
 class, the training images per class on top) with overall and balanced accuracy; on a balanced
-test set the two coincide. Writes to ``--out``:
+test set the two coincide. Writes to ``--out`` (default ``out/long_tail_focal``,
+``out/long_tail_focal-quick`` with ``--quick``):
   per_class_accuracy.png   cross-entropy against the best class-balanced focal run, per class
   per_class_sweep.png      every run, per class
+  results.md               the printed table
 
     python examples/long_tail_focal.py [--dataset fashion-mnist] [--epochs 12] [--grid] [--quick]
 """
@@ -37,8 +39,10 @@ import npnet
 from npnet import losses, metrics, optim, plots
 from npnet.data import DataLoader, make_long_tailed
 from npnet.models import build_model
+from npnet.train import Trainer
 
-from _common import load_data, make_parser, markdown_table, predict, train
+from _common import (EVAL_BATCH, eval_loader, exit_if_interrupted, load_data, make_parser,
+                     markdown_table, publish, run)
 
 # -- settings --------------------------------------------------------------------------------------
 IMBALANCE_FACTOR = 100
@@ -73,6 +77,7 @@ def main():
           f"per class {counts.tolist()}")
     epochs = 1 if args.quick else args.epochs
     num_classes = len(data.classes)
+    val_loader = eval_loader(data.x_val, data.y_val)
 
     def fit(label, criterion):
         """Train a fresh model with ``criterion``; returns its results row (a dict)."""
@@ -81,11 +86,13 @@ def main():
         optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         scheduler = optim.MultiStepLR(optimizer, [max(1, round(DECAY_AT * epochs))], gamma=0.1)
         loader = DataLoader(x_lt, y_lt, BATCH_SIZE, shuffle=True, seed=args.seed)
+        print(f"{label}:")
         t0 = time.perf_counter()
-        train(label, model, criterion, optimizer, loader, epochs, data.x_val, data.y_val, scheduler)
+        trainer = Trainer(model, criterion, optimizer, scheduler)
+        exit_if_interrupted(trainer.fit(loader, val_loader, epochs))
         seconds = time.perf_counter() - t0
-        val_pred = predict(model, data.x_val).argmax(axis=1)
-        test_pred = predict(model, data.x_test).argmax(axis=1)
+        val_pred = trainer.predict(data.x_val, EVAL_BATCH).argmax(axis=1)
+        test_pred = trainer.predict(data.x_test, EVAL_BATCH).argmax(axis=1)
         row = dict(label=label, seconds=seconds,
                    val_balanced=metrics.balanced_accuracy(data.y_val, val_pred, num_classes),
                    per_class=metrics.per_class_accuracy(data.y_test, test_pred, num_classes),
@@ -125,8 +132,6 @@ def main():
     fig.axes[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # off the bars
     plots.save_figure(fig, os.path.join(args.out, "per_class_sweep.png"))
 
-    print(f"\nPer-class test accuracy (%) on {data.name}, {MODEL}, epochs: {epochs}, trained on "
-          f"{len(y_lt)} long-tailed images (imbalance {IMBALANCE_FACTOR}); {len(data.y_test)} test images")
     header = ["loss", "beta", "gamma", *data.classes, "overall", "balanced"]
     table = [["(training images)", "", "", *(str(n) for n in counts), str(counts.sum()), ""]]
     for r in runs:
@@ -134,10 +139,12 @@ def main():
                       "-" if r["gamma"] is None else f"{r['gamma']:g}",
                       *(f"{100 * a:.1f}" for a in r["per_class"]),
                       f"{100 * r['overall']:.2f}", f"{100 * r['balanced']:.2f}"])
-    print(markdown_table(header, table))
-    print(f"\nbest class-balanced focal run on the validation set: {best['label']}")
-    print(f"wall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
+    publish(args.out, [f"Per-class test accuracy (%) on {data.name}, {MODEL}, epochs: {epochs}, trained "
+                       f"on {len(y_lt)} long-tailed images (imbalance {IMBALANCE_FACTOR}); "
+                       f"{len(data.y_test)} test images", markdown_table(header, table),
+                       f"best class-balanced focal run on the validation set: {best['label']}"])
+    print(f"wall time {time.perf_counter() - start:.1f} s; figures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

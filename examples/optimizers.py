@@ -17,10 +17,12 @@ images of every class of the embedded mini set (2,700 train / 300 validation) fo
 the whole test set; ``--train-per-class 0`` uses every training image.
 
 Prints a results table (accuracies and the mean confidence, i.e. the top softmax probability, on
-the test set) and writes to ``--out``:
+the test set) and writes to ``--out`` (default ``out/optimizers``, ``out/optimizers-quick`` with
+``--quick``):
   learning_curves.png         the three runs' loss and accuracy per epoch
   confusion_<run>.png         one test confusion matrix per run
   predictions.png             test images with the best run's prediction and confidence
+  results.md                  the printed table
 
     python examples/optimizers.py [--model alexnet] [--epochs 3] [--dataset fashion-mnist] [--quick]
 """
@@ -32,8 +34,10 @@ from npnet import losses, metrics, optim, plots
 from npnet.functional import softmax
 from npnet.data import DataLoader
 from npnet.models import build_model
+from npnet.train import Trainer
 
-from _common import load_data, make_parser, markdown_table, predict, train
+from _common import (eval_loader, exit_if_interrupted, load_data, make_parser, markdown_table,
+                     publish, run)
 
 # -- settings --------------------------------------------------------------------------------------
 MODEL = "cnn-5"
@@ -73,6 +77,7 @@ def main():
     data = load_data(args.dataset, seed=args.seed, **subset)
     epochs = 1 if args.quick else args.epochs
     p_drop = DROPOUT[args.model] if args.dropout is None else args.dropout
+    val_loader = eval_loader(data.x_val, data.y_val)
 
     results, histories, best = [], {}, None
     for name, (optimizer_class, settings, dropout_on) in RUNS.items():
@@ -81,12 +86,15 @@ def main():
         criterion = losses.CrossEntropyLoss()
         optimizer = optimizer_class(model.parameters(), **settings)
         loader = DataLoader(data.x_train, data.y_train, BATCH_SIZE, shuffle=True, seed=args.seed)
+        print(f"{name}:")
         t0 = time.perf_counter()
-        rows = train(name, model, criterion, optimizer, loader, epochs, data.x_val, data.y_val)
+        trainer = Trainer(model, criterion, optimizer)
+        histories[name] = trainer.fit(loader, val_loader, epochs)
+        exit_if_interrupted(histories[name])
         seconds = time.perf_counter() - t0
-        histories[name] = {"epochs": rows}
+        rows = histories[name].epochs
 
-        probs = softmax(predict(model, data.x_test, batch_size=250))  # (N, C)
+        probs = softmax(trainer.predict(data.x_test, batch_size=250))  # (N, C)
         pred = probs.argmax(axis=1)
         test_acc = metrics.accuracy(data.y_test, pred)
         results.append((name, optimizer_class.__name__, p_drop if dropout_on else 0.0, rows[-1],
@@ -105,17 +113,17 @@ def main():
     plots.plot_predictions(data.x_test[:grid], data.y_test[:grid], best[2][:grid], data.classes,
                            path=os.path.join(args.out, "predictions.png"))
 
-    print(f"\nResults of {args.model} ({model.num_parameters():,} parameters) on {data.name}: "
-          f"{len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images, "
-          f"epochs: {epochs}, batch {BATCH_SIZE}")
-    print(markdown_table(["run", "optimizer", "dropout", "train accuracy", "val accuracy",
-                          "test accuracy", "mean confidence", "train time (s)"],
-                         [(name, opt, f"{p:g}", f"{100 * last['train_accuracy']:.2f}%",
-                           f"{100 * last['val_accuracy']:.2f}%", f"{100 * acc:.2f}%", f"{100 * conf:.1f}%",
-                           f"{seconds:.1f}") for name, opt, p, last, acc, conf, seconds in results]))
-    print(f"\npredictions.png shows the best run on the validation set: {best[0]}")
-    print(f"wall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
+    table = markdown_table(["run", "optimizer", "dropout", "train accuracy", "val accuracy",
+                            "test accuracy", "mean confidence", "train time (s)"],
+                           [(name, opt, f"{p:g}", f"{100 * last['train_accuracy']:.2f}%",
+                             f"{100 * last['val_accuracy']:.2f}%", f"{100 * acc:.2f}%", f"{100 * conf:.1f}%",
+                             f"{seconds:.1f}") for name, opt, p, last, acc, conf, seconds in results])
+    publish(args.out, [f"Results of {args.model} ({model.num_parameters():,} parameters) on {data.name}: "
+                       f"{len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test images, "
+                       f"epochs: {epochs}, batch {BATCH_SIZE}", table,
+                       f"predictions.png shows the best run on the validation set: {best[0]}"])
+    print(f"wall time {time.perf_counter() - start:.1f} s; figures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

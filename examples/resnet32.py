@@ -12,10 +12,13 @@ Schedule: He et al.'s CIFAR recipe scaled to ``--epochs``: SGD with momentum 0.9
 10 epochs of the embedded Fashion-MNIST mini set (9,000 training images), which already takes a
 good while on 2 cores (an epoch is ~9,000 images x 3 x 53M multiply-adds); ``--epochs 4`` is shorter.
 
-Prints the accuracies of every epoch and a results table, and writes to ``--out``:
+Shows a progress bar per epoch in a terminal (one line per epoch otherwise); prints the
+accuracies of every epoch and a results table, and writes to ``--out`` (default ``out/resnet32``,
+``out/resnet32-quick`` with ``--quick``):
   learning_curves.png   training (augmented) and validation loss and accuracy per epoch
   confusion.png         the test confusion matrix
   augmentation.png      a few training images and three random augmentations of each
+  results.md            the printed tables
 
     python examples/resnet32.py [--epochs 10] [--dataset cifar10] [--quick]
 """
@@ -29,8 +32,9 @@ import npnet
 from npnet import losses, optim, plots
 from npnet.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from npnet.models import build_model
+from npnet.train import Trainer
 
-from _common import evaluate, load_data, make_parser, report_run, train
+from _common import eval_loader, exit_if_interrupted, load_data, make_parser, report_run, run
 
 # -- settings --------------------------------------------------------------------------------------
 MODEL = "resnet32"
@@ -70,7 +74,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     quick = dict(per_class=10, test_size=100) if args.quick else {}  # smoke run: tiny data
     data = load_data(args.dataset, seed=args.seed, normalize=False, **quick)  # uint8 images
-    x_val, x_test = data.norm(data.x_val), data.norm(data.x_test)  # float32
+    data.x_val, data.x_test = data.norm(data.x_val), data.norm(data.x_test)  # float32
     epochs = 2 if args.quick else args.epochs
     milestones = sorted({max(1, round(f * epochs)) for f in DECAY_AT})
 
@@ -90,17 +94,18 @@ def main():
           f"after epochs {milestones}")
 
     t0 = time.perf_counter()
-    rows = train(MODEL, model, criterion, optimizer, loader, epochs, x_val, data.y_val, scheduler)
+    trainer = Trainer(model, criterion, optimizer, scheduler)
+    history = trainer.fit(loader, eval_loader(data.x_val, data.y_val), epochs)
+    exit_if_interrupted(history)
     seconds = time.perf_counter() - t0
-    test_loss, test_acc, pred = evaluate(model, criterion, x_test, data.y_test, batch_size=250)
 
-    report_run(MODEL, model, data, rows, pred, test_loss, test_acc, seconds, args.out,
+    report_run(MODEL, trainer, data, seconds, args.out,
                curve_title=f"{MODEL} on {data.name}, crop + flip: SGD momentum {MOMENTUM}, "
                            f"lr {LR}, weight decay {WEIGHT_DECAY}, batch {BATCH_SIZE}",
                epochs_note=" (training accuracy on augmented images)",
                extra=[("augmentation", f"crop (pad {PADDING}) + flip")])
-    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
+    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

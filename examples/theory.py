@@ -14,9 +14,11 @@ locally linear. No training; runs in seconds.
    switched-off units zeroed. Along x0 + t d the linear form is exact up to the first kink t*
    (a ReLU input crossing 0) and only approximate beyond it.
 
-Prints both checks as markdown tables and writes to ``--out``:
+Prints both checks as markdown tables and writes to ``--out`` (default ``out/theory``,
+``out/theory-quick`` with ``--quick``):
   conv_matrix.png    the matrix A (mostly zeros, the kernel repeated along shifted diagonals)
   local_linear.png   h along x0 + t d against its linear form, with the kinks marked
+  results.md         the printed tables
 
     python examples/theory.py [--seed 0]
 """
@@ -30,7 +32,7 @@ from npnet import nn
 from npnet.functional import conv2d_matrix
 from npnet.plots import save_figure
 
-from _common import make_parser, markdown_table
+from _common import make_parser, markdown_table, publish, run
 
 # -- settings --------------------------------------------------------------------------------------
 CONV = dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1)
@@ -196,15 +198,16 @@ def main():
     plot_matrix(A, os.path.join(args.out, "conv_matrix.png"))
     plot_line(*line, os.path.join(args.out, "local_linear.png"))
 
-    print(f"\nConvolution as a matrix: Conv2d{tuple(CONV.values())}, input {CONV['in_channels']}x"
-          f"{INPUT_HW[0]}x{INPUT_HW[1]}, float64")
-    print(markdown_table(["check", "size", "max abs difference"], conv_rows))
-    print(f"\nLocal linear form of a ReLU network {NET_SIZES}, float64: x = x0 + t d, |d| = 1, "
-          f"first kink at t* = {line[-1]:.3g}")
-    print(markdown_table(["perturbation", "t", "ReLUs switched", "max abs(h(x) - h(x0) - W (x - x0))"],
-                         lin_rows))
-    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures in {args.out}/")
+    publish(args.out, [
+        f"Convolution as a matrix: Conv2d{tuple(CONV.values())}, input {CONV['in_channels']}x"
+        f"{INPUT_HW[0]}x{INPUT_HW[1]}, float64",
+        markdown_table(["check", "size", "max abs difference"], conv_rows),
+        f"Local linear form of a ReLU network {NET_SIZES}, float64: x = x0 + t d, |d| = 1, "
+        f"first kink at t* = {line[-1]:.3g}",
+        markdown_table(["perturbation", "t", "ReLUs switched", "max abs(h(x) - h(x0) - W (x - x0))"],
+                       lin_rows)])
+    print(f"\nwall time {time.perf_counter() - start:.1f} s; figures and results.md in {args.out}/")
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

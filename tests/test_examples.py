@@ -1,5 +1,9 @@
-"""Smoke tests: each example runs in a few seconds with --quick and writes its table and figures."""
+"""Smoke tests: each example runs in a few seconds with --quick and writes its table and figures,
+and its printed results to results.md; --quick runs go to their own folder; Ctrl-C ends with one
+line."""
+import importlib.util
 import os
+import signal
 import subprocess
 import sys
 
@@ -17,7 +21,21 @@ def run_example(name, tmp_path, *args):
                            "--out", str(tmp_path), *args], capture_output=True, text=True, env=env,
                           timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    with open(os.path.join(tmp_path, "results.md"), encoding="utf-8") as f:
+        results = f.read()
+    printed = proc.stdout.splitlines()
+    for line in results.splitlines():  # the file holds what was printed, line for line
+        assert line in printed, line
+    assert results.count("\n| ") >= 2 and results.endswith("\n")
+    return proc.stdout, proc.stderr
+
+
+def assert_epoch_lines(err, epochs):
+    """Piped (not a terminal), the Trainer writes one line per epoch on stderr."""
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == [f"epoch {e}/{epochs}" for e in range(1, epochs + 1)]
+    assert all("train loss" in line and "val loss" in line and "img/s" in line for line in lines), lines
 
 
 def assert_pngs(folder, names):
@@ -42,7 +60,7 @@ def markdown_table(out, first):
 
 
 def test_compare_classifiers(tmp_path):
-    out = run_example("compare_classifiers.py", tmp_path)
+    out, err = run_example("compare_classifiers.py", tmp_path)
     for row in ("linear (MSE, GD)", "2-layer (MSE, GD)", "2-layer (MSE, SGD b500)", "cnn-small (CE, momentum)"):
         assert f"| {row}" in out
     assert "| model" in out and "test accuracy" in out
@@ -50,7 +68,7 @@ def test_compare_classifiers(tmp_path):
 
 
 def test_long_tail_focal(tmp_path):
-    out = run_example("long_tail_focal.py", tmp_path)
+    out, err = run_example("long_tail_focal.py", tmp_path)
     header, rows = markdown_table(out, "loss")
     assert header == ["loss", "beta", "gamma", *FASHION, "overall", "balanced"]
     assert rows[0][0] == "(training images)"
@@ -68,7 +86,8 @@ def test_long_tail_focal(tmp_path):
 
 
 def test_cnn_batchnorm(tmp_path):
-    out = run_example("cnn_batchnorm.py", tmp_path)
+    out, err = run_example("cnn_batchnorm.py", tmp_path)
+    assert_epoch_lines(err, 2)
     _, epochs = markdown_table(out, "epoch")
     assert [r[0] for r in epochs] == ["1", "2"] and [r[1] for r in epochs] == ["0.01", "0.001"]
     header, rows = markdown_table(out, "model")
@@ -78,7 +97,7 @@ def test_cnn_batchnorm(tmp_path):
 
 
 def test_optimizers(tmp_path):
-    out = run_example("optimizers.py", tmp_path)
+    out, err = run_example("optimizers.py", tmp_path)
     header, rows = markdown_table(out, "run")
     assert header[:3] == ["run", "optimizer", "dropout"] and "test accuracy" in header
     assert [r[:3] for r in rows] == [["SGD", "SGD", "0"], ["Adam", "Adam", "0"],
@@ -89,7 +108,8 @@ def test_optimizers(tmp_path):
 
 
 def test_resnet32(tmp_path):
-    out = run_example("resnet32.py", tmp_path)
+    out, err = run_example("resnet32.py", tmp_path)
+    assert_epoch_lines(err, 2)
     _, epochs = markdown_table(out, "epoch")
     assert [r[1] for r in epochs] == ["0.1", "0.01"]  # x0.1 after 50 % of the 2 epochs
     header, rows = markdown_table(out, "model")
@@ -99,7 +119,7 @@ def test_resnet32(tmp_path):
 
 
 def test_theory(tmp_path):
-    out = run_example("theory.py", tmp_path)
+    out, err = run_example("theory.py", tmp_path)
     _, conv = markdown_table(out, "check")
     assert len(conv) == 2 and all(float(r[-1]) < 1e-12 for r in conv)  # float64 rounding only
     _, lin = markdown_table(out, "perturbation")
@@ -111,13 +131,66 @@ def test_theory(tmp_path):
     assert_pngs(tmp_path, ["conv_matrix.png", "local_linear.png"])
 
 
+def test_ctrl_c_stops_a_training_example_with_one_line(tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "cnn_batchnorm.py"), "--epochs",
+                             "1", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+    try:
+        for line in proc.stdout:  # the line printed just before training starts (minutes of it)
+            if "parameters" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("Training interrupted in epoch 1") or last == "interrupted (Ctrl-C); no results written"
+    assert not os.path.exists(os.path.join(tmp_path, "results.md"))
+
+
+def load_common():
+    spec = importlib.util.spec_from_file_location("examples_common", os.path.join(ROOT, "examples", "_common.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_runs_have_their_own_folder():
+    common = load_common()
+    parser = common.make_parser("An example.", "out/example", "smoke run", epochs=3, seed=0)
+    assert parser.parse_args([]).out == "out/example"
+    assert parser.parse_args(["--quick"]).out == "out/example-quick"
+    assert parser.parse_args(["--quick", "--out", "elsewhere"]).out == "elsewhere"
+
+
+def test_ctrl_c_in_an_example_ends_with_one_line(capsys):
+    common = load_common()
+
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        common.run(main)
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["interrupted (Ctrl-C); no results written"]
+
+    class Stopped:
+        interrupted = True
+
+    with pytest.raises(SystemExit) as e:  # the Trainer stopped and said so: nothing more
+        common.exit_if_interrupted(Stopped())
+    assert e.value.code == 130 and capsys.readouterr().err == ""
+
+
 def test_dead_relu(tmp_path):
-    out = run_example("dead_relu.py", tmp_path)
+    out, _ = run_example("dead_relu.py", tmp_path)
     header, rows = markdown_table(out, "run")
     assert [r[0] for r in rows] == ["sane lr", "lr too high", "bias -3", "BN, lr too high", "BN, bias -3"]
     dead_end = {r[0]: r[-1] for r in rows}
     assert dead_end["bias -3"] == "100% / 100% / 100%"  # every unit starts and stays dead
     assert dead_end["BN, bias -3"] == "0% / 0% / 0%"  # BatchNorm re-centres the pre-activations
     assert_pngs(tmp_path, ["dead_relu.png", "zero_fraction.png", "sane-lr/layer_stats.png"])
-    with open(os.path.join(tmp_path, "results.md"), encoding="utf-8") as f:
-        assert f.read().startswith("| run")

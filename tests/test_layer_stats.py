@@ -10,8 +10,7 @@ from npnet import nn, plots
 from npnet.data import DataLoader
 from npnet.losses import CrossEntropyLoss
 from npnet.optim import SGD
-from npnet.train import Trainer
-from npnet.train.layer_stats import LayerStats
+from npnet.train import LayerStats, Trainer
 
 
 def data(n=64, seed=0):

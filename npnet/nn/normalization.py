@@ -37,6 +37,9 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         check_input(self, x, self._shapes, self._desc, self.num_features)
+        if x.size == 0:  # no statistics to take (training) and no reshape to (N, C, -1)
+            raise ValueError(f"{self._label()}: got an empty batch of shape {x.shape}; expected "
+                             f"input of shape {self._desc} with N and every other size >= 1")
         x3 = np.ascontiguousarray(x).reshape(x.shape[0], self.num_features, -1)  # (N, C, L)
         if self.training:
             n = x3.shape[0] * x3.shape[2]

@@ -1,19 +1,21 @@
-"""Callbacks: hooks the Trainer calls during ``fit``; Checkpoint and EarlyStopping.
+"""Callbacks: hooks the Trainer calls during ``fit``; Checkpoint, EarlyStopping, EpochLogger.
 
 A callback may keep state across epochs; its ``state_dict()`` (flat str -> array) is stored in
 every checkpoint, so that a resumed run decides exactly as an uninterrupted one. Callbacks run in
-the given order, except that ``Checkpoint``s run last, after every other callback has updated.
+the given order. A callback never writes checkpoints itself: it says where one is due
+(``checkpoint_paths``), and the Trainer writes them once every callback of the epoch has run, so
+that each file holds every callback's updated state.
 """
 import math
 import os
 
 import numpy as np
 
+from .progress import epoch_line
+
 
 class Callback:
     """Base class; override any hook. ``logs`` is the epoch's History row."""
-
-    order = 0  # callbacks with a larger order run later
 
     def on_fit_begin(self, trainer):
         pass
@@ -29,6 +31,11 @@ class Callback:
 
     def on_fit_end(self, trainer):
         pass
+
+    def checkpoint_paths(self):
+        """Paths the Trainer should write the training state to now; asked after every
+        callback's ``on_epoch_end`` (and ``on_interrupt``). Default: none."""
+        return ()
 
     def state_dict(self):
         return {}
@@ -83,10 +90,8 @@ class Checkpoint(_Monitor):
     for a loss, higher otherwise), and ``last_path`` (default ``last.npz`` beside ``path``) after
     every epoch. save_best=False: ``path`` is written after every epoch and is the last one.
     On Ctrl-C the state after the last completed step goes to ``last_path``, ready for
-    ``Trainer.fit(..., resume=last_path)``.
+    ``Trainer.fit(..., resume=last_path)``. The Trainer writes the files (``checkpoint_paths``).
     """
-
-    order = 100
 
     def __init__(self, path, save_best=True, monitor="val_accuracy", mode="auto", last_path=None):
         super().__init__(monitor, mode)
@@ -98,6 +103,7 @@ class Checkpoint(_Monitor):
         self.last_path = os.fspath(last_path)
         if self.save_best and os.path.abspath(self.last_path) == os.path.abspath(self.path):
             raise ValueError(f"Checkpoint: path and last_path are the same file {self.path!r}")
+        self._due = []
 
     def on_fit_begin(self, trainer):
         if self.save_best:
@@ -106,11 +112,15 @@ class Checkpoint(_Monitor):
     def on_epoch_end(self, trainer, epoch, logs):
         if self.save_best and self._improved(logs):
             self.best, self.best_epoch = float(logs[self.monitor]), epoch
-            trainer.save_checkpoint(self.path)
-        trainer.save_checkpoint(self.last_path)
+            self._due.append(self.path)
+        self._due.append(self.last_path)
 
     def on_interrupt(self, trainer):
-        trainer.save_checkpoint(self.last_path)
+        self._due.append(self.last_path)
+
+    def checkpoint_paths(self):
+        due, self._due = self._due, []
+        return due
 
 
 class EarlyStopping(_Monitor):
@@ -141,17 +151,13 @@ class EarlyStopping(_Monitor):
 
 
 class EpochLogger(Callback):
-    """Writes one line per epoch through ``log`` (default ``print``), e.g. for log files where
-    no progress bar is shown: ``epoch 3: train loss 0.5123 acc 0.8211 | val ... | lr 0.01 | 12.3s``."""
+    """Writes one line per epoch through ``log`` (default ``print``):
+    ``epoch 3: train loss 0.5123 acc 0.8211  val loss 0.4410 acc 0.8502  lr 0.01  12.3 s  730 img/s``.
+    A Trainer given an EpochLogger prints no per-epoch line of its own (see ``Trainer``)."""
 
     def __init__(self, log=print):
         self.log = log
 
     def on_epoch_end(self, trainer, epoch, logs):
-        parts = [f"epoch {epoch}:"]
-        for split in ("train", "val"):
-            loss, acc = logs.get(f"{split}_loss"), logs.get(f"{split}_accuracy")
-            if loss is not None:
-                parts.append(f"{split} loss {loss:.4f}" + (f" acc {acc:.4f}" if acc is not None else ""))
-        parts.append(f"lr {logs['lr']:.3g}  {logs['time']:.1f}s")
-        self.log("  ".join(parts))
+        meter = getattr(trainer, "meter", None)
+        self.log(epoch_line(logs, images_per_s=meter.images_per_s if meter else None))

@@ -17,6 +17,8 @@ Layout (every value a numpy array; no object arrays, so ``np.load(allow_pickle=F
 Keys are ``<section>/<name>`` because the names inside a section (``0.weight``) contain dots.
 """
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -37,9 +39,17 @@ def save_checkpoint(path, arrays):
 
 
 def load_checkpoint(path):
-    """The flat dict of arrays stored at ``path`` (read with ``allow_pickle=False``)."""
-    with np.load(os.fspath(path), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    """The flat dict of arrays stored at ``path`` (read with ``allow_pickle=False``).
+
+    A file that is not a complete npnet checkpoint (truncated, corrupt, another format, or
+    holding object arrays) raises a ValueError naming it; a missing one FileNotFoundError."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: cannot be read as an npnet checkpoint: truncated, corrupt, or "
+                         f"not an .npz archive of plain arrays ({type(e).__name__}: {e})") from None
     if str(arrays.get("format", "")) != FORMAT:
         raise ValueError(f"{path}: not an npnet checkpoint (format {arrays.get('format')!r}, "
                          f"expected {FORMAT!r})")
@@ -68,16 +78,24 @@ def generators(model):
     return found
 
 
-def rng_arrays(model):
-    return {f"rng/{k}": rng_state(g) for k, g in generators(model).items()}
+class RandomState:
+    """The Generators of ``model`` (see ``generators``) as one stateful object, stored under
+    ``rng/``: ``state_dict()`` is ``{owner: JSON state}``; ``load_state_dict`` checks every
+    state it needs before it sets any (states of generators the model no longer has are
+    ignored)."""
 
+    def __init__(self, model):
+        self.model = model
 
-def restore_rngs(model, arrays):
-    """Sets every Generator of ``model`` (and npnet's default) to its saved state."""
-    saved = section(arrays, "rng")
-    own = generators(model)
-    missing = sorted(set(own) - set(saved))
-    if missing:
-        raise ValueError(f"checkpoint has no RNG state for {missing}; saved: {sorted(saved)}")
-    for key, gen in own.items():
-        set_rng_state(gen, saved[key], f"RNG {key}")
+    def state_dict(self):
+        return {k: rng_state(g) for k, g in generators(self.model).items()}
+
+    def load_state_dict(self, state):
+        own = generators(self.model)
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise ValueError(f"checkpoint has no RNG state for {missing}; saved: {sorted(state)}")
+        for key, gen in own.items():  # a trial on a copy: a bad state raises before any is set
+            set_rng_state(np.random.Generator(type(gen.bit_generator)()), state[key], f"RNG {key}")
+        for key, gen in own.items():
+            set_rng_state(gen, state[key], f"RNG {key}")

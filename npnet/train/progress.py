@@ -1,4 +1,6 @@
-"""What the user sees and does while training: the tqdm bar of each epoch and Ctrl-C handling."""
+"""What the user sees and does while training: a tqdm bar per epoch that moves with every batch
+(in a terminal), one plain line per epoch (anywhere else: a log file, a pipe, CI), and Ctrl-C.
+Everything goes to stderr, so that stdout keeps only what the program prints itself."""
 import contextlib
 import signal
 import sys
@@ -10,6 +12,21 @@ _SHOWN = {"train_loss": "loss", "train_accuracy": "acc", "val_loss": "val_loss",
           "val_accuracy": "val_acc"}
 
 
+def mode(progress):
+    """``"bar"``, ``"lines"`` or None (silent) for the Trainer's ``progress`` argument: True is
+    the bar, False silence, None the bar when stderr is a terminal and plain lines otherwise."""
+    if progress is None:
+        return "bar" if _is_terminal(sys.stderr) else "lines"
+    return "bar" if progress else None
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def epoch_bar(epoch, epochs, total, done, show):
     """A bar over the ``total`` batches of an epoch, starting at ``done`` (a resumed epoch);
     disabled (and silent) when ``show`` is false."""
@@ -17,42 +34,65 @@ def epoch_bar(epoch, epochs, total, done, show):
                 disable=not show, leave=True, dynamic_ncols=True, file=sys.stderr)
 
 
-def postfix(bar, row, refresh=False, **extra):
-    """Shows the loss and accuracy columns of ``row`` (and ``extra`` numbers) after the bar."""
-    if bar.disable:
-        return
-    post = {short: f"{row[k]:.4f}" for k, short in _SHOWN.items() if row.get(k) is not None}
-    post.update({k: f"{v:.0f}" for k, v in extra.items()})
-    bar.set_postfix(post, refresh=refresh)
-
-
-def show_step(bar, sums, images_per_s):
-    """Advances the bar by one batch; ``sums`` are the epoch's running sums."""
+def show_step(bar, meter):
+    """Advances the bar by one batch, showing the epoch's running loss, accuracy and images/s."""
     if not bar.disable:
-        seen = max(sums["seen"], 1)
-        row = {"train_loss": sums["loss"] / seen,
-               "train_accuracy": None if sums["correct"] is None else sums["correct"] / seen}
-        postfix(bar, row, img_s=images_per_s)
+        row = {"train_loss": meter.loss, "train_accuracy": meter.accuracy}
+        bar.set_postfix(_postfix(row, meter.images_per_s), refresh=False)
     bar.update(1)
 
 
+def show_epoch(bar, row, images_per_s):
+    """The bar's last word on an epoch: its History ``row`` with the validation columns."""
+    if not bar.disable:
+        bar.set_postfix(_postfix(row, images_per_s), refresh=True)
+
+
+def _postfix(row, images_per_s):
+    post = {short: f"{row[k]:.4f}" for k, short in _SHOWN.items() if row.get(k) is not None}
+    post["img/s"] = f"{images_per_s:.0f}"
+    return post
+
+
+def epoch_line(row, epochs=None, images_per_s=None):
+    """One plain line for an epoch's History ``row``, e.g.
+    ``epoch 3/10: train loss 0.5123 acc 0.8211  val loss 0.4410 acc 0.8502  lr 0.01  12.3 s  730 img/s``."""
+    parts = []
+    for split in ("train", "val"):
+        loss, acc = row.get(f"{split}_loss"), row.get(f"{split}_accuracy")
+        if loss is not None:
+            parts.append(f"{split} loss {loss:.4f}" + (f" acc {acc:.4f}" if acc is not None else ""))
+    parts.append(f"lr {row['lr']:.3g}  {row['time']:.1f} s")
+    if images_per_s is not None:
+        parts.append(f"{images_per_s:,.0f} img/s")
+    return f"epoch {row['epoch']}{'' if epochs is None else f'/{epochs}'}: " + "  ".join(parts)
+
+
+class StopRequest:
+    """Set by the first Ctrl-C inside ``ctrl_c_stops``; the loop reads ``requested``."""
+
+    def __init__(self):
+        self.requested = False
+
+
 @contextlib.contextmanager
-def ctrl_c_stops(trainer):
-    """While training, the first Ctrl-C sets ``trainer._stop_requested`` so that the loop stops
-    after the current step; a second one raises KeyboardInterrupt at once. Only in the main
-    thread (Python delivers signals there only); elsewhere Ctrl-C is left as it is."""
+def ctrl_c_stops():
+    """Yields a ``StopRequest``. The first Ctrl-C sets it (the loop stops after the current
+    step); a second one raises KeyboardInterrupt at once. Only in the main thread (Python
+    delivers signals there only); elsewhere Ctrl-C is left as it is."""
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def handler(signum, frame):
-        if trainer._stop_requested:
+        if stop.requested:
             raise KeyboardInterrupt
-        trainer._stop_requested = True
+        stop.requested = True
         print("\nCtrl-C: stopping after this step (press again to abort at once)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
