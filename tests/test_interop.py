@@ -256,3 +256,27 @@ def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="module 'npnet' has no attribute 'nope'"):
         npnet.nope  # noqa: B018
     assert not hasattr(npnet, "_io_not_there")
+
+
+# -- the kernels' BLAS threads, set through threadpoolctl ---------------------------------------------
+def test_kernels_limit_scipy_blas_only():
+    """Importing the kernels sets SciPy's bundled OpenBLAS (the one Numba's np.dot calls) to 1
+    thread and leaves every other BLAS, NumPy's included, at its count (2 here, from the
+    environment, so that limiting all of them would show)."""
+    pytest.importorskip("threadpoolctl")
+    code = ("import json, numpy, scipy.linalg.cython_blas, threadpoolctl\n"
+            "count = lambda: {i['filepath']: i['num_threads'] for i in threadpoolctl.threadpool_info()}\n"
+            "before = count()\n"
+            "import npnet.kernels\n"
+            "print(json.dumps([npnet.kernels.blas_setup(), before, count(), numpy.__path__[0] + '.libs']))\n")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    setup, before, after, numpy_libs = json.loads(out)
+    if setup["library"] is None:
+        pytest.skip("SciPy's bundled OpenBLAS not found; nothing was changed")
+    assert "scipy" in setup["library"] and setup["threads"] == 1 and after[setup["library"]] == 1
+    others = {path: n for path, n in after.items() if path != setup["library"]}
+    assert others == {path: n for path, n in before.items() if path != setup["library"]}
+    assert all(n == 2 for path, n in others.items() if path.startswith(numpy_libs))  # NumPy's wheel
