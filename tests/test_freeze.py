@@ -21,8 +21,9 @@ def model():
 
     The conv has no bias: a bias in front of BatchNorm has a zero gradient up to rounding, which
     Adam would scale up to lr-sized steps that differ between any two libraries."""
-    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 3 * 3, 8), nn.ReLU(), nn.Linear(8, 3)).astype(np.float64)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 8), nn.ReLU(),
+                         nn.Linear(8, 3)).astype(np.float64)
 
 
 def data():
@@ -63,31 +64,43 @@ def test_frozen_layers_bit_identical_after_five_steps(name, frozen):
             assert not np.array_equal(after[key].data, before[key]), key
 
 
+def torch_twin(torch, net):
+    """``model()`` in PyTorch, float64, holding ``net``'s weights."""
+    tnn = torch.nn
+    twin = tnn.Sequential(tnn.Conv2d(2, 4, 3, padding=1, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(),
+                          tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(4 * 3 * 3, 8), tnn.ReLU(),
+                          tnn.Linear(8, 3)).double()
+    twin.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()}, strict=True)
+    return twin
+
+
+def train_torch(torch, twin, opt, steps=5):
+    x, y = (torch.tensor(a) for a in data())
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(twin(x), y).backward()
+        opt.step()
+
+
+def assert_same_state(net, twin):
+    theirs = twin.state_dict()
+    for key, value in net.state_dict().items():
+        np.testing.assert_allclose(value, theirs[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+
+
 @pytest.mark.parametrize("frozen", list(FROZEN))
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_frozen_training_matches_torch(name, frozen):
     torch = pytest.importorskip("torch")
-    tnn = torch.nn
     cls, kwargs = OPTIMIZERS[name]
     net = model()
-    twin = tnn.Sequential(tnn.Conv2d(2, 4, 3, padding=1, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(), tnn.MaxPool2d(2),
-                          tnn.Flatten(), tnn.Linear(4 * 3 * 3, 8), tnn.ReLU(), tnn.Linear(8, 3)).double()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()}, strict=True)
+    twin = torch_twin(torch, net)
     for layer in FROZEN[frozen]:
         net[int(layer)].requires_grad_(False)
         twin[int(layer)].requires_grad_(False)
     train(net, cls(net.parameters(), **kwargs))
-
-    torch_cls = getattr(torch.optim, cls.__name__)
-    opt = torch_cls(twin.parameters(), **kwargs)
-    x, y = (torch.tensor(a) for a in data())
-    for _ in range(5):
-        opt.zero_grad()
-        tnn.functional.cross_entropy(twin(x), y).backward()
-        opt.step()
-    theirs = twin.state_dict()
-    for key, value in net.state_dict().items():
-        np.testing.assert_allclose(value, theirs[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+    train_torch(torch, twin, getattr(torch.optim, cls.__name__)(twin.parameters(), **kwargs))
+    assert_same_state(net, twin)
 
 
 def test_freezing_a_parameter_by_hand_and_filtering_like_pytorch():
@@ -111,24 +124,14 @@ def test_unfreezing_mid_training_matches_torch(cls):
     """Frozen for 3 steps, then unfrozen for 3: Adam's per-parameter step count starts the
     unfrozen layer's bias correction at t = 1, as PyTorch's ``state["step"]`` does."""
     torch = pytest.importorskip("torch")
-    tnn = torch.nn
     net = model()
-    twin = tnn.Sequential(tnn.Conv2d(2, 4, 3, padding=1, bias=False), tnn.BatchNorm2d(4), tnn.ReLU(),
-                          tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(4 * 3 * 3, 8), tnn.ReLU(),
-                          tnn.Linear(8, 3)).double()
-    twin.load_state_dict({k: torch.tensor(v) for k, v in net.state_dict().items()}, strict=True)
+    twin = torch_twin(torch, net)
     kwargs = dict(lr=1e-2, weight_decay=1e-2) if cls is not SGD else dict(lr=0.05, momentum=0.9)
-    opt, opt_t = cls(net.parameters(), **kwargs), getattr(torch.optim, cls.__name__)(twin.parameters(),
-                                                                                     **kwargs)
-    x, y = (torch.tensor(a) for a in data())
+    opt = cls(net.parameters(), **kwargs)
+    opt_t = getattr(torch.optim, cls.__name__)(twin.parameters(), **kwargs)
     for flag in (False, True):
         net[5].requires_grad_(flag)
         twin[5].requires_grad_(flag)
         train(net, opt, steps=3)
-        for _ in range(3):
-            opt_t.zero_grad()
-            tnn.functional.cross_entropy(twin(x), y).backward()
-            opt_t.step()
-    theirs = twin.state_dict()
-    for key, value in net.state_dict().items():
-        np.testing.assert_allclose(value, theirs[key].numpy(), rtol=1e-10, atol=1e-12, err_msg=key)
+        train_torch(torch, twin, opt_t, steps=3)
+    assert_same_state(net, twin)

@@ -239,8 +239,9 @@ def test_import_npnet_is_lazy_and_exposes_submodules():
         "print(npnet.save.__module__, npnet.load.__module__)\n"
         "import npnet.nn\n"
         "print('npnet.plots' in sys.modules, 'npnet.train' in sys.modules, 'npnet.models' in sys.modules)\n"
-        "print(npnet.models.build_model.__name__, npnet.train.Trainer.__name__, npnet.data.DataLoader.__name__,"
-        " npnet.plots.__name__, npnet.optim.SGD.__name__, npnet.nn.CrossEntropyLoss.__module__)\n"
+        "print(npnet.models.build_model.__name__, npnet.train.Trainer.__name__,"
+        " npnet.data.DataLoader.__name__, npnet.plots.__name__, npnet.optim.SGD.__name__,"
+        " npnet.nn.CrossEntropyLoss.__module__)\n"
         "print(npnet.no_grad is npnet.nn.no_grad, npnet.manual_seed is npnet.init.manual_seed)\n"
         "print(all(n in dir(npnet) for n in ('models', 'train', 'plots', 'data', 'save', 'nn')))\n")
     assert out.splitlines() == [
