@@ -33,16 +33,20 @@ def _check_outputs(name, outputs, ndim=None, desc="(N, ...)"):
     return outputs
 
 
-def _check_labels(name, targets, n, num_classes):
-    """Integer labels of shape (n,) in [0, num_classes), returned as an int array."""
+def _check_labels(name, targets, n, num_classes, ignore_index=None):
+    """Integer labels of shape (n,) in [0, num_classes) (or equal to ``ignore_index``), returned as
+    an int array."""
     targets = np.asarray(targets)
     if not np.issubdtype(targets.dtype, np.integer):
         raise TypeError(f"{name}: expected integer class labels, got dtype {targets.dtype}")
     if targets.shape != (n,):
         raise ValueError(f"{name}: expected labels of shape ({n},), got {targets.shape}")
     bad = (targets < 0) | (targets >= num_classes)
+    if ignore_index is not None:
+        bad &= targets != ignore_index
     if bad.any():
-        raise ValueError(f"{name}: expected labels in [0, {num_classes}), got {targets[bad][0]} "
+        also = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(f"{name}: expected labels in [0, {num_classes}){also}, got {targets[bad][0]} "
                          f"({int(bad.sum())} out of range)")
     return targets
 
@@ -100,7 +104,8 @@ class _Loss:
         if self.reduction == "none":
             return per
         total = per.sum()
-        return float(total) if self.reduction == "sum" else float(total / denom)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 is PyTorch's NaN mean
+            return float(total) if self.reduction == "sum" else float(total / denom)
 
     def backward(self, grad_output=None):
         """d loss / d outputs, same shape and dtype as the outputs of the last call."""
@@ -118,7 +123,8 @@ class _Loss:
         if scale.ndim != 0:
             raise ValueError(f"{name}.backward: expected a scalar grad_output for "
                              f"reduction={self.reduction!r}, got shape {scale.shape}")
-        return self._backward(scale / denom if self.reduction == "mean" else scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self._backward(scale / denom if self.reduction == "mean" else scale)
 
     def extra_repr(self):
         return f"reduction={self.reduction!r}"
@@ -178,12 +184,20 @@ class CrossEntropyLoss(_Loss):
     'none' returns these (N,) values, 'sum' their sum, and 'mean' divides the sum by
     ``sum_i w[y_i]`` (the weighted mean; N without weights), exactly as ``F.cross_entropy``.
 
+    ``ignore_index`` (keyword, default -100 as PyTorch's): a sample with that label contributes 0 to the loss
+    (smoothing term included), 0 to the 'mean' divisor and a zero row to the gradient. It may lie
+    outside [0, C) or name a real class. A batch whose every label is ignored gives, as PyTorch,
+    NaN for 'mean' (0 / 0), 0 for 'sum', and a zero gradient either way.
+
     Shape: outputs (N, C) logits, targets (N,) integer labels -> float, or (N,) for 'none'.
     """
 
-    def __init__(self, weight=None, label_smoothing=0.0, reduction="mean"):
+    def __init__(self, weight=None, label_smoothing=0.0, reduction="mean", *, ignore_index=-100):
         super().__init__(reduction)
         self.weight = _check_weight("CrossEntropyLoss", weight)
+        if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+            raise TypeError(f"CrossEntropyLoss: ignore_index must be an integer, got {ignore_index!r}")
+        self.ignore_index = int(ignore_index)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], "
                              f"got {label_smoothing}")
@@ -193,19 +207,21 @@ class CrossEntropyLoss(_Loss):
         name = "CrossEntropyLoss"
         _check_outputs(name, outputs, 2, "(N, C)")
         n, c = outputs.shape
-        y = _check_labels(name, targets, n, c)
+        y = _check_labels(name, targets, n, c, self.ignore_index)
+        keep = y != self.ignore_index  # (N,)
+        y = np.where(keep, y, 0)  # an ignored row reads class 0, then gets weight 0
         w = _class_weight(name, self.weight, c, outputs.dtype)  # (C,)
         logp = log_softmax(outputs)  # (N, C)
-        wy = w[y]  # (N,)
+        wy = w[y] * keep  # (N,)
         eps = self.label_smoothing
         per = (1 - eps) * wy * -logp[np.arange(n), y]  # (N,)
         if eps:
-            per += eps / c * (-logp @ w)
-        self.cache = (np.exp(logp), y, w, wy)
+            per += eps / c * (-logp @ w) * keep
+        self.cache = (np.exp(logp), y, w, wy, keep)
         return per, wy.sum()
 
     def _backward(self, g):
-        p, y, w, wy = self.cache  # p (N, C) softmax
+        p, y, w, wy, keep = self.cache  # p (N, C) softmax
         n, c = p.shape
         eps = self.label_smoothing
         dp = p.copy()
@@ -214,7 +230,8 @@ class CrossEntropyLoss(_Loss):
         if eps:
             # d/dx of sum_c w_c * nll_c is (sum_c w_c) * p - w
             dx += eps / c * (w.sum() * p - w)
-        return dx * _column(g)
+        # ignored rows are 0, even where g is inf (the mean over 0 kept samples scales by 1 / 0)
+        return np.where(keep[:, None], dx * _column(g), 0)
 
 
 # -- focal -----------------------------------------------------------------------------------------

@@ -255,3 +255,63 @@ def test_backward_misuse():
     loss(x, y)
     with pytest.raises(ValueError, match="scalar grad_output"):
         loss.backward(np.ones(5))
+
+
+# -- ignore_index -----------------------------------------------------------------------------------
+IGNORED = np.array([2, -100, 0, -100, 3])  # two ignored rows out of five
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weight, smoothing", [(None, 0.0), (WEIGHT, 0.0), (None, 0.3), (WEIGHT, 0.3)])
+def test_gradcheck_cross_entropy_ignore_index(reduction, weight, smoothing):
+    x, _ = batch()
+    check_loss(CrossEntropyLoss(weight, smoothing, reduction), x, IGNORED, tol=1e-6)
+    class_2_ignored = np.where(IGNORED < 0, 2, IGNORED)  # ignore_index naming a real class
+    check_loss(CrossEntropyLoss(weight, smoothing, reduction, ignore_index=2), x, class_2_ignored, tol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weight, smoothing", [(None, 0.0), (WEIGHT, 0.3)])
+def test_ignored_rows_are_as_if_absent(reduction, weight, smoothing):
+    """The loss over a batch with ignored rows is the loss over the kept rows alone; ignored rows
+    get a zero gradient."""
+    x, _ = batch()
+    keep = IGNORED != -100
+    full, kept = (CrossEntropyLoss(weight, smoothing, reduction) for _ in range(2))
+    value, value_kept = full(x, IGNORED), kept(x[keep], IGNORED[keep])
+    upstream = np.arange(1.0, 6.0)
+    grad = full.backward(upstream) if reduction == "none" else full.backward()
+    grad_kept = kept.backward(upstream[keep]) if reduction == "none" else kept.backward()
+    if reduction == "none":
+        np.testing.assert_array_equal(value[~keep], 0)
+        value = value[keep]
+    np.testing.assert_allclose(value, value_kept, rtol=1e-14)
+    np.testing.assert_array_equal(grad[~keep], 0)
+    np.testing.assert_allclose(grad[keep], grad_kept, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_ignored_batch_is_nan_mean_and_zero_gradient(dtype):
+    """As PyTorch: 'mean' over no kept sample is 0 / 0 = NaN, 'sum' is 0; the gradient is 0."""
+    x, _ = batch(dtype=dtype)
+    labels = np.full(5, 7)
+    for reduction, expected in (("mean", np.nan), ("sum", 0.0)):
+        loss = CrossEntropyLoss(WEIGHT, 0.2, reduction, ignore_index=7)
+        with np.errstate(all="raise"):  # and no floating-point warning on the way
+            value, grad = loss(x, labels), loss.backward()
+        np.testing.assert_equal(value, expected)
+        assert grad.dtype == dtype and not grad.any()
+
+
+def test_ignore_index_bad_input():
+    x, _ = batch()
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss.*\[0, 4\) or ignore_index=-100, got -1"):
+        CrossEntropyLoss()(x, np.array([0, 1, -1, -100, 3]))
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        CrossEntropyLoss(ignore_index=1.5)
+
+
+def test_losses_are_also_under_nn():
+    from npnet import losses, nn
+    assert (nn.CrossEntropyLoss, nn.MSELoss, nn.FocalLoss) == (losses.CrossEntropyLoss, losses.MSELoss,
+                                                               losses.FocalLoss)

@@ -1,6 +1,7 @@
 """Optimizers and LR schedules without PyTorch: hand-computed updates, dtypes, state dicts, errors."""
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ def test_load_state_dict_rejects_mismatch():
 
 # -- bad input ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, match", [
-    (lambda ps: SGD(ps, lr=0.0), r"SGD.*learning rate 0\.0"),
+    (lambda ps: SGD(ps, lr=float("inf")), r"SGD.*learning rate inf"),
     (lambda ps: SGD(ps, lr=-1), r"SGD.*learning rate -1"),
     (lambda ps: SGD(ps, lr=0.1, momentum=1.0), r"SGD.*momentum.*\[0, 1\).*1\.0"),
     (lambda ps: SGD(ps, lr=0.1, momentum=-0.1), r"SGD.*momentum.*-0\.1"),
@@ -226,6 +227,91 @@ def test_load_state_dict_rejects_mismatch():
 def test_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
         make(params())
+
+
+def test_zero_lr_is_allowed_negative_refused_as_in_pytorch():
+    ps = params()
+    before = [p.data.copy() for p in ps]
+    set_grads(ps, 0)
+    for make in (lambda: SGD(ps, lr=0.0, momentum=0.9), lambda: Adam(ps, lr=0), lambda: AdamW(ps, 0.0)):
+        make().step()
+    assert all(np.array_equal(p.data, b) for p, b in zip(ps, before))
+    with pytest.raises(ValueError, match=r"AdamW.*learning rate -1e-09.*>= 0"):
+        AdamW(ps, lr=-1e-9)
+
+
+@pytest.mark.parametrize("make", [lambda ps: SGD([{"params": ps[:1]}, {"params": ps[1:]}], 0.1, momentum=0.9),
+                                  lambda ps: Adam([{"params": ps[:1]}, {"params": ps[1:]}], 0.1),
+                                  lambda ps: AdamW([{"params": ps[:1]}, {"params": ps[1:]}], 0.1)])
+@pytest.mark.parametrize("key, bad", [("lr", float("nan")), ("lr", float("inf")), ("lr", -0.1),
+                                      ("weight_decay", float("nan"))])
+def test_bad_hyperparameter_set_by_hand_raises_at_step_and_changes_nothing(make, key, bad):
+    ps = params()
+    opt = make(ps)
+    run(opt, ps, 2)
+    before, state = [p.data.copy() for p in ps], opt.state_dict()
+    opt.param_groups[1][key] = bad
+    quadratic_grads(ps)
+    said = {"lr": "invalid learning rate", "weight_decay": "weight_decay must be >= 0"}[key]
+    with pytest.raises(ValueError, match=re.escape(f"{type(opt).__name__}.step (param group 1): {said}")
+                       + f".*{bad}"):
+        opt.step()
+    assert all(np.array_equal(p.data, b) for p, b in zip(ps, before))
+    after = opt.state_dict()
+    assert after.keys() == state.keys()
+    assert all(np.array_equal(after[k], state[k]) for k in state if k != f"group.1.{key}")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_frozen_parameter_is_skipped_entirely(name):
+    ps = params()
+    opt = OPTIMIZERS[name](ps)
+    ps[0].requires_grad = False
+    frozen, other = ps[0].data.copy(), ps[1].data.copy()
+    for _ in range(5):
+        quadratic_grads(ps)  # a frozen parameter with a non-zero grad is still left alone
+        opt.step()
+    assert np.array_equal(ps[0].data, frozen) and not np.array_equal(ps[1].data, other)
+    assert not any(k.startswith("state.0.") for k in opt.state_dict())
+
+
+def test_adam_counts_steps_per_parameter_as_pytorch():
+    """Unfrozen after 3 steps, a parameter's first Adam update is a fresh Adam's first update
+    (t = 1, full bias correction), not one at t = 4."""
+    ps, fresh = params(), params()
+    opt = Adam(ps, lr=0.1)
+    ps[0].requires_grad = False
+    run(opt, ps, 3)
+    ps[0].requires_grad = True
+    quadratic_grads(ps)
+    quadratic_grads(fresh)
+    opt.step()
+    Adam(fresh[:1], lr=0.1).step()
+    np.testing.assert_array_equal(ps[0].data, fresh[0].data)
+    state = opt.state_dict()
+    assert state["step"] == 4 and state["state.0.steps"] == 1 and state["state.1.steps"] == 4
+    assert state["state.0.steps"].dtype == np.int64 and state["state.0.steps"].shape == ()
+
+
+def test_adam_state_dict_without_per_parameter_steps_loads():
+    """A state dict written before ``steps`` existed: every buffer is at the global step."""
+    ps = params()
+    opt = Adam(ps, lr=0.05)
+    run(opt, ps, 3)
+    old = {k: v for k, v in roundtrip(opt.state_dict()).items() if not k.endswith(".steps")}
+    ps2 = [Parameter(p.data.copy()) for p in ps]
+    opt2 = Adam(ps2, lr=0.05).load_state_dict(old)
+    run(opt, ps, 2)
+    run(opt2, ps2, 2)
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(ps, ps2))
+
+
+def test_zero_grad_accepts_set_to_none():
+    ps = params()
+    set_grads(ps, 0)
+    grads = [p.grad for p in ps]
+    SGD(ps, lr=1.0).zero_grad(set_to_none=True)  # npnet keeps the (zeroed) arrays
+    assert all(p.grad is g and not g.any() for p, g in zip(ps, grads))
 
 
 def test_bad_params_types():

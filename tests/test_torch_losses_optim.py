@@ -207,3 +207,36 @@ def test_warmup_matches_torch_linear_then_multistep():
                                     lrs.MultiStepLR(opt_t, [6, 9], gamma=0.1)])
     got, expected = sequences(MultiStepLR(opt, [6, 9], gamma=0.1, warmup_epochs=4), chained, 15)
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("lr", [1e-3, 0.0, -0.0, -1e-12, -1.0])
+def test_learning_rate_rule_is_pytorchs(name, lr):
+    """A finite lr is accepted exactly when PyTorch accepts it (lr >= 0, zero included)."""
+    ours_cls = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[name]
+    try:
+        getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)], lr=lr)
+        torch_accepts = True
+    except ValueError:
+        torch_accepts = False
+    try:
+        ours_cls([Parameter(np.zeros(1))], lr=lr)
+        assert torch_accepts, f"npnet accepted lr={lr}, PyTorch refuses it"
+    except ValueError:
+        assert not torch_accepts, f"npnet refused lr={lr}, PyTorch accepts it"
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weight", [None, WEIGHT])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("ignore_index, labels", [(-100, [0, -100, 4, 1, -100, 2, 3, 3]),
+                                                  (3, [0, 3, 4, 1, 3, 2, 3, 1]),
+                                                  (-100, [-100] * 8)])
+def test_cross_entropy_ignore_index(reduction, weight, smoothing, ignore_index, labels):
+    """Including a batch whose every label is ignored (PyTorch: NaN mean, zero gradient)."""
+    x, _ = batch()
+    y = np.array(labels)
+    wt = None if weight is None else torch.tensor(weight)
+    fn = lambda xt: F.cross_entropy(xt, torch.tensor(y), weight=wt, ignore_index=ignore_index,  # noqa
+                                    label_smoothing=smoothing, reduction=reduction)
+    compare(CrossEntropyLoss(weight, smoothing, reduction, ignore_index=ignore_index), fn, x, y)

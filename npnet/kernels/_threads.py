@@ -11,12 +11,15 @@ The conv kernels run one GEMM per image inside a Numba ``prange`` over the batch
 calls SciPy's OpenBLAS at the same time. If that OpenBLAS is allowed two threads, each call also wakes
 its own pool and the 2 cores get 4 busy threads: measured on the 2-core box, Conv2d(64, 128, 3, padding=1)
 forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms. So SciPy's OpenBLAS is set to
-1 thread here (by a ctypes call into that library), and NumPy's OpenBLAS, used by ``Linear`` through
-``@``, keeps its threads because it is another library.
+1 thread here, and NumPy's OpenBLAS keeps its threads because it is another library.
 
-``threadpoolctl`` could do the same, but it is not a dependency of anything npnet installs. If SciPy's
-BLAS cannot be found (e.g. a SciPy linked to a system BLAS shared with NumPy), nothing is changed and
-``blas_setup()`` says so; the kernels stay correct, only slower if that BLAS is multi-threaded.
+The setting goes through ``threadpoolctl`` (the library scikit-learn uses for this): of the BLAS
+libraries loaded in the process it picks the one whose file lies in SciPy's wheel folders
+(``scipy.libs`` on Linux and Windows, ``scipy/.dylibs`` on macOS) and limits only that one; all
+BLAS libraries together would also pin NumPy's. ``threadpoolctl.threadpool_info()`` shows the
+result: SciPy's file at 1 thread, NumPy's at its own count. If SciPy's BLAS is not found (e.g. a
+SciPy linked to a system BLAS shared with NumPy), nothing is changed and ``blas_setup()`` says so;
+the kernels stay correct, only slower if that BLAS is multi-threaded.
 
 Known interaction, not fixed here: after a multi-threaded NumPy matmul, NumPy's OpenBLAS worker keeps
 spinning for a while (OpenBLAS's THREAD_TIMEOUT, ~2^28 cycles) and takes a core from the Numba workers
@@ -24,44 +27,36 @@ that run next. Measured: a 3 ms matmul followed by an 8.4 ms conv took 24 ms ins
 max-pool 8-10.6 ms instead of 6.3. ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before NumPy is first
 imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it once NumPy is loaded.
 """
-import ctypes
-import glob
 import os
 import threading
 
 import numpy as np
 
-_SET_NAMES = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
-_GET_NAMES = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
 _setup = {"library": None, "threads": None}
 
 
-def _scipy_openblas_paths():
+def _scipy_blas_folders():
     import scipy
     import scipy.linalg.cython_blas  # noqa: F401  loads the library Numba's np.dot will call
-    root = os.path.dirname(scipy.__file__)
-    patterns = (os.path.join(root + ".libs", "*openblas*"), os.path.join(root, ".dylibs", "*openblas*"))
-    return sorted(p for pattern in patterns for p in glob.glob(pattern))
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
+    return root + ".libs" + os.sep, os.path.join(root, ".dylibs") + os.sep
 
 
 def _limit_scipy_blas(n_threads=1):
-    """Set SciPy's bundled OpenBLAS to ``n_threads``; return the library path, or None if not found."""
-    for path in _scipy_openblas_paths():
-        try:
-            # the library is already loaded by cython_blas, so dlopen returns that same instance
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        setter = next((getattr(lib, n) for n in _SET_NAMES if hasattr(lib, n)), None)
-        getter = next((getattr(lib, n) for n in _GET_NAMES if hasattr(lib, n)), None)
-        if setter is None:
-            continue
-        setter.argtypes, setter.restype = [ctypes.c_int], None
-        setter(n_threads)
-        _setup["library"] = path
-        _setup["threads"] = getter() if getter is not None else n_threads
-        return path
-    return None
+    """Set SciPy's bundled BLAS to ``n_threads``; return the library path, or None if not found."""
+    from threadpoolctl import ThreadpoolController
+
+    folders = _scipy_blas_folders()
+    controller = ThreadpoolController()
+    paths = [lib["filepath"] for lib in controller.info() if lib["user_api"] == "blas"
+             and os.path.realpath(lib["filepath"]).startswith(folders)]
+    if not paths:
+        return None
+    scipy_blas = controller.select(filepath=paths)
+    scipy_blas.limit(limits=n_threads)  # stays set: the limiter is not used as a context manager
+    _setup["library"] = paths[0]
+    _setup["threads"] = scipy_blas.info()[0]["num_threads"]
+    return paths[0]
 
 
 def blas_setup():

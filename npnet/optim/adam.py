@@ -16,12 +16,17 @@ class Adam(Optimizer):
 
     eps is added to the bias-corrected sqrt(v) (the paper's Algorithm 1 and PyTorch), not to the
     uncorrected one. State: ``exp_avg[i]``, ``exp_avg_sq[i]`` (m and v, created at the first step,
-    dtype of the parameter) and the shared step count t (``"step"`` in the state dict).
+    dtype of the parameter) and ``steps[i]``, the t of that parameter (an int64 scalar), counted
+    per parameter as PyTorch's ``state["step"]``: a parameter that was frozen (``requires_grad=
+    False``, skipped by ``step()``) and is then unfrozen starts at t = 1 with full bias correction,
+    not at the optimizer's step count. A state dict saved before ``steps`` existed loads with every
+    parameter that has buffers at the optimizer's ``"step"``.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr > 0; betas in [0, 1); eps >= 0.
+    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; betas in [0, 1); eps >= 0.
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq")
+    _state_names = ("exp_avg", "exp_avg_sq", "steps")
+    _scalar_states = ("steps",)
     decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -38,9 +43,8 @@ class Adam(Optimizer):
             raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        """One update of every parameter from its current ``grad``, in place on ``p.data``."""
-        self.step_count += 1
-        t = self.step_count
+        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        self._begin_step()
         for group, i, p in self._each():
             lr, wd = group["lr"], group["weight_decay"]
             beta1, beta2 = group["betas"]
@@ -51,12 +55,22 @@ class Adam(Optimizer):
                 g = g + wd * p.data
             if self.exp_avg[i] is None:
                 self.exp_avg[i], self.exp_avg_sq[i] = np.zeros_like(p.data), np.zeros_like(p.data)
+                self.steps[i] = np.array(0, dtype=np.int64)
+            self.steps[i] += 1
+            t = int(self.steps[i])
             m, v = self.exp_avg[i], self.exp_avg_sq[i]
             m += (1 - beta1) * (g - m)  # = beta1 * m + (1 - beta1) * g, PyTorch's lerp
             v *= beta2
             v += (1 - beta2) * (g * g)
             denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + group["eps"]
             p.data -= lr / (1 - beta1 ** t) * (m / denom)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        for i, m in enumerate(self.exp_avg):
+            if m is not None and self.steps[i] is None:  # saved before per-parameter steps
+                self.steps[i] = np.array(self.step_count, dtype=np.int64)
+        return self
 
 
 class AdamW(Adam):

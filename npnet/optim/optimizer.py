@@ -15,6 +15,15 @@ class Optimizer:
     ``self.params`` is the flat list of every group's parameters in order; per-parameter state
     lives in lists indexed like it (``_state_names`` names them) and is created at the first step.
 
+    A parameter with ``requires_grad=False`` is skipped by ``step()`` entirely, as PyTorch skips a
+    parameter whose ``grad`` is None: no update, no weight decay, no change to its state, even if
+    its ``grad`` holds numbers. Unfrozen later, it starts its state where it stopped.
+
+    Learning rate: PyTorch's rule, ``lr >= 0`` (0 is allowed, a negative rate is refused), and it
+    must be finite. ``step()`` checks every group's hyperparameters again before it changes
+    anything, so a NaN or inf written into ``param_groups[g]["lr"]`` (by hand or by a schedule)
+    raises a ValueError naming the optimizer and the group instead of turning the weights to NaN.
+
     ``state_dict()`` is a **flat** ``dict`` of ``str -> numpy array`` (no pickle: it round-trips
     through ``np.savez`` / ``np.load(allow_pickle=False)``):
 
@@ -22,9 +31,12 @@ class Optimizer:
     * ``"group.<g>.params"``: indices into the flat parameter list of group g;
     * ``"group.<g>.<hyperparameter>"``: e.g. ``"group.0.lr"``, ``"group.1.betas"`` (shape (2,));
     * ``"state.<i>.<buffer>"``: e.g. ``"state.3.momentum_buffer"``, only once the buffer exists.
+      Buffers have their parameter's shape and dtype, except the per-parameter counters named in
+      ``_scalar_states`` (int64 scalars, e.g. Adam's ``"state.3.steps"``).
     """
 
     _state_names = ()
+    _scalar_states = ()
 
     def __init__(self, params, **defaults):
         self.defaults = defaults
@@ -66,14 +78,25 @@ class Optimizer:
         check_lr(group["lr"], where)
 
     def _each(self):
-        """Yields ``(group, i, p)`` over every parameter, i its index in the flat list."""
+        """Yields ``(group, i, p)`` over every parameter that requires a gradient, i its index in
+        the flat list; frozen parameters are passed over."""
         i = 0
         for group in self.param_groups:
             for p in group["params"]:
-                yield group, i, p
+                if p.requires_grad:
+                    yield group, i, p
                 i += 1
 
-    def zero_grad(self):
+    def _begin_step(self):
+        """Checks every group before anything changes (a NaN lr would poison every weight), then
+        counts the step."""
+        for k, group in enumerate(self.param_groups):
+            self._check_group(group, f"{self._name}.step (param group {k})")
+        self.step_count += 1
+
+    def zero_grad(self, set_to_none=True):
+        """Zeroes every gradient. ``set_to_none`` is accepted for PyTorch's signature; npnet always
+        keeps zeroed arrays, because ``backward`` adds into ``grad`` in place."""
         for p in self.params:
             p.zero_grad()
 
@@ -87,7 +110,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
-        check_lr(value, f"{self._name}.lr", allow_zero=True)
+        check_lr(value, f"{self._name}.lr")
         self.param_groups[0]["lr"] = float(value)
 
     # -- state ------------------------------------------------------------------------------------
@@ -131,7 +154,8 @@ class Optimizer:
             buffers = getattr(self, name)
             for i, p in enumerate(self.params):
                 buf = given.get(f"state.{i}.{name}")
-                buffers[i] = None if buf is None else buf.astype(p.data.dtype, copy=True)
+                dtype = np.int64 if name in self._scalar_states else p.data.dtype
+                buffers[i] = None if buf is None else buf.astype(dtype, copy=True)
         return self
 
     def _check_key(self, key, value, expected):
@@ -139,7 +163,7 @@ class Optimizer:
             _, idx, name = (key.split(".") + ["", ""])[:3]
             if name not in self._state_names or not idx.isdigit() or int(idx) >= len(self.params):
                 return f"unexpected key {key}"
-            shape = self.params[int(idx)].data.shape
+            shape = () if name in self._scalar_states else self.params[int(idx)].data.shape
         elif key in expected:
             shape = expected[key].shape
         else:
@@ -180,9 +204,8 @@ def _coerce(value, default):
     return float(value)
 
 
-def check_lr(lr, where, allow_zero=False):
-    ok = isinstance(lr, (int, float, np.number)) and math.isfinite(lr) and (
-        lr > 0 or (allow_zero and lr == 0))
+def check_lr(lr, where):
+    """PyTorch refuses a negative rate and accepts 0; npnet also refuses NaN and inf."""
+    ok = isinstance(lr, (int, float, np.number)) and math.isfinite(lr) and lr >= 0
     if not ok:
-        raise ValueError(f"{where}: invalid learning rate {lr!r} (expected a finite number "
-                         f"{'>= 0' if allow_zero else '> 0'})")
+        raise ValueError(f"{where}: invalid learning rate {lr!r} (expected a finite number >= 0)")

@@ -16,8 +16,9 @@ class SGD(Optimizer):
     The learning rate multiplies the buffer rather than being folded into it (PyTorch's form, not
     Sutskever et al.'s ``v = mu v - lr g``): a new lr takes effect at once, the buffer keeps its scale.
     State: ``momentum_buffer[i]`` per parameter (None until the first step, and when momentum = 0).
+    A frozen parameter (``requires_grad=False``) is skipped: no update, no decay, its buffer kept.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr > 0; momentum in [0, 1);
+    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; momentum in [0, 1);
     nesterov needs momentum > 0; weight_decay >= 0.
     """
 
@@ -37,8 +38,8 @@ class SGD(Optimizer):
             raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        """One update of every parameter from its current ``grad``, in place on ``p.data``."""
-        self.step_count += 1
+        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        self._begin_step()
         for group, i, p in self._each():
             g = p.grad
             if group["weight_decay"]:
