@@ -1,8 +1,7 @@
 """Training: ``Trainer``, ``History``, callbacks and checkpoint files.
 
 Modules: ``trainer`` (the loop), ``history``, ``callbacks``, ``checkpoint`` (file layout, atomic
-writes), ``state`` (a Trainer's state as arrays), ``progress`` (tqdm bar, Ctrl-C), ``config``
-(schema of run configs) and ``experiment`` (one run from a config, used by ``npnet train``).
+writes), ``state`` (a Trainer's state as arrays), ``progress`` (tqdm bar, Ctrl-C).
 """
 from .callbacks import Callback, Checkpoint, EarlyStopping, EpochLogger
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
