@@ -1,7 +1,9 @@
-"""The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
+"""The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
+them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
 
-``main(argv)`` returns the exit status: 0 ok, 1 a diverged run (non-finite loss), 2 bad arguments, config, data or checkpoint (nothing written), 130 stopped by
-Ctrl-C (a run folder then holds a resumable ``last.npz``). Failures print one message that says
+``main(argv)`` returns the exit status: 0 ok, 1 a diverged run (non-finite loss) or a sweep
+with trials that failed, 2 bad arguments, config, data or checkpoint (nothing written), 130
+stopped by Ctrl-C (a run folder then holds a resumable ``last.npz``). Failures print one message that says
 what was wrong and what to do, never a traceback (``--traceback`` shows one for bug reports).
 """
 import argparse
@@ -18,6 +20,7 @@ def _parser():
                         help="on an unexpected error show the Python traceback (for bug reports)")
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub, common)
+    _sweep_parser(sub, common)
     c = sub.add_parser("compare", parents=[common], help="figures comparing finished runs "
                        "(learning curves, per-class accuracy)")
     c.add_argument("runs", nargs="+", help="run folders (with history.json and metrics.json)")
@@ -48,6 +51,67 @@ def _train_parser(sub, common):
     t.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run from its checkpoint (last.npz), in its own folder")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+
+
+def _sweep_parser(sub, common):
+    w = sub.add_parser(
+        "sweep", parents=[common], help="run every trial of a sweep file (a grid of config "
+        "keys) on local processes or a Ray cluster",
+        description="A sweep file names a base config (base: FILE.yaml or an inline config:), a "
+        "grid: of dotted config keys to lists of values (every combination is a trial), "
+        "optional seeds: [...] and set: overrides; see configs/sweeps/. Writes OUT/<name>/ "
+        "with trials.csv, summary.md, figures and one run folder per trial; running it again "
+        "skips finished trials and resumes interrupted ones.")
+    w.add_argument("sweep", help="YAML sweep file (see configs/sweeps/)")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every trial (not a swept key); repeatable")
+    w.add_argument("--workers", type=int, help="trials at a time (default: cores / threads)")
+    w.add_argument("--threads-per-trial", type=int, metavar="T",
+                   help="Numba and BLAS threads (Ray: CPUs) of each trial (default: the cores "
+                        "shared out among the workers)")
+    w.add_argument("--backend", choices=("local", "ray"),
+                   help="local processes (default) or Ray tasks (pip install -e '.[ray]')")
+    w.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
+                                      "(implies --backend ray; without it Ray starts locally)")
+    w.add_argument("--asha", type=int, metavar="GRACE_EPOCHS",
+                   help="Ray only: stop hopeless trials early (ASHA on validation accuracy, "
+                        "after at least GRACE_EPOCHS epochs); off by default")
+    w.add_argument("--out", default="sweeps", help="base folder (default: sweeps)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+
+
+def _shares(args, n_trials, backend):
+    """(workers, threads per trial): by default the machine's cores, filled."""
+    from .threads import available_cores
+    for name in ("workers", "threads_per_trial"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    cores = available_cores()
+    workers, threads = args.workers, args.threads_per_trial
+    if workers is None and threads is None:
+        workers = max(1, min(n_trials, cores))
+    if threads is None:
+        threads = max(1, cores // workers) if backend == "local" or not args.address else 1
+    if workers is None:
+        workers = max(1, cores // threads) if backend == "local" else n_trials
+    return workers, threads
+
+
+def _sweep(args):
+    from .sweep import load_sweep
+    from .sweeper import run_sweep
+    backend = args.backend or ("ray" if args.address else "local")
+    if backend == "local" and (args.address or args.asha is not None):
+        raise RunError("--address and --asha need --backend ray")
+    if args.asha is not None and args.asha < 1:
+        raise RunError(f"--asha GRACE_EPOCHS must be >= 1, got {args.asha}")
+    sweep = load_sweep(args.sweep, args.set)
+    workers, threads = _shares(args, len(sweep.trials), backend)
+    log = (lambda *a, **k: None) if args.quiet else print
+    asha = None if args.asha is None else {"grace_period": args.asha}
+    return run_sweep(sweep, args.out, backend, workers, threads, args.address, asha,
+                     progress=False if args.quiet else None, log=log)
 
 
 def _train(args):
@@ -117,7 +181,7 @@ def _compare(args):
     return 0
 
 
-COMMANDS = {"train": _train, "compare": _compare, "summary": _summary}
+COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary}
 
 
 def main(argv=None):

@@ -91,12 +91,14 @@ def _disagreement(path, keys, given, stored):
             "the new values, start a new run without --resume.")
 
 
-def run_experiment(config, out="runs", resume=None, progress=None, log=print, run_dir=None):
+def run_experiment(config, out="runs", resume=None, progress=None, log=print, run_dir=None,
+                   callbacks=()):
     """Trains and evaluates as ``config`` (from ``validate_config``, or ``resume_config`` when
     resuming) says, in ``run_dir`` (default: a new folder under ``out``; the checkpoint's folder
-    when resuming). Returns a dict: ``run`` (folder), ``status`` ("done", "diverged" or
-    "interrupted"), ``exit_code`` (0, 1, 130), ``metrics`` (metrics.json's content, or None),
-    ``history`` (``History.to_dict()``), ``error`` (a message or None).
+    when resuming); ``callbacks`` are added to the Trainer's. Returns a dict: ``run`` (folder),
+    ``status`` ("done", "diverged" or "interrupted"), ``exit_code`` (0, 1, 130), ``metrics``
+    (metrics.json's content, or None), ``history`` (``History.to_dict()``), ``error`` (a
+    message or None).
 
     Raises ``RunError`` (nothing written) when the data, the model or the checkpoint fail.
     """
@@ -106,7 +108,7 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     else:
         run = run_dir or new_run_dir(out, config["name"])
     bar = progress if progress is not None else sys.stderr.isatty()
-    extra = [] if bar else [EpochLogger(log)]  # no progress bar: one line per epoch instead
+    extra = list(callbacks) + ([] if bar else [EpochLogger(log)])  # no bar: a line per epoch
     trainer, loaders, eval_tf = make_trainer(config, run, (x_tr, y_tr, x_val, y_val),
                                              len(classes), progress, extra)
     if resume is not None:
