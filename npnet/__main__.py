@@ -1,6 +1,6 @@
 """``python -m npnet train CONFIG.yaml``: the same as the ``npnet`` command."""
 import sys
 
-from .cli import main
+from .run.cli import main
 
 sys.exit(main())

@@ -3,6 +3,7 @@ bad configs fail before anything runs, naming the valid keys; every shipped conf
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from npnet.cli import main
+from npnet.run.cli import main
 from npnet.train import load_checkpoint
-from npnet.train.config import SCHEMA, ConfigError, load_config, validate_config
+from npnet.run.config import SCHEMA, ConfigError, load_config, validate_config
+from npnet.run.overrides import differing_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -114,13 +116,110 @@ def test_float_keys_accept_yaml_exponents():
     assert config["train"]["reg"] == 5e-4 and config["train"]["batch_size"] == 128
 
 
+def shipped_configs():
+    """Every config under configs/ except sweeps; those whose model is not in the zoo (yet) are
+    left out of the checks that build one."""
+    from npnet.models import MODELS
+    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")) +
+                   glob.glob(os.path.join(ROOT, "configs", "fashion_mnist", "*.yaml")))
+    return [p for p in paths if yaml.safe_load(open(p))["network"]["model"] in MODELS]
+
+
 def test_shipped_configs_validate():
-    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+    paths = shipped_configs()
     models = {load_config(p)["network"]["model"] for p in paths}
     assert {"linear", "mlp", "cnn-small", "cnn-bn", "alexnet", "resnet32"} <= models
     cnn_bn = load_config(os.path.join(ROOT, "configs", "cnn_bn.yaml"))["train"]
     assert (cnn_bn["batch_size"], cnn_bn["learning_rate"], cnn_bn["reg"], cnn_bn["momentum"],
             cnn_bn["steps"]) == (128, 0.01, 5e-4, 0.94, [12, 18])
+    fashion = {os.path.basename(p) for p in paths if "fashion_mnist" in p}
+    assert {"cnn_bn.yaml", "cnn_small.yaml", "resnet32.yaml", "longtail_ce.yaml",
+            "longtail_focal.yaml"} <= fashion
+    for name in fashion:
+        config = load_config(os.path.join(ROOT, "configs", "fashion_mnist", name))
+        assert config["data"]["dataset"] == "fashion-mnist"
+        cifar = os.path.join(ROOT, "configs", name)
+        if os.path.exists(cifar):  # the same experiment as its CIFAR-10 twin, but for the data
+            keys = differing_keys(config, load_config(cifar))
+            assert all(k.startswith(("data.", "train.", "network.save_best", "network.init_prior",
+                                     "network.model")) for k in keys), keys
+
+
+def test_readme_train_line_runs_as_written(tmp_path, monkeypatch):
+    """README's ``npnet train`` line, shortened to one epoch on a few images."""
+    line = next(l for l in open(os.path.join(ROOT, "README.md")) if "`npnet train configs/" in l)
+    command = line.split("`")[1].split()
+    assert command[:2] == ["npnet", "train"]
+    monkeypatch.chdir(ROOT)
+    status = main(command[1:] + ["--out", str(tmp_path), "--epochs", "1", "--quiet",
+                                 "--set", "data.max_train=200", "--set", "data.max_test=50"])
+    assert status == 0 and len(os.listdir(tmp_path)) == 1
+
+
+def test_set_overrides_any_key(tmp_path):
+    path = write(tmp_path, TINY)
+    config = load_config(path, ["train.learning_rate=0.2", "network.options.hidden=[8]",
+                                "network.model=mlp", "data.max_train=null", "seed=7",
+                                "train.reg=5e-4"])
+    assert config["train"]["learning_rate"] == 0.2 and config["network"]["options"] == {"hidden": [8]}
+    assert config["data"]["max_train"] is None and config["seed"] == 7
+    assert config["train"]["reg"] == 5e-4
+    assert load_config(path)["train"]["learning_rate"] == 0.05  # the file is not changed
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.lr=0.1", "unknown key 'train.lr'; valid keys in 'train': batch_size"),
+    ("train.learning_rate=0", "'train.learning_rate': expected a value > 0.0, got 0"),
+    ("train.learning_rate=.inf", "'train.learning_rate': expected a finite number"),
+    ("loss.beta=1", "'loss.beta': expected a value < 1.0"),
+    ("train.momentum=.nan", "'train.momentum': expected a finite number"),
+    ("network.options={dropout: .nan}", "'network.options.dropout': expected a finite number"),
+    ("learning_rate", "expected KEY=VALUE with a dotted key"),
+    ("train.epochs.x=1", "'train.epochs' is 4, not a mapping"),
+    ("train.steps=[1, 2", "the value is not valid YAML"),
+])
+def test_bad_overrides_fail_cleanly(tmp_path, capsys, override, expected):
+    status = main(["train", write(tmp_path, TINY), "--out", str(tmp_path / "runs"),
+                   "--set", override])
+    err = capsys.readouterr().err
+    assert status == 2 and expected in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_continues_the_checkpoints_own_config(tmp_path, capsys):
+    out = tmp_path / "runs"
+    path = write(tmp_path, TINY)
+    assert main(["train", path, "--out", str(out), "--epochs", "1", "--quiet",
+                 "--set", "train.learning_rate=0.02"]) == 0
+    (run,) = glob.glob(str(out / "tiny-*"))
+    last = os.path.join(run, "last.npz")
+    # no CONFIG: the stored config (learning rate 0.02), extended to 2 epochs
+    assert main(["train", "--resume", last, "--epochs", "2", "--quiet"]) == 0
+    history = json.load(open(os.path.join(run, "history.json")))["epochs"]
+    assert [r["lr"] for r in history] == [0.02, 0.002]  # steps [1]: x0.1 after epoch 1
+    assert yaml.safe_load(open(os.path.join(run, "config.yaml")))["train"]["epochs"] == 2
+    # a disagreeing --set is refused, naming the key; finished runs need a larger --epochs
+    assert main(["train", "--resume", last, "--epochs", "3", "--set", "seed=4"]) == 2
+    assert "at seed:" in capsys.readouterr().err
+    assert main(["train", "--resume", last]) == 2
+    assert "already trained 2 epoch(s)" in capsys.readouterr().err
+    assert main(["train", path, "--resume", last, "--name", "x"]) == 2
+    assert "do not apply with --resume" in capsys.readouterr().err
+    assert len(os.listdir(out)) == 1
+
+
+def test_train_does_not_import_the_application():
+    """The floors: npnet.train stands below npnet.run, the model zoo and the figures."""
+    code = ("import sys, npnet.train; bad = sorted(m for m in sys.modules if m.startswith("
+            "('npnet.run', 'npnet.models', 'npnet.plots', 'matplotlib'))); "
+            "assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for path in glob.glob(os.path.join(ROOT, "npnet", "train", "*.py")):
+        for line in open(path):
+            if re.match(r"\s*(from|import)\s+(\.\.|npnet)", line):
+                assert not re.search(r"\b(run|models|plots)\b", line), (path, line)
 
 
 def test_python_dash_m_entry_point():

@@ -101,7 +101,7 @@ def test_save_is_atomic(tmp_path):
 
 
 def test_import_npnet_does_not_import_matplotlib():
-    code = ("import sys, npnet, npnet.plots, npnet.train, npnet.models, npnet.cli; "
+    code = ("import sys, npnet, npnet.plots, npnet.train, npnet.models, npnet.run.cli; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,

@@ -1,10 +1,10 @@
 """Training: ``train_step``, ``Trainer``, ``History``, callbacks and checkpoint files.
 
 Modules: ``step`` (the one training step), ``trainer`` (the one loop), ``meter`` (running sums of
-an epoch), ``history``, ``callbacks``, ``layer_stats`` (per-layer statistics from hooks), ``checkpoint`` (file layout, atomic writes), ``state`` (a
-Trainer's state as arrays, checked before it is assigned), ``progress`` (tqdm bar, per-epoch
-lines, Ctrl-C), ``config`` (schema of run configs) and ``experiment`` (one run from a config,
-used by ``npnet train``).
+an epoch), ``history``, ``callbacks``, ``layer_stats`` (per-layer statistics from hooks),
+``checkpoint`` (file layout), ``state`` (a Trainer's state as arrays, checked before it is
+assigned), ``progress`` (tqdm bar, per-epoch lines, Ctrl-C). The application that builds runs
+from YAML configs lives a floor above, in ``npnet.run``.
 """
 from .callbacks import Callback, Checkpoint, EarlyStopping, EpochLogger
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint

@@ -2,11 +2,16 @@
 
 A config has the sections ``train``, ``network``, ``data``, ``loss`` and the top-level keys
 ``seed`` and ``name``. Every key has a type and a default (``network.model`` is required).
-``validate_config`` fills in the defaults and rejects unknown keys and wrong types with a
-``ConfigError`` that lists every problem and the valid keys, before anything runs.
-PyYAML reads ``5e-4`` (no dot) as a string, so float keys also accept strings that parse as one.
+``validate_config`` fills in the defaults and rejects unknown keys, wrong types and values out of
+range (a learning rate <= 0, any NaN or infinity) with a ``ConfigError`` that lists every problem
+and the valid keys, before anything runs. PyYAML reads ``5e-4`` (no dot) as a string, so float
+keys also accept strings that parse as one. ``--set`` overrides and the comparison of two configs
+are in ``overrides``.
 """
+import math
 import os
+
+from .overrides import apply_overrides
 
 __all__ = ["ConfigError", "SCHEMA", "validate_config", "load_config", "describe_schema"]
 
@@ -17,11 +22,14 @@ class ConfigError(ValueError):
 
 class Field:
     """One key: ``kind`` in int, float, bool, str, int_list, dict; ``choices`` for strings;
-    ``nullable`` allows null; ``minimum`` for numbers (inclusive)."""
+    ``nullable`` allows null; ``minimum`` (inclusive) and ``above`` / ``below`` (exclusive) bound
+    numbers. Floats must be finite."""
 
-    def __init__(self, kind, default, choices=None, nullable=False, minimum=None, doc=""):
+    def __init__(self, kind, default, choices=None, nullable=False, minimum=None, doc="",
+                 above=None, below=None):
         self.kind, self.default, self.choices = kind, default, choices
         self.nullable, self.minimum, self.doc = nullable, minimum, doc
+        self.above, self.below = above, below
 
     def describe(self):
         kind = f"one of {'|'.join(self.choices)}" if self.choices else _KIND_NAMES[self.kind]
@@ -38,9 +46,18 @@ class Field:
             raise ValueError(f"expected {self.describe()}, got {type(value).__name__} {value!r}")
         if self.choices and out not in self.choices:
             raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+        if self.kind == "float" and not math.isfinite(out):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        self._check_range(out, value)
+        return out
+
+    def _check_range(self, out, value):
         if self.minimum is not None and out < self.minimum:
             raise ValueError(f"expected a value >= {self.minimum}, got {value!r}")
-        return out
+        if self.above is not None and not out > self.above:
+            raise ValueError(f"expected a value > {self.above}, got {value!r}")
+        if self.below is not None and not out < self.below:
+            raise ValueError(f"expected a value < {self.below}, got {value!r}")
 
 
 _BAD = object()
@@ -76,14 +93,14 @@ _PARSERS = {"int": _int, "float": _float, "int_list": _int_list,
 SCHEMA = {
     "train": {
         "batch_size": Field("int", 128, nullable=True, minimum=1, doc="null: full batch (GD)"),
-        "learning_rate": Field("float", 0.01, minimum=0.0),
+        "learning_rate": Field("float", 0.01, above=0.0),
         "reg": Field("float", 0.0, minimum=0.0, doc="weight decay (L2)"),
         "epochs": Field("int", 10, minimum=1),
         "steps": Field("int_list", [], doc="epochs where the lr is multiplied by lr_decay"),
-        "lr_decay": Field("float", 0.1, minimum=0.0),
+        "lr_decay": Field("float", 0.1, above=0.0),
         "warmup": Field("int", 0, minimum=0, doc="linear warmup epochs"),
         "schedule": Field("str", "multistep", choices=("multistep", "cosine", "none")),
-        "momentum": Field("float", 0.0, minimum=0.0),
+        "momentum": Field("float", 0.0, minimum=0.0, below=1.0),
         "nesterov": Field("bool", False),
         "optimizer": Field("str", "sgd", choices=("sgd", "adam", "adamw")),
         "eval_batch_size": Field("int", 500, minimum=1),
@@ -92,23 +109,28 @@ SCHEMA = {
         "model": Field("str", None, doc="a name of npnet.models.MODELS (required)"),
         "save_best": Field("bool", True),
         "options": Field("dict", {}, doc="keyword options of the model builder"),
+        "init_prior": Field("float", None, nullable=True, above=0.0, below=1.0,
+                            doc="p: the last layer's bias starts at -log((1 - p) / p), so every "
+                                "output starts at probability p (Lin et al. 2017; e.g. 0.1 with "
+                                "sigmoid focal loss)"),
     },
     "data": {
         "dataset": Field("str", "cifar10", choices=("cifar10", "fashion-mnist", "fashion-mnist-mini")),
         "imbalance": Field("str", "regular", choices=("regular", "exp", "step")),
         "imbalance_factor": Field("float", 100.0, minimum=1.0),
         "augment": Field("bool", False, doc="random crop (padding 4) and horizontal flip"),
-        "val_fraction": Field("float", 0.1, minimum=0.0),
+        "val_fraction": Field("float", 0.1, minimum=0.0, below=1.0),
         "max_train": Field("int", None, nullable=True, minimum=1, doc="subsample the training set"),
         "max_test": Field("int", None, nullable=True, minimum=1, doc="subsample the test set"),
-        "root": Field("str", None, nullable=True, doc="data folder (default $NPNET_DATA)"),
+        "root": Field("str", None, nullable=True,
+                      doc="data folder, must exist (default $NPNET_DATA or ~/.cache/npnet)"),
     },
     "loss": {
         "loss_type": Field("str", "CE", choices=("CE", "MSE", "Focal")),
         "gamma": Field("float", 1.0, minimum=0.0, doc="focal loss exponent"),
-        "beta": Field("float", 0.0, minimum=0.0, doc="class-balanced weights (0: none)"),
+        "beta": Field("float", 0.0, minimum=0.0, below=1.0, doc="class-balanced weights (0: none)"),
         "focal_kind": Field("str", "sigmoid", choices=("softmax", "sigmoid")),
-        "label_smoothing": Field("float", 0.0, minimum=0.0),
+        "label_smoothing": Field("float", 0.0, minimum=0.0, below=1.0),
     },
 }
 TOP_LEVEL = {"seed": Field("int", 0, minimum=0), "name": Field("str", None, nullable=True)}
@@ -189,29 +211,41 @@ def _check_values(config, problems):
         if unknown:
             problems.append(f"'network.options': unknown option(s) {', '.join(unknown)} for "
                             f"{model}; valid: {', '.join(model_options(model)) or 'none'}")
-    if not config["data"]["val_fraction"] < 1:
-        problems.append("'data.val_fraction' must be < 1")
-    if config["train"]["momentum"] >= 1:
-        problems.append("'train.momentum' must be < 1")
     if config["train"]["nesterov"] and config["train"]["momentum"] == 0:
         problems.append("'train.nesterov' needs train.momentum > 0")
     if config["train"]["optimizer"] != "sgd" and config["train"]["momentum"]:
         problems.append("'train.momentum' applies to optimizer sgd only")
+    for key, value in config["network"]["options"].items():
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"'network.options.{key}': expected a finite number, got {value!r}")
 
 
-def load_config(path):
-    """Reads a YAML file with ``yaml.safe_load`` and validates it; the name defaults to the
-    file name without extension."""
+def load_config(path, overrides=()):
+    """Reads a YAML file with ``yaml.safe_load``, applies ``overrides`` (``"key=value"`` strings
+    of ``--set``, see ``overrides.apply_overrides``) and validates the result; the name defaults
+    to the file name without extension. ``ConfigError`` names the file and every problem."""
     import yaml
-    with open(path, encoding="utf-8") as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
     try:
-        config = validate_config(raw)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file, so not a YAML config; give a config such as "
+                          "configs/fashion_mnist/cnn_small.yaml") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e}); give the path "
+                          "of a YAML file, e.g. one of configs/") from None
+    return finish_config(raw, overrides, path)
+
+
+def finish_config(raw, overrides, where):
+    """``validate_config`` of ``raw`` with ``overrides`` applied; the name defaults to the stem of
+    ``where`` (a file name); errors start with ``where``."""
+    try:
+        config = validate_config(apply_overrides(raw, overrides))
+    except ValueError as e:  # ConfigError, or a malformed override
+        raise ConfigError(f"{where}: {e}") from None
     if config["name"] is None:
-        config["name"] = os.path.splitext(os.path.basename(path))[0]
+        config["name"] = os.path.splitext(os.path.basename(str(where)))[0]
     return config

@@ -1,0 +1,13 @@
+"""The application on top of the library: the YAML schema of a run (``config``), the pieces of a
+run (``experiment``), one run written to a folder (``runner``, ``report``) and the ``npnet``
+command (``cli``). This package imports ``npnet.train``, the model zoo and the figures; nothing
+below it imports this package.
+"""
+from .config import SCHEMA, ConfigError, describe_schema, load_config, validate_config
+from .experiment import RunError
+from .overrides import apply_overrides, differing_keys
+from .runner import checkpoint_config, resume_config, run_experiment
+
+__all__ = ["SCHEMA", "ConfigError", "RunError", "describe_schema", "load_config",
+           "validate_config", "apply_overrides", "differing_keys", "checkpoint_config",
+           "resume_config", "run_experiment"]

@@ -1,0 +1,208 @@
+"""The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
+them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
+
+``main(argv)`` returns the exit status: 0 ok, 1 a diverged run (non-finite loss) or a sweep
+with trials that failed, 2 bad arguments, config, data or checkpoint (nothing written), 130
+stopped by Ctrl-C (a run folder then holds a resumable ``last.npz``). Failures print one message that says
+what was wrong and what to do, never a traceback (``--traceback`` shows one for bug reports).
+"""
+import argparse
+import sys
+
+from .config import ConfigError, describe_schema, finish_config, load_config
+from .experiment import RunError
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="npnet", description="npnet experiments")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true",
+                        help="on an unexpected error show the Python traceback (for bug reports)")
+    sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub, common)
+    _sweep_parser(sub, common)
+    c = sub.add_parser("compare", parents=[common], help="figures comparing finished runs "
+                       "(learning curves, per-class accuracy)")
+    c.add_argument("runs", nargs="+", help="run folders (with history.json and metrics.json)")
+    c.add_argument("--out", default=".", help="folder for the figures (default: .)")
+    s = sub.add_parser("summary", parents=[common],
+                       help="print a model's layers, output shapes and parameters")
+    s.add_argument("model")
+    s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
+    s.add_argument("--num-classes", type=int, default=10)
+    return p
+
+
+def _train_parser(sub, common):
+    t = sub.add_parser(
+        "train", parents=[common], help="train and evaluate as a YAML config says",
+        epilog="config keys (any of them can be set with --set KEY=VALUE):\n"
+               + describe_schema(verbose=True),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("config", nargs="?", help="YAML file (see configs/); optional with --resume, "
+                                             "which continues the checkpoint's own config")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, dotted, value read as YAML, e.g. "
+                        "--set data.dataset=fashion-mnist-mini (repeatable)")
+    t.add_argument("--out", help="base folder of the run folders (default: runs)")
+    t.add_argument("--epochs", type=int, help="override train.epochs (with --resume: the total "
+                                              "to reach)")
+    t.add_argument("--name", help="override the run name (default: the config file's stem)")
+    t.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its checkpoint (last.npz), in its own folder")
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+
+
+def _sweep_parser(sub, common):
+    w = sub.add_parser(
+        "sweep", parents=[common], help="run every trial of a sweep file (a grid of config "
+        "keys) on local processes or a Ray cluster",
+        description="A sweep file names a base config (base: FILE.yaml or an inline config:), a "
+        "grid: of dotted config keys to lists of values (every combination is a trial), "
+        "optional seeds: [...] and set: overrides; see configs/sweeps/. Writes OUT/<name>/ "
+        "with trials.csv, summary.md, figures and one run folder per trial; running it again "
+        "skips finished trials and resumes interrupted ones.")
+    w.add_argument("sweep", help="YAML sweep file (see configs/sweeps/)")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every trial (not a swept key); repeatable")
+    w.add_argument("--workers", type=int, help="trials at a time (default: cores / threads)")
+    w.add_argument("--threads-per-trial", type=int, metavar="T",
+                   help="Numba and BLAS threads (Ray: CPUs) of each trial (default: the cores "
+                        "shared out among the workers)")
+    w.add_argument("--backend", choices=("local", "ray"),
+                   help="local processes (default) or Ray tasks (pip install -e '.[ray]')")
+    w.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT "
+                                      "(implies --backend ray; without it Ray starts locally)")
+    w.add_argument("--asha", type=int, metavar="GRACE_EPOCHS",
+                   help="Ray only: stop hopeless trials early (ASHA on validation accuracy, "
+                        "after at least GRACE_EPOCHS epochs); off by default")
+    w.add_argument("--out", default="sweeps", help="base folder (default: sweeps)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+
+
+def _shares(args, n_trials, backend):
+    """(workers, threads per trial): by default the machine's cores, filled."""
+    from .threads import available_cores
+    for name in ("workers", "threads_per_trial"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    cores = available_cores()
+    workers, threads = args.workers, args.threads_per_trial
+    if workers is None and threads is None:
+        workers = max(1, min(n_trials, cores))
+    if threads is None:
+        threads = max(1, cores // workers) if backend == "local" or not args.address else 1
+    if workers is None:
+        workers = max(1, cores // threads) if backend == "local" else n_trials
+    return workers, threads
+
+
+def _sweep(args):
+    from .sweep import load_sweep
+    from .sweeper import run_sweep
+    backend = args.backend or ("ray" if args.address else "local")
+    if backend == "local" and (args.address or args.asha is not None):
+        raise RunError("--address and --asha need --backend ray")
+    if args.asha is not None and args.asha < 1:
+        raise RunError(f"--asha GRACE_EPOCHS must be >= 1, got {args.asha}")
+    sweep = load_sweep(args.sweep, args.set)
+    workers, threads = _shares(args, len(sweep.trials), backend)
+    log = (lambda *a, **k: None) if args.quiet else print
+    asha = None if args.asha is None else {"grace_period": args.asha}
+    return run_sweep(sweep, args.out, backend, workers, threads, args.address, asha,
+                     progress=False if args.quiet else None, log=log)
+
+
+def _train(args):
+    from .runner import resume_config, run_experiment
+    if args.config is None and args.resume is None:
+        raise RunError("give a CONFIG file (see configs/), or --resume CHECKPOINT to continue a run")
+    if args.epochs is not None and args.epochs < 1:
+        raise RunError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.resume is not None:
+        if args.name or args.out:
+            raise RunError("--name and --out do not apply with --resume: a resumed run continues "
+                           "in the folder of its checkpoint")
+        given = None
+        if args.config is not None:
+            given = load_config(args.config, args.set)
+        elif args.set:
+            from .runner import checkpoint_config
+            given = finish_config(checkpoint_config(args.resume)[0], args.set, args.resume)
+        config = resume_config(args.resume, given, args.epochs)
+    else:
+        config = load_config(args.config, args.set)
+        if args.epochs is not None:
+            config["train"]["epochs"] = args.epochs
+        if args.name:
+            config["name"] = args.name
+    log = (lambda *a, **k: None) if args.quiet else print
+    result = run_experiment(config, args.out or "runs", resume=args.resume,
+                            progress=False if args.quiet else None, log=log)
+    return result["exit_code"]
+
+
+def _summary(args):
+    from ..models import build_model, summary
+    try:
+        shape = tuple(int(v) for v in args.in_shape.split(","))
+        model = build_model(args.model, shape, args.num_classes)
+    except (ValueError, TypeError) as e:
+        raise RunError(str(e)) from None
+    print(summary(model, shape))
+    return 0
+
+
+def _read_json(path):
+    import json
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _compare(args):
+    import os
+
+    from .. import plots
+    labels = [os.path.basename(os.path.normpath(r)) for r in args.runs]
+    try:
+        histories = {k: _read_json(os.path.join(r, "history.json")) for k, r in zip(labels, args.runs)}
+        results = {k: _read_json(os.path.join(r, "metrics.json")) for k, r in zip(labels, args.runs)}
+    except (OSError, ValueError) as e:
+        raise RunError(f"{e}; give folders of finished runs (they hold history.json and "
+                       "metrics.json)") from None
+    plots.plot_learning_curves(histories, path=os.path.join(args.out, "compare_learning_curves.png"))
+    names = list(next(iter(results.values()))["per_class_accuracy"])
+    per_class = {k: list(m["per_class_accuracy"].values()) for k, m in results.items()}
+    plots.plot_per_class_accuracy(per_class, names,
+                                  os.path.join(args.out, "compare_per_class_accuracy.png"))
+    for k, m in results.items():
+        print(f"{k}: test accuracy {m['test_accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}")
+    return 0
+
+
+COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary}
+
+
+def main(argv=None):
+    """Entry point of the ``npnet`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, RunError) as e:
+        print(f"npnet {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nnpnet {args.command}: stopped by Ctrl-C", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  a bug: one message, the traceback on request
+        if args.traceback:
+            raise
+        print(f"npnet {args.command}: unexpected error: {type(e).__name__}: {e}\nThis is probably "
+              "a bug in npnet; run the same command with --traceback and report its output.",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

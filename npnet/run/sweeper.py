@@ -1,0 +1,147 @@
+"""``run_sweep``: the driver of ``npnet sweep``. It decides which trials run, hands them to a
+backend (local processes or Ray), records each result as it comes back, and writes the sweep
+folder ``<out>/<sweep name>/``:
+
+* ``results.json``: every trial's record (config, grid values, seed, status, metrics, per-class
+  accuracy, history, error), rewritten atomically after each trial, so that a sweep stopped
+  by Ctrl-C, a lost worker or a reboot loses at most the trials that were running;
+* ``trials.csv``, ``summary.md`` and the figures (see ``sweep_report``), from those records;
+* ``trials/<trial id>/``: each trial's run folder (on the node that ran it, at this path).
+
+Running a sweep again skips the trials recorded as done, stopped early (ASHA) or diverged (a
+diverged trial would diverge again) and runs the others; an interrupted trial resumes from its
+``last.npz``.
+"""
+import json
+import os
+import sys
+
+from .._io import atomic_write_text
+from .experiment import RunError, load_data
+from .overrides import differing_keys
+from .stopper import Stopper
+
+FINAL = ("done", "stopped", "diverged")  # a rerun does not run these again
+
+
+def load_records(folder):
+    """``{trial id: record}`` from ``folder/results.json`` ({} if there is none)."""
+    path = os.path.join(folder, "results.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["trials"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RunError(f"{path}: cannot read the sweep's records ({e}); move the folder away to "
+                       "start the sweep afresh") from None
+
+
+def save_records(folder, sweep, records):
+    ordered = {t.id: records[t.id] for t in sweep.trials if t.id in records}
+    text = json.dumps({"sweep": sweep.name, "keys": sweep.keys, "seeds": sweep.seeds,
+                       "trials": ordered}, indent=1)
+    atomic_write_text(os.path.join(folder, "results.json"), text)
+
+
+def plan(sweep, records):
+    """The trials still to run; ``RunError`` if a finished trial's record was made with another
+    config (the sweep file or a base config changed since)."""
+    for trial in sweep.trials:
+        record = records.get(trial.id)
+        if record and record["status"] in FINAL:
+            keys = differing_keys(record["config"], trial.config)
+            if keys:
+                raise RunError(f"trial {trial.id} finished earlier with another config (differs at "
+                               f"{', '.join(keys)}); the sweep file or its base changed. Use "
+                               "another --out, or move the old sweep folder away")
+    return [t for t in sweep.trials if records.get(t.id, {}).get("status") not in FINAL]
+
+
+def check_data(trials):
+    """Loads each dataset the trials need once, so that missing data is one message before any
+    trial starts (local backend: the trials run on this machine)."""
+    seen = set()
+    for trial in trials:
+        d = trial.config["data"]
+        if (d["dataset"], d["root"]) not in seen:
+            seen.add((d["dataset"], d["root"]))
+            load_data(trial.config)
+
+
+def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, asha=None,
+              progress=None, log=print):
+    """Runs the sweep; returns the exit status: 0 every trial done (or diverged), 1 some failed,
+    130 stopped by Ctrl-C. ``asha``: None, or ``{"grace_period": epochs}`` (Ray only)."""
+    folder = os.path.abspath(os.path.join(out, sweep.name))
+    records = load_records(folder)
+    todo = plan(sweep, records)
+    if backend == "local":
+        check_data(todo)
+    os.makedirs(folder, exist_ok=True)
+    specs = [{"id": t.id, "config": t.config, "threads": threads,
+              "run_dir": os.path.join(folder, "trials", t.id)} for t in todo]
+    by_id = {t.id: t for t in sweep.trials}
+    log(f"sweep {sweep.name}: {len(sweep.trials)} trials, {len(sweep.trials) - len(todo)} "
+        f"already finished; {backend} backend, {workers} worker(s) x {threads} thread(s); "
+        f"folder {folder}")
+    bar = _bar(sweep, len(sweep.trials) - len(todo), progress)
+
+    def on_result(result):
+        trial = by_id[result["id"]]
+        records[trial.id] = dict(result, values=trial.values, seed=trial.seed, config=trial.config)
+        save_records(folder, sweep, records)
+        bar.update(1)
+        if result["status"] not in ("done", "stopped"):
+            bar.write(f"trial {trial.id}: {result['status']}: {result.get('error')}")
+        else:
+            bar.set_postfix(last=f"{trial.id} {100 * result['metrics']['test_accuracy']:.2f}%")
+
+    stopper = Stopper()
+    try:
+        with stopper.installed():
+            _backend(backend)(specs, workers=workers, threads=threads, address=address, asha=asha,
+                              on_result=on_result, stopper=stopper)
+    finally:
+        bar.close()
+        _write_outputs(folder, sweep, records, log)
+    return _status(sweep, records, stopper, log)
+
+
+def _backend(name):
+    if name == "ray":
+        from .sweep_ray import run_ray
+        return run_ray
+    from .sweep_local import run_local
+    return lambda specs, workers, on_result, stopper, **_: run_local(specs, workers, on_result,
+                                                                     stopper)
+
+
+def _bar(sweep, done, progress):
+    from tqdm.auto import tqdm
+    show = progress if progress is not None else sys.stderr.isatty()
+    return tqdm(total=len(sweep.trials), initial=done, desc=f"sweep {sweep.name}", unit="trial",
+                disable=not show, dynamic_ncols=True, file=sys.stderr)
+
+
+def _write_outputs(folder, sweep, records, log):
+    from .sweep_report import write_report
+    if records:
+        write_report(folder, sweep, records)
+        log(f"sweep results: {os.path.join(folder, 'summary.md')}")
+
+
+def _status(sweep, records, stopper, log):
+    counts = {}
+    for t in sweep.trials:
+        status = records.get(t.id, {}).get("status", "not run")
+        counts[status] = counts.get(status, 0) + 1
+    log("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if stopper.stopping:
+        log("stopped by Ctrl-C: run the same command again to finish the sweep (finished "
+            "trials are skipped, interrupted ones resume from their last checkpoint)")
+        return 130
+    if counts.get("failed") or counts.get("interrupted") or counts.get("not run"):
+        return 1
+    return 0
+

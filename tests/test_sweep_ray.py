@@ -1,0 +1,77 @@
+"""``npnet sweep --address``: a real local Ray head on 127.0.0.1, started inside the test; the
+2x2 grid of test_sweep gives the same metrics as on the local backend (same seeds, one thread
+per trial). All traffic stays on loopback: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray use
+127.0.0.1 as the node address; RAY_USAGE_STATS_ENABLED=0 keeps usage reports off."""
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from test_sweep import ROOT, local_grid, rows  # noqa: F401  (local_grid is a fixture)
+
+# Ray reads its environment when it is imported, so it runs in processes started with it set
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                reason="the Ray backend needs ray (pip install -e '.[ray]')")
+
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """``ray start --head --block`` on 127.0.0.1 in its own process group; yields its address
+    and stops exactly that head (its process group) afterwards."""
+    ray_cli = shutil.which("ray") or pytest.skip("the `ray` command is not on PATH")
+    port, temp = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short socket paths
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg", **LOOPBACK)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port",
+         str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", temp], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None, "ray start --head exited"
+            time.sleep(0.5)
+        yield address
+    finally:  # this head's own process group only; Ray drains for 30 s on SIGTERM: kill
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_backend_gives_the_local_backends_metrics(local_grid, ray_head, tmp_path):  # noqa: F811
+    path, _, local_folder = local_grid
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg", **LOOPBACK)
+    driver = subprocess.run(
+        [sys.executable, "-m", "npnet", "sweep", path, "--address", ray_head,
+         "--threads-per-trial", "1", "--workers", "2", "--out", str(tmp_path / "out"), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert driver.returncode == 0, driver.stderr
+    ray_rows, local_rows = rows(tmp_path / "out" / "grid"), rows(local_folder)
+    keep = [k for k in local_rows[0] if k.startswith(("test_", "balanced", "best_val", "acc_"))]
+    assert len(ray_rows) == 4 and all(r["status"] == "done" for r in ray_rows)
+    assert [{k: r[k] for k in keep} for r in ray_rows] == [{k: r[k] for k in keep}
+                                                          for r in local_rows]
