@@ -2,8 +2,6 @@
 what it got. Never a silent broadcast, never a silent upcast."""
 import numpy as np
 
-from ..functional import pair  # noqa: F401  (re-exported for the layers)
-
 
 def check_input(module, x, ndims, shape_desc, features=None, axis=1):
     """Checks ``x`` for ``module`` and returns it unchanged.

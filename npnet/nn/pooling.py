@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import kernels
-from ..functional import conv_output_size
-from ._checks import check_grad, check_input, pair
+from ..functional import conv_output_size, pair
+from ._checks import check_grad, check_input
 from .module import Module
 
 

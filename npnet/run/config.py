@@ -132,6 +132,13 @@ SCHEMA = {
         "focal_kind": Field("str", "sigmoid", choices=("softmax", "sigmoid")),
         "label_smoothing": Field("float", 0.0, minimum=0.0, below=1.0),
     },
+    "log": {
+        "layer_stats": Field("int", 0, minimum=0,
+                             doc="every N steps: per-layer statistics (npnet.train.LayerStats) in "
+                                 "layer_stats.csv / layer_stats.png of the run folder (0: off)"),
+        "tensorboard": Field("bool", False, doc="also write them as TensorBoard events to "
+                                                "<run>/tensorboard (pip install -e \".[tensorboard]\")"),
+    },
 }
 TOP_LEVEL = {"seed": Field("int", 0, minimum=0), "name": Field("str", None, nullable=True)}
 
@@ -218,6 +225,8 @@ def _check_values(config, problems):
     for key, value in config["network"]["options"].items():
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"'network.options.{key}': expected a finite number, got {value!r}")
+    if config["log"]["tensorboard"] and not config["log"]["layer_stats"]:
+        problems.append("'log.tensorboard' needs log.layer_stats > 0 (the steps between samples)")
 
 
 def load_config(path, overrides=()):

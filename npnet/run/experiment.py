@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import data, init, losses, nn, optim
 from ..models import build_model
-from ..train import Checkpoint, Trainer
+from ..train import Checkpoint, LayerStats, Trainer
 
 
 class RunError(Exception):
@@ -134,6 +134,15 @@ def make_model(config, in_shape, num_classes):
     return model
 
 
+def _watch(config, run):
+    """[LayerStats] when the config's ``log`` section asks for it, else []."""
+    log = config["log"]
+    if not log["layer_stats"]:
+        return []
+    board = os.path.join(run, "tensorboard") if log["tensorboard"] else None
+    return [LayerStats(log["layer_stats"], folder=run, tensorboard=board)]
+
+
 def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
     """(trainer, (train loader, val loader or None), eval transform) for a run whose checkpoints
     go to the folder ``run`` (nothing is written until training starts)."""
@@ -152,5 +161,6 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
     ckpt = Checkpoint(os.path.join(run, "best.npz" if best else "last.npz"), save_best=best,
                       monitor=monitor, last_path=os.path.join(run, "last.npz") if best else None)
     trainer = Trainer(model, make_loss(config, y_tr, num_classes), opt, sched,
-                      list(callbacks) + [ckpt], config=config, progress=progress)
+                      list(callbacks) + _watch(config, run) + [ckpt], config=config,
+                      progress=progress)
     return trainer, (train_loader, val_loader), eval_tf

@@ -7,6 +7,7 @@ import numpy as np
 from .. import metrics
 from .._io import atomic_write_text
 from ..functional import softmax
+from ..train import LayerStats
 from ..train.checkpoint import load_checkpoint, section
 
 
@@ -32,10 +33,17 @@ def report(trainer, config, run, test, classes, has_val, log=print):
               "weights": used, "epochs": trainer.epoch, "best_epoch": best_epoch,
               "best_val_accuracy": best_value if has_val else None,
               "train_seconds": float(sum(r["time"] or 0.0 for r in trainer.history.epochs))}
+    watch = next((cb for cb in trainer.callbacks if isinstance(cb, LayerStats)), None)
+    if watch is not None:  # the last value of every statistic, e.g. for a sweep's summary
+        result["layer_stats"] = watch.last()
     atomic_write_text(os.path.join(run, "metrics.json"), json.dumps(result, indent=1))
     log(f"test accuracy {result['test_accuracy']:.4f}, balanced {result['balanced_accuracy']:.4f} "
         f"({used} weights)")
     _figures(trainer, config, run, x_te, y_te, logits, cm, per_class, classes)
+    if watch is not None and watch.stats:
+        from .. import plots
+        plots.plot_layer_stats(watch.stats, os.path.join(run, "layer_stats.png"),
+                               title=f"{config['name']}: per-layer statistics")
     return result
 
 

@@ -23,7 +23,7 @@ import zlib
 import numpy as np
 
 from .. import init
-from .._io import atomic_write, from_json_array, rng_state, set_rng_state, to_json_array
+from .._io import atomic_write, rng_state, set_rng_state
 
 FORMAT = "npnet-checkpoint-1"
 

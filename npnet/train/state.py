@@ -6,6 +6,7 @@ scheduler, loaders, callbacks, random generators): the Trainer owns its fields a
 """
 import numpy as np
 
+from .._io import from_json_array, to_json_array
 from . import checkpoint as ckpt
 from .history import History
 from .meter import Meter
@@ -44,8 +45,8 @@ def pack(objects, epoch, global_step, config, history, unfinished):
     (or None) and every object's ``state_dict()`` under its section."""
     arrays = {"epoch": np.array(epoch, np.int64), "global_step": np.array(global_step, np.int64),
               "step": np.array(unfinished.steps if unfinished else 0, np.int64),
-              "config": ckpt.to_json_array(config), "history": ckpt.to_json_array(history.to_dict()),
-              "progress": ckpt.to_json_array(unfinished.to_dict() if unfinished else {})}
+              "config": to_json_array(config), "history": to_json_array(history.to_dict()),
+              "progress": to_json_array(unfinished.to_dict() if unfinished else {})}
     for name, obj in objects.items():
         if obj is not None:
             arrays.update(ckpt.with_prefix(name, obj.state_dict()))
@@ -59,9 +60,9 @@ def unpack(arrays, objects):
     problems = []
     try:
         values = {"epoch": int(arrays["epoch"]), "global_step": int(arrays["global_step"]),
-                  "config": ckpt.from_json_array(arrays["config"]),
-                  "history": History.from_dict(ckpt.from_json_array(arrays["history"]))}
-        progress = ckpt.from_json_array(arrays["progress"])
+                  "config": from_json_array(arrays["config"]),
+                  "history": History.from_dict(from_json_array(arrays["history"]))}
+        progress = from_json_array(arrays["progress"])
         values["unfinished"] = Meter.from_dict(progress) if progress else None
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         problems.append(f"counters, config or history missing or unreadable ({type(e).__name__}: {e})")

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from .._io import from_json_array
 from . import checkpoint as ckpt
 from . import progress, state
 from ..nn import no_grad
@@ -255,7 +256,7 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         self.last_checkpoint = path
-        return ckpt.from_json_array(arrays["config"])
+        return from_json_array(arrays["config"])
 
 
 def _check_not_empty(loader, what):
