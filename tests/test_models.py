@@ -27,9 +27,9 @@ def resnet32_count(cin):
     return stem + stages + lin(64, 10)
 
 
-def mk_block(a, b):
+def mk_block(a, b, ks=(3, 5)):
     hidden = max(a // 4, 4)
-    return conv(a, b, 3) + conv(a, b, 5) + lin(a, hidden) + lin(hidden, 2) + bn(b)
+    return sum(conv(a, b, k) for k in ks) + lin(a, hidden) + lin(hidden, len(ks)) + bn(b)
 
 
 # (C, side) -> spatial size after 3 poolings: 32 -> 4, 28 -> 3; after one: 32 -> 16, 28 -> 14.
@@ -49,6 +49,9 @@ EXPECTED = {
     "resnet32": {c: resnet32_count(c) for c in (3, 1)},
     "mknet": {c: conv(c, 32, 3) + bn(32) + mk_block(32, 64) + mk_block(64, 128)
               + mk_block(128, 256) + lin(256, 10) for c in (3, 1)},
+    "mknet6": {c: sum(mk_block(a, b, (1, 3, 5)) for a, b in zip((c, 16, 32, 32, 64, 64),
+                                                                 (16, 32, 32, 64, 64, 128)))
+               + lin(128, 256) + bn(256) + lin(256, 10) for c in (3, 1)},
 }
 SHAPES = {3: (3, 32, 32), 1: (1, 28, 28)}
 
@@ -87,8 +90,8 @@ def test_multi_kernel_block_gradcheck():
     block = MultiKernelConv(2, 2, kernel_sizes=(1, 3, 5), rng=0)
     x = np.random.default_rng(2).standard_normal((2, 2, 4, 5))
     errors = check_module(block, x)
-    assert set(errors) >= {"input", "conv1.weight", "conv3.weight", "conv5.weight", "fc1.weight",
-                           "fc2.bias"}
+    assert set(errors) >= {"input", "conv1.weight", "conv3.weight", "conv5.weight",
+                           "gate.fc1.weight", "gate.fc2.bias"}
 
 
 def test_multi_kernel_mixes_branches_with_softmax_weights():

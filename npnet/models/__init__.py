@@ -1,21 +1,22 @@
 """The model zoo: ``build_model(name, in_shape, num_classes, **kw)`` and ``summary``.
 
-Names: linear, mlp, cnn-small, cnn-bn, cnn-5, alexnet, resnet32, mknet. Each builder's docstring
-describes its architecture and parameter counts. ``in_shape`` is (C, H, W) without the batch dim.
+Names: linear, mlp, cnn-small, cnn-bn, cnn-5, alexnet, resnet32, mknet, mknet6. Each builder's
+docstring describes its architecture and parameter counts. ``in_shape`` is (C, H, W) without the
+batch dim.
 """
 import inspect
 
 from .. import init
-from .mknet import MultiKernelConv, mknet
+from .mknet import KernelGate, MultiKernelConv, mknet, mknet6
 from .resnet import BasicBlock, ShortcutA, resnet32
 from .simple import alexnet, cnn5, cnn_bn, cnn_small, linear, mlp
 from .summary import summary
 
-__all__ = ["build_model", "summary", "model_options", "MODELS", "MultiKernelConv", "BasicBlock",
-           "ShortcutA"]
+__all__ = ["build_model", "summary", "model_options", "MODELS", "KernelGate", "MultiKernelConv",
+           "BasicBlock", "ShortcutA"]
 
 MODELS = {"linear": linear, "mlp": mlp, "cnn-small": cnn_small, "cnn-bn": cnn_bn, "cnn-5": cnn5,
-          "alexnet": alexnet, "resnet32": resnet32, "mknet": mknet}
+          "alexnet": alexnet, "resnet32": resnet32, "mknet": mknet, "mknet6": mknet6}
 
 
 def model_options(name):
