@@ -293,7 +293,7 @@ def plot_sweep_lines(panels, xlabel, path=None, title=None, log_x=False, referen
             ax.set_xscale("log")
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[1] != [""]:
+        if any(ax.get_legend_handles_labels()[1]):  # not for one unnamed line
             ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)

@@ -1,9 +1,12 @@
 """``npnet sweep --address``: a real local Ray head on 127.0.0.1, started inside the test; the
 2x2 grid of test_sweep gives the same metrics as on the local backend (same seeds, one thread
 per trial). All traffic stays on loopback: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray use
-127.0.0.1 as the node address; RAY_USAGE_STATS_ENABLED=0 keeps usage reports off."""
+127.0.0.1 as the node address; RAY_USAGE_STATS_ENABLED=0 keeps usage reports off. The head and
+the driver share a token of their own (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN): Ray would otherwise
+decide on authentication from whether ~/.ray/auth_token exists, differently for the two."""
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,7 +23,8 @@ from test_sweep import ROOT, local_grid, rows  # noqa: F401  (local_grid is a fi
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="the Ray backend needs ray (pip install -e '.[ray]')")
 
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def free_port():
@@ -29,7 +33,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
     """``ray start --head --block`` on 127.0.0.1 in its own process group; yields its address
     and stops exactly that head (its process group) afterwards."""
@@ -62,16 +66,33 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def sweep_on_ray(path, address, out, *more):
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg", **LOOPBACK)
+    return subprocess.run(
+        [sys.executable, "-m", "npnet", "sweep", path, "--address", address,
+         "--threads-per-trial", "1", "--workers", "2", "--out", str(out), "--quiet", *more],
+        env=env, capture_output=True, text=True, timeout=600)
+
+
 def test_ray_backend_gives_the_local_backends_metrics(local_grid, ray_head, tmp_path):  # noqa: F811
     path, _, local_folder = local_grid
-    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg", **LOOPBACK)
-    driver = subprocess.run(
-        [sys.executable, "-m", "npnet", "sweep", path, "--address", ray_head,
-         "--threads-per-trial", "1", "--workers", "2", "--out", str(tmp_path / "out"), "--quiet"],
-        env=env, capture_output=True, text=True, timeout=600)
+    driver = sweep_on_ray(path, ray_head, tmp_path / "out")
     assert driver.returncode == 0, driver.stderr
     ray_rows, local_rows = rows(tmp_path / "out" / "grid"), rows(local_folder)
     keep = [k for k in local_rows[0] if k.startswith(("test_", "balanced", "best_val", "acc_"))]
     assert len(ray_rows) == 4 and all(r["status"] == "done" for r in ray_rows)
     assert [{k: r[k] for k in keep} for r in ray_rows] == [{k: r[k] for k in keep}
                                                           for r in local_rows]
+
+
+def test_asha_on_ray_stops_or_finishes_every_trial(local_grid, ray_head, tmp_path):  # noqa: F811
+    """ASHA's actor and the trials' reports: 2 epochs, a rung after the first; which trials stop
+    depends on the order they reach it, so only the outcome kinds are checked."""
+    path, _, _ = local_grid
+    driver = sweep_on_ray(path, ray_head, tmp_path / "out", "--asha", "1",
+                          "--set", "train.epochs=2")
+    assert driver.returncode == 0, driver.stderr
+    table = rows(tmp_path / "out" / "grid")
+    assert {r["status"] for r in table} <= {"done", "stopped"} and len(table) == 4
+    assert all(r["epochs"] == ("2" if r["status"] == "done" else "1") for r in table)
+    assert any(r["status"] == "done" for r in table)

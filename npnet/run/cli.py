@@ -89,17 +89,19 @@ def _shares(args, n_trials, backend):
             raise RunError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     cores = available_cores()
     workers, threads = args.workers, args.threads_per_trial
-    if workers is None and threads is None:
+    here = backend == "local" or not args.address  # trials on this machine's cores
+    if workers is None and threads is None and here:
         workers = max(1, min(n_trials, cores))
     if threads is None:
-        threads = max(1, cores // workers) if backend == "local" or not args.address else 1
-    if workers is None:
-        workers = max(1, cores // threads) if backend == "local" else n_trials
+        threads = max(1, cores // workers) if here else 1
+    if workers is None:  # on a cluster, as many at a time as its free CPUs allow
+        workers = max(1, cores // threads) if here else n_trials
     return workers, threads
 
 
 def _sweep(args):
     from .sweep import load_sweep
+    from .threads import available_cores
     from .sweeper import run_sweep
     backend = args.backend or ("ray" if args.address else "local")
     if backend == "local" and (args.address or args.asha is not None):
@@ -109,6 +111,9 @@ def _sweep(args):
     sweep = load_sweep(args.sweep, args.set)
     workers, threads = _shares(args, len(sweep.trials), backend)
     log = (lambda *a, **k: None) if args.quiet else print
+    if (backend == "local" or not args.address) and workers * threads > available_cores():
+        log(f"note: {workers} workers x {threads} threads > {available_cores()} cores: the "
+            "trials will slow each other down")
     asha = None if args.asha is None else {"grace_period": args.asha}
     return run_sweep(sweep, args.out, backend, workers, threads, args.address, asha,
                      progress=False if args.quiet else None, log=log)

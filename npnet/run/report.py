@@ -8,7 +8,7 @@ from .. import metrics
 from .._io import atomic_write_text
 from ..functional import softmax
 from ..train import LayerStats
-from ..train.checkpoint import load_checkpoint, section
+from ..train.checkpoint import load_checkpoint
 
 
 def report(trainer, config, run, test, classes, has_val, log=print):
@@ -18,7 +18,8 @@ def report(trainer, config, run, test, classes, has_val, log=print):
     best = os.path.join(run, "best.npz")
     used = "last"
     if config["network"]["save_best"] and os.path.exists(best):
-        trainer.model.load_state_dict(section(load_checkpoint(best), "model"))
+        arrays = load_checkpoint(best)  # the model's weights are its "model/<key>" entries
+        trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
         used = "best.npz"
     logits = trainer.predict(x_te, config["train"]["eval_batch_size"], eval_tf)
     c = len(classes)

@@ -36,7 +36,7 @@ def run_local(specs, workers, on_result, stopper):
         ready = wait(list(running) + [p.sentinel for p, _ in running.values()], timeout=0.5)
         for conn in [c for c in running if c in ready or running[c][0].sentinel in ready]:
             proc, spec = running.pop(conn)
-            on_result(_collect(conn, proc, spec))
+            on_result(_collect(conn, proc, spec, stopper.killing))
         if stopper.stopping and not running:
             break
 
@@ -59,17 +59,20 @@ def _start(ctx, spec):
     return receive, proc
 
 
-def _collect(conn, proc, spec):
-    """The result sent by the worker, or a failed result if it died without sending one."""
+def _collect(conn, proc, spec, killed):
+    """The result sent by the worker, or a failed (``killed``: interrupted) result if it ended
+    without sending one."""
     try:
         result = json.loads(conn.recv_bytes().decode("utf-8"))
     except (EOFError, OSError):
         proc.join(timeout=5)
-        result = {"id": spec["id"], "status": "failed", "run_dir": spec["run_dir"],
-                  "metrics": None, "history": None, "traceback": None, "seconds": None,
+        why = ("killed by a second Ctrl-C" if killed else "killed, out of memory or crashed")
+        result = {"id": spec["id"], "status": "interrupted" if killed else "failed",
+                  "run_dir": spec["run_dir"], "metrics": None, "history": None,
+                  "traceback": None, "seconds": None,
                   "error": f"the worker process ended without a result (exit code "
-                           f"{proc.exitcode}; killed, out of memory or crashed); rerun the "
-                           "sweep to resume this trial from its last checkpoint"}
+                           f"{proc.exitcode}: {why}); rerun the sweep to resume this trial "
+                           "from its last checkpoint"}
     finally:
         conn.close()
     proc.join(timeout=30)

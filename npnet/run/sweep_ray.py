@@ -57,7 +57,9 @@ def _init(ray, address):
         where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise RunError(f"cannot connect to {where}: {e}. Start a head with `ray start --head`, "
                        "give its address (HOST:PORT, ray://HOST:10001 or auto), or leave "
-                       "--address out to start Ray locally") from None
+                       "--address out to start Ray locally. A head that uses token "
+                       "authentication (it says so when it starts) needs RAY_AUTH_MODE=token "
+                       "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here too") from None
 
 
 def _loop(ray, remote, specs, workers, actor, on_result, stopper):

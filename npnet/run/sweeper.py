@@ -76,7 +76,7 @@ def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, a
     folder = os.path.abspath(os.path.join(out, sweep.name))
     records = load_records(folder)
     todo = plan(sweep, records)
-    if backend == "local":
+    if backend == "local" or not address:  # the trials run on this machine
         check_data(todo)
     os.makedirs(folder, exist_ok=True)
     specs = [{"id": t.id, "config": t.config, "threads": threads,
