@@ -1,7 +1,7 @@
 """Time npnet's conv (and pooling) kernels next to PyTorch's, in one process, with the same thread count.
 
     python benchmarks/bench_conv.py [--threads 2] [--repeat 9] [--rounds 3] [--cases resnet32 ...]
-        [--algorithms im2col winograd] [--no-torch] [--no-pool]
+        [--algorithms im2col winograd] [--clock wall|cpu] [--no-torch] [--no-pool]
 
 Cases (float32, batch 128): the 3x3 layers of ResNet-32 (16, 32, 64 channels, stride 1 and 2) and of
 cnn-small (32->64 on 16x16, 64->64 on 8x8), a wide layer Conv2d(64, 128, 3, padding=1) on 32x32 and
@@ -14,7 +14,10 @@ are checked against torch first.
 
 Each side is warmed up, then timed in ``rounds`` alternating blocks of ``repeat`` calls; the median and
 the minimum are reported, and the npnet/torch ratios of both (on a shared machine the minimum is the
-steadier figure: other processes only ever add time). A block during which other processes kept more
+steadier figure: other processes only ever add time). With ``--threads 1 --clock cpu`` each call is
+timed by the CPU time of the calling thread (where Numba's, OpenBLAS's and PyTorch's single-threaded
+work all runs), which leaves out the time other processes held the core: on a busy machine the
+steadiest comparison there is (caches and memory bandwidth are still shared). A block during which other processes kept more
 than ``--max-load`` of a core busy (Linux /proc/stat) is re-run, up to ``--retries`` times; a row still
 marked "(busy machine)" is noisy.
 """
@@ -26,6 +29,9 @@ _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _ap.add_argument("--threads", type=int, default=2)
 _ap.add_argument("--repeat", type=int, default=9, help="timed calls per block")
 _ap.add_argument("--rounds", type=int, default=3, help="alternating npnet/torch blocks")
+_ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                 help="cpu: time each call by the calling thread's CPU time (with --threads 1 only): on a "
+                      "shared machine it leaves out the time other processes held the core")
 _ap.add_argument("--max-load", type=float, default=0.15,
                  help="re-run a block if other processes used more than this many cores meanwhile")
 _ap.add_argument("--retries", type=int, default=10, help="re-runs of a block on a busy machine")
@@ -34,6 +40,8 @@ _ap.add_argument("--algorithms", nargs="+", default=None, help="conv algorithms 
 _ap.add_argument("--no-torch", action="store_true")
 _ap.add_argument("--no-pool", action="store_true")
 ARGS = _ap.parse_args()
+if ARGS.clock == "cpu" and ARGS.threads != 1:
+    _ap.error("--clock cpu needs --threads 1 (with more threads the work is not all on the calling thread)")
 # thread counts must be in the environment before NumPy, Numba or PyTorch start their thread pools
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
@@ -79,14 +87,17 @@ def _others_busy_seconds():
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")     # all but idle and iowait
 
 
+CLOCK = time.thread_time if ARGS.clock == "cpu" else time.perf_counter
+
+
 def _timed_block(f, repeat):
     """Seconds per call of ``repeat`` calls, and how many cores other processes used meanwhile."""
     busy0, mine0, wall0 = _others_busy_seconds(), sum(os.times()[:2]), time.perf_counter()
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         f()
-        ts.append(time.perf_counter() - t0)
+        ts.append(CLOCK() - t0)
     if busy0 is None:
         return ts, 0.0
     others = (_others_busy_seconds() - busy0) - (sum(os.times()[:2]) - mine0)
@@ -225,7 +236,8 @@ def main():
           f"torch {torch.get_num_threads() if torch else '-'}, SciPy BLAS inside Numba workers "
           f"{kernels.blas_setup()['threads']}; max other load per block {ARGS.max_load} cores")
     print(f"SciPy OpenBLAS kernels: {_openblas_core()}; OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; clock: "
+          f"{'CPU time of the calling thread' if ARGS.clock == 'cpu' else 'wall time'}")
     for case in CONV_CASES:
         if ARGS.cases is None or any(c in case[0] for c in ARGS.cases):
             conv_case(*case)

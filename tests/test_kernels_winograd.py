@@ -9,18 +9,10 @@ from hypothesis import given, settings, strategies as st
 
 from npnet import kernels as K, nn
 from npnet.gradcheck import check_module
+from test_kernels import assert_close, rand
 
 SETTINGS = settings(max_examples=30, deadline=None)
 DTYPES = [np.float32, np.float64]
-
-
-def assert_close(actual, expected, dtype=None):
-    """Equal up to rounding, relative to the magnitude of ``expected`` (1e-5 float32, 1e-12 float64)."""
-    dtype = np.dtype(dtype or expected.dtype)
-    assert actual.dtype == dtype and actual.shape == expected.shape
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    scale = max(float(np.abs(expected).max(initial=0.0)), 1.0)
-    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
 
 
 @st.composite
@@ -31,10 +23,6 @@ def geometry(draw):
     H = draw(st.integers(max(1, 3 - 2 * ph), 13))
     W = draw(st.integers(max(1, 3 - 2 * pw), 13))
     return N, C, O, H, W, ph, pw
-
-
-def rand(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -42,29 +42,28 @@ def _copy(src, s0, dst, d0, n):
         dst[d0 + u(q)] = src[s0 + u(q)]
 
 
+@njit(cache=True, inline="always")
+def _bt_store(dst, o, S, d0, d1, d2, d3):
+    # dst[o + j S] = (B^T d)_j for the 4 values d of a tile row or column
+    dst[o] = d0 - d2
+    dst[o + S] = d1 + d2
+    dst[o + TWO * S] = d2 - d1
+    dst[o + THREE * S] = d1 - d3
+
+
 @njit(cache=True)
 def _cols_in(src, s0, dst, d0, S, n):
     # B^T along rows: dst[d0 + j S + q] = (B^T [src[s0+2q], .., src[s0+2q+3]])_j
     for q in range(n):
         k = s0 + TWO * u(q)
-        a0, a1, a2, a3 = src[k], src[k + ONE], src[k + TWO], src[k + THREE]
-        o = d0 + u(q)
-        dst[o] = a0 - a2
-        dst[o + S] = a1 + a2
-        dst[o + TWO * S] = a2 - a1
-        dst[o + THREE * S] = a1 - a3
+        _bt_store(dst, d0 + u(q), S, src[k], src[k + ONE], src[k + TWO], src[k + THREE])
 
 
 @njit(cache=True)
 def _rows_in(src, e0, o0, R, dst, d0, S, n):
     # B^T down columns: padded rows 2th..2th+3 are src[e0+q], src[o0+q], src[e0+R+q], src[o0+R+q]
     for q in range(n):
-        r0, r1, r2, r3 = src[e0 + u(q)], src[o0 + u(q)], src[e0 + R + u(q)], src[o0 + R + u(q)]
-        o = d0 + u(q)
-        dst[o] = r0 - r2
-        dst[o + S] = r1 + r2
-        dst[o + TWO * S] = r2 - r1
-        dst[o + THREE * S] = r1 - r3
+        _bt_store(dst, d0 + u(q), S, src[e0 + u(q)], src[o0 + u(q)], src[e0 + R + u(q)], src[o0 + R + u(q)])
 
 
 @njit(cache=True)
