@@ -1,16 +1,25 @@
 """Time npnet's conv (and pooling) kernels next to PyTorch's, in one process, with the same thread count.
 
-    python benchmarks/bench_conv.py [--threads 2] [--repeat 9] [--rounds 3] [--no-torch] [--no-pool]
+    python benchmarks/bench_conv.py [--threads 2] [--repeat 9] [--rounds 3] [--cases resnet32 ...]
+        [--algorithms im2col winograd] [--clock wall|cpu] [--no-torch] [--no-pool]
 
-Cases (float32, batch 128): Conv2d(64, 128, 3, padding=1) on (128, 64, 32, 32); the first layer of a
-CIFAR net, Conv2d(3, 32, 3, padding=1) on (128, 3, 32, 32); MaxPool2d(2) and AvgPool2d(2) on
-(128, 64, 32, 32). Conv forward is ``conv2d_forward`` against ``F.conv2d``; backward is
-``conv2d_backward`` (dx, dw, db; and without dx, as a first layer needs) against
-``torch.ops.aten.convolution_backward`` asked for the same outputs. Results are checked against torch first.
+Cases (float32, batch 128): the 3x3 layers of ResNet-32 (16, 32, 64 channels, stride 1 and 2) and of
+cnn-small (32->64 on 16x16, 64->64 on 8x8), a wide layer Conv2d(64, 128, 3, padding=1) on 32x32 and
+a first layer Conv2d(3, 32, 3, padding=1); MaxPool2d(2) and AvgPool2d(2) on (128, 64, 32, 32).
+Each convolution runs with every algorithm of ``kernels.CONV_ALGORITHMS`` that applies to it (Winograd:
+3x3 stride 1) and marks the one ``kernels.conv_algorithm`` picks with ``*``. Conv forward is
+``conv2d_forward`` against ``F.conv2d``; backward is ``conv2d_backward`` (dx, dw, db; and without dx, as
+a first layer needs) against ``torch.ops.aten.convolution_backward`` asked for the same outputs. Results
+are checked against torch first.
 
-Each side is warmed up, then timed in ``rounds`` alternating blocks of ``repeat`` calls; the median is
-reported. The machine may be shared: a block during which other processes kept more than ``--max-load``
-of a core busy (Linux /proc/stat) is re-run, up to 10 times; a row still marked "(busy machine)" is noise.
+Each side is warmed up, then timed in ``rounds`` alternating blocks of ``repeat`` calls; the median and
+the minimum are reported, and the npnet/torch ratios of both (on a shared machine the minimum is the
+steadier figure: other processes only ever add time). With ``--threads 1 --clock cpu`` each call is
+timed by the CPU time of the calling thread (where Numba's, OpenBLAS's and PyTorch's single-threaded
+work all runs), which leaves out the time other processes held the core: on a busy machine the
+steadiest comparison there is (caches and memory bandwidth are still shared). A block during which other processes kept more
+than ``--max-load`` of a core busy (Linux /proc/stat) is re-run, up to ``--retries`` times; a row still
+marked "(busy machine)" is noisy.
 """
 import argparse
 import os
@@ -20,11 +29,19 @@ _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _ap.add_argument("--threads", type=int, default=2)
 _ap.add_argument("--repeat", type=int, default=9, help="timed calls per block")
 _ap.add_argument("--rounds", type=int, default=3, help="alternating npnet/torch blocks")
+_ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                 help="cpu: time each call by the calling thread's CPU time (with --threads 1 only): on a "
+                      "shared machine it leaves out the time other processes held the core")
 _ap.add_argument("--max-load", type=float, default=0.15,
                  help="re-run a block if other processes used more than this many cores meanwhile")
+_ap.add_argument("--retries", type=int, default=10, help="re-runs of a block on a busy machine")
+_ap.add_argument("--cases", nargs="+", default=None, help="keep conv cases whose name contains one of these")
+_ap.add_argument("--algorithms", nargs="+", default=None, help="conv algorithms to time (default: all)")
 _ap.add_argument("--no-torch", action="store_true")
 _ap.add_argument("--no-pool", action="store_true")
 ARGS = _ap.parse_args()
+if ARGS.clock == "cpu" and ARGS.threads != 1:
+    _ap.error("--clock cpu needs --threads 1 (with more threads the work is not all on the calling thread)")
 # thread counts must be in the environment before NumPy, Numba or PyTorch start their thread pools
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
@@ -47,8 +64,14 @@ if not ARGS.no_torch:
         pass
 
 CONV_CASES = [  # name, (N, C, H, W), (O, kh, kw), stride, padding
-    ("conv 64->128 3x3", (128, 64, 32, 32), (128, 3, 3), (1, 1), (1, 1)),
-    ("conv 3->32 3x3 (first layer)", (128, 3, 32, 32), (32, 3, 3), (1, 1), (1, 1)),
+    ("resnet32 16->16", (128, 16, 32, 32), (16, 3, 3), (1, 1), (1, 1)),
+    ("resnet32 16->32 stride 2", (128, 16, 32, 32), (32, 3, 3), (2, 2), (1, 1)),
+    ("resnet32 32->32", (128, 32, 16, 16), (32, 3, 3), (1, 1), (1, 1)),
+    ("resnet32 32->64 stride 2", (128, 32, 16, 16), (64, 3, 3), (2, 2), (1, 1)),
+    ("resnet32 64->64, cnn-small 64->64", (128, 64, 8, 8), (64, 3, 3), (1, 1), (1, 1)),
+    ("cnn-small 32->64", (128, 32, 16, 16), (64, 3, 3), (1, 1), (1, 1)),
+    ("wide 64->128", (128, 64, 32, 32), (128, 3, 3), (1, 1), (1, 1)),
+    ("first layer 3->32", (128, 3, 32, 32), (32, 3, 3), (1, 1), (1, 1)),
 ]
 
 
@@ -64,14 +87,17 @@ def _others_busy_seconds():
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")     # all but idle and iowait
 
 
+CLOCK = time.thread_time if ARGS.clock == "cpu" else time.perf_counter
+
+
 def _timed_block(f, repeat):
     """Seconds per call of ``repeat`` calls, and how many cores other processes used meanwhile."""
     busy0, mine0, wall0 = _others_busy_seconds(), sum(os.times()[:2]), time.perf_counter()
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         f()
-        ts.append(time.perf_counter() - t0)
+        ts.append(CLOCK() - t0)
     if busy0 is None:
         return ts, 0.0
     others = (_others_busy_seconds() - busy0) - (sum(os.times()[:2]) - mine0)
@@ -85,7 +111,7 @@ def timed(fns):
     times, noisy = {k: [] for k in fns}, False
     for _ in range(ARGS.rounds):
         for name, f in fns.items():
-            for _attempt in range(10):
+            for _attempt in range(max(1, ARGS.retries)):
                 time.sleep(0.05)                            # let the other side's spinning threads park
                 ts, load = _timed_block(f, ARGS.repeat)
                 if load <= ARGS.max_load:
@@ -94,19 +120,25 @@ def timed(fns):
             else:
                 noisy = True
             times[name] += ts
-    return {k: float(np.median(v)) for k, v in times.items()}, noisy
+    return {k: (float(np.median(v)), float(np.min(v))) for k, v in times.items()}, noisy
 
 
 def report(title, ours, theirs, work):
-    """Print one table: a row per pass, npnet next to torch, with GFLOP/s where ``work`` gives FLOPs."""
+    """Print one table: a row per pass (and algorithm), npnet next to torch, median and minimum ms,
+    GFLOP/s of the median where ``work`` gives FLOPs. ``ours``: {label: fn}; the pass is the label's
+    last part after ": " and keys ``theirs`` and ``work``."""
     print(f"\n{title}")
-    print(f"  {'pass':<16}{'npnet ms':>10}{'GFLOP/s':>9}{'torch ms':>10}{'GFLOP/s':>9}{'npnet/torch':>13}")
-    rate = (lambda k, s: f"{work[k] / s / 1e9:9.0f}") if work else (lambda k, s: f"{'':9}")
-    for k, f in ours.items():
+    print(f"  {'pass':<30}{'npnet ms':>9}{'(min)':>8}{'GFLOP/s':>8}{'torch ms':>9}{'(min)':>8}{'GFLOP/s':>8}"
+          f"{'npnet/torch':>12}{'(of min)':>9}")
+    for label, f in ours.items():
+        k = label.split(": ")[-1]
+        rate = (lambda s: f"{work[k] / s / 1e9:8.0f}") if work else (lambda s: f"{'':8}")
         t, noisy = timed({"npnet": f, **({"torch": theirs[k]} if theirs else {})})
-        row = f"  {k:<16}{t['npnet'] * 1e3:10.1f}{rate(k, t['npnet'])}"
+        (med, low) = t["npnet"]
+        row = f"  {label:<30}{med * 1e3:9.2f}{low * 1e3:8.2f}{rate(med)}"
         if theirs:
-            row += f"{t['torch'] * 1e3:10.1f}{rate(k, t['torch'])}{t['npnet'] / t['torch']:13.2f}"
+            tmed, tlow = t["torch"]
+            row += f"{tmed * 1e3:9.2f}{tlow * 1e3:8.2f}{rate(tmed)}{med / tmed:12.2f}{low / tlow:9.2f}"
         print(row + ("  (busy machine)" if noisy else ""), flush=True)
 
 
@@ -131,10 +163,18 @@ def conv_case(name, xshape, wshape, stride, padding):
     b = rng.standard_normal(O, dtype=np.float32)
     y = kernels.conv2d_forward(x, w, b, sh, sw, ph, pw)
     dy = rng.standard_normal(y.shape, dtype=np.float32)
-    flops = 2.0 * N * O * (C * kh * kw) * y.shape[2] * y.shape[3]   # one GEMM's worth
-    ours = {"forward": lambda: kernels.conv2d_forward(x, w, b, sh, sw, ph, pw),
-            "backward": lambda: kernels.conv2d_backward(x, w, dy, sh, sw, ph, pw),
-            "backward, no dx": lambda: kernels.conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=False)}
+    flops = 2.0 * N * O * (C * kh * kw) * y.shape[2] * y.shape[3]   # the direct convolution's
+    chosen = kernels.conv_algorithm(C, O, kh, kw, sh, sw)
+    ours, results = {}, {}
+    for alg in ARGS.algorithms or kernels.CONV_ALGORITHMS:
+        if alg == "winograd" and (kh, kw, sh, sw) != (3, 3, 1, 1):
+            continue
+        tag = f"{alg}{'*' if alg == chosen else ''}: "
+        ours[tag + "forward"] = lambda a=alg: kernels.conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=a)
+        ours[tag + "backward"] = lambda a=alg: kernels.conv2d_backward(x, w, dy, sh, sw, ph, pw, algorithm=a)
+        ours[tag + "backward, no dx"] = lambda a=alg: kernels.conv2d_backward(x, w, dy, sh, sw, ph, pw,
+                                                                             need_dx=False, algorithm=a)
+        results[alg] = [ours[tag + "forward"]()] + list(ours[tag + "backward"]())
     theirs = None
     if torch is not None:
         tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
@@ -148,8 +188,8 @@ def conv_case(name, xshape, wshape, stride, padding):
                 tdy, tx, tw, [O], list(stride), list(padding), [1, 1], False, [0, 0], 1, mask)
         theirs = {"forward": t_forward, "backward": t_backward([True, True, True]),
                   "backward, no dx": t_backward([False, True, True])}
-        check(name, [ours["forward"]()] + list(ours["backward"]()),
-              [theirs["forward"]()] + list(theirs["backward"]()))
+        for alg, got in results.items():
+            check(f"{name} ({alg})", got, [theirs["forward"]()] + list(theirs["backward"]()))
     report(f"{name}: x {xshape}, w {(O, C, kh, kw)}, stride {stride}, padding {padding}, float32",
            ours, theirs, {"forward": flops, "backward": 2 * flops, "backward, no dx": flops})
 
@@ -178,14 +218,29 @@ def pool_case(xshape=(128, 64, 32, 32), k=2):
     report(f"pooling {k}x{k} stride {k}: x {xshape}, float32", ours, theirs, None)
 
 
+def _openblas_core():
+    """The kernel set SciPy's OpenBLAS picked (e.g. SkylakeX, Haswell), if threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (no threadpoolctl)"
+    cores = [i.get("architecture") for i in threadpool_info() if "scipy" in i.get("filepath", "")
+             and "numpy" not in i.get("filepath", "")]
+    return cores[0] if cores else "unknown"
+
+
 def main():
     kernels.conv2d_forward(np.zeros((2, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32),
                            None, 1, 1, 0, 0)             # starts Numba's pool, so the layer is known
     print(f"threads: Numba {numba.get_num_threads()} ({numba.threading_layer()}), "
           f"torch {torch.get_num_threads() if torch else '-'}, SciPy BLAS inside Numba workers "
           f"{kernels.blas_setup()['threads']}; max other load per block {ARGS.max_load} cores")
+    print(f"SciPy OpenBLAS kernels: {_openblas_core()}; OPENBLAS_CORETYPE="
+          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; clock: "
+          f"{'CPU time of the calling thread' if ARGS.clock == 'cpu' else 'wall time'}")
     for case in CONV_CASES:
-        conv_case(*case)
+        if ARGS.cases is None or any(c in case[0] for c in ARGS.cases):
+            conv_case(*case)
     if not ARGS.no_pool:
         pool_case()
 

@@ -1,5 +1,6 @@
-"""Numba kernels for the hot paths (im2col/col2im, fused convolution, pooling, batch norm, the matrix products of Linear), each with a plain NumPy
-reference of the same signature (``*_ref``) that the tests hold it to.
+"""Numba kernels for the hot paths (im2col/col2im, fused convolution, Winograd 3x3 convolution, pooling,
+batch norm, the matrix products of Linear), each with a plain NumPy reference of the same signature
+(``*_ref``) that the tests hold it to.
 
 All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
 arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). Importing this package
@@ -11,7 +12,9 @@ keep calling the old im2col.
 """
 from ._threads import blas_setup, clear_buffers
 from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size
-from .conv import conv2d_forward, conv2d_forward_ref, conv2d_backward, conv2d_backward_ref
+from .conv import (conv2d_forward, conv2d_forward_ref, conv2d_backward, conv2d_backward_ref, conv_algorithm,
+                   ALGORITHMS as CONV_ALGORITHMS)
+from .winograd import winograd_forward, winograd_forward_ref, winograd_backward, winograd_backward_ref
 from .pooling import (maxpool2d_forward, maxpool2d_forward_ref, maxpool2d_backward, maxpool2d_backward_ref,
                       avgpool2d_forward, avgpool2d_forward_ref, avgpool2d_backward, avgpool2d_backward_ref)
 from .matmul import matmul, matmul_ref
@@ -19,7 +22,9 @@ from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channe
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
-           "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref",
+           "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref", "conv_algorithm",
+           "CONV_ALGORITHMS", "winograd_forward", "winograd_forward_ref", "winograd_backward",
+           "winograd_backward_ref",
            "maxpool2d_forward", "maxpool2d_forward_ref", "maxpool2d_backward", "maxpool2d_backward_ref",
            "avgpool2d_forward", "avgpool2d_forward_ref", "avgpool2d_backward", "avgpool2d_backward_ref",
            "channel_stats", "channel_stats_ref", "channel_affine", "channel_affine_ref",

@@ -1,4 +1,5 @@
-"""Fused 2-D convolution (im2col + GEMM per image) and its plain NumPy reference.
+"""Fused 2-D convolution (im2col + GEMM per image), its plain NumPy reference, and the choice between
+it and Winograd (``winograd.py``) for each layer shape.
 
 Shapes: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None, y / dy (N, O, OH, OW); K = C*kh*kw, P = OH*OW.
 
@@ -22,6 +23,32 @@ from numba import njit, prange, get_num_threads
 
 from ._threads import take_buffer, give_buffer
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array
+from .winograd import winograd_forward, winograd_backward
+
+ALGORITHMS = ("im2col", "winograd")
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def conv_algorithm(C, O, kh, kw, sh, sw):
+    """The kernel :func:`conv2d_forward` / :func:`conv2d_backward` pick for a layer: ``"winograd"``
+    (F(2x2, 3x3), ``winograd.py``) for 3x3 stride-1 kernels with at least 16 input and output channels,
+    else ``"im2col"`` (this file). Measured in benchmarks/README.md: Winograd was faster on every 3x3
+    layer of ResNet-32, cnn-small and cnn-bn except their first (3 input channels: GEMMs with K = 3)."""
+    if (kh, kw, sh, sw) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "im2col"
+
+
+def _pick(algorithm, w, sh, sw):
+    O, C, kh, kw = w.shape
+    if algorithm is None:
+        return conv_algorithm(C, O, kh, kw, sh, sw)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"conv2d: algorithm must be one of {ALGORITHMS} or None, got {algorithm!r}")
+    if algorithm == "winograd" and (kh, kw, sh, sw) != (3, 3, 1, 1):
+        raise ValueError(f"conv2d: winograd needs a 3x3 kernel and stride 1, got kernel {(kh, kw)}, "
+                         f"stride {(sh, sw)}")
+    return algorithm
 
 
 @njit(parallel=True, cache=True)
@@ -72,13 +99,16 @@ def _threads_for(N):
     return max(1, min(get_num_threads(), N))
 
 
-def conv2d_forward(x, w, b, sh, sw, ph, pw):
+def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None):
     """Convolution (cross-correlation, like PyTorch) with zero padding.
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, OH, OW), dtype of x.
+    ``algorithm``: None (:func:`conv_algorithm` chooses), ``"im2col"`` or ``"winograd"``.
     """
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
+    if _pick(algorithm, w, sh, sw) == "winograd":
+        return winograd_forward(x, w, b, ph, pw)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -95,8 +125,8 @@ def conv2d_forward(x, w, b, sh, sw, ph, pw):
     return y.reshape(N, O, OH, OW)
 
 
-def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True):
-    """Gradients of :func:`conv2d_forward`.
+def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algorithm=None):
+    """Gradients of :func:`conv2d_forward` (with the same ``algorithm``).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), dy (N, O, OH, OW)
     -> dx (N, C, H, W) or None if not ``need_dx``, dw (O, C, kh, kw) or None if not ``need_dw``,
@@ -105,6 +135,8 @@ def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True):
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    if _pick(algorithm, w, sh, sw) == "winograd":
+        return winograd_backward(x, w, dy, ph, pw, need_dx, need_dw)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
