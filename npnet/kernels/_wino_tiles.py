@@ -111,8 +111,21 @@ def _cols_out(src, s0, D, dst, d0, bias, n):
 
 
 @njit(cache=True)
-def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp):
-    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b of the products M (flat (16, O, T), tiles from t0).
+def _cols_out_relu(src, s0, D, dst, d0, bias, n):
+    # _cols_out, then max(., 0) (NaN stays NaN): the fused ReLU of inference
+    for q in range(n):
+        k = s0 + u(q)
+        a, b, c, d = src[k], src[k + D], src[k + TWO * D], src[k + THREE * D]
+        o = d0 + TWO * u(q)
+        v0, v1 = a + b + c + bias, b - c - d + bias
+        dst[o] = 0 if v0 < 0 else v0
+        dst[o + ONE] = 0 if v1 < 0 else v1
+
+
+@njit(cache=True)
+def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
+    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b of the products M (flat (16, O, T), tiles from t0),
+    clamped at 0 if ``relu``.
 
     b: (O,) bias (zeros for none: a typed zero keeps the arithmetic in the array's dtype);
     s: flat scratch (2, 4, TH*R); yp: flat (2, TH, 2R), the even and odd output rows.
@@ -124,8 +137,12 @@ def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp):
         bias = b[o]
         for j in range(4):
             _rows_out(M, u((j * O + o) * T + t0), u(O * T), s, u(j * TT), D, TT)
-        _cols_out(s, u(0), u(TT), yp, u(0), bias, TT)
-        _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT)
+        if relu:
+            _cols_out_relu(s, u(0), u(TT), yp, u(0), bias, TT)
+            _cols_out_relu(s, D, u(TT), yp, u(TT * 2), bias, TT)
+        else:
+            _cols_out(s, u(0), u(TT), yp, u(0), bias, TT)
+            _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT)
         for th in range(TH):
             _copy(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW)
             if 2 * th + 1 < OH:

@@ -52,7 +52,7 @@ def _pick(algorithm, w, sh, sw):
 
 
 @njit(parallel=True, cache=True)
-def _conv_forward(x, w2, b, has_bias, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
+def _conv_forward(x, w2, b, has_bias, relu, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
     # x (N, C, H, W), w2 (O, K), y (N, O, P), work (T, K, P): one column buffer per thread
     N, T = x.shape[0], work.shape[0]
     for t in prange(T):
@@ -61,7 +61,13 @@ def _conv_forward(x, w2, b, has_bias, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
             im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
             yn = y[n]                                      # (O, P)
             np.dot(w2, cols, yn)
-            if has_bias:                                   # y[n] is still in cache: add now
+            if relu:                                       # y[n] is still in cache: bias and clamp now
+                for o in range(yn.shape[0]):
+                    yo, bo = yn[o], b[o]
+                    for p in range(yo.shape[0]):
+                        v = yo[p] + bo
+                        yo[p] = 0 if v < 0 else v              # NaN stays NaN, as np.maximum
+            elif has_bias:
                 for o in range(yn.shape[0]):
                     yn[o] += b[o]
 
@@ -99,8 +105,9 @@ def _threads_for(N):
     return max(1, min(get_num_threads(), N))
 
 
-def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None):
-    """Convolution (cross-correlation, like PyTorch) with zero padding.
+def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
+    """Convolution (cross-correlation, like PyTorch) with zero padding; ``relu=True`` returns
+    ``max(y, 0)`` instead, clamped in the same pass that adds the bias (for fused inference).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, OH, OW), dtype of x.
     ``algorithm``: None (:func:`conv_algorithm` chooses), ``"im2col"`` or ``"winograd"``.
@@ -108,7 +115,7 @@ def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None):
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     if _pick(algorithm, w, sh, sw) == "winograd":
-        return winograd_forward(x, w, b, ph, pw)
+        return winograd_forward(x, w, b, ph, pw, relu)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -118,7 +125,7 @@ def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None):
     y = np.empty((N, O, P), dtype=x.dtype)
     buf = take_buffer(T * K * P, x.dtype)
     try:
-        _conv_forward(x, w.reshape(O, K), b, has_bias, y, buf[:T * K * P].reshape(T, K, P),
+        _conv_forward(x, w.reshape(O, K), b, has_bias, bool(relu), y, buf[:T * K * P].reshape(T, K, P),
                       kh, kw, sh, sw, ph, pw, OH, OW)
     finally:
         give_buffer(buf)
@@ -161,8 +168,9 @@ def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algori
     return (dx if need_dx else None), dw, db
 
 
-def conv2d_forward_ref(x, w, b, sh, sw, ph, pw):
-    """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul."""
+def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
+    """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul (``algorithm``
+    is accepted for the same signature; the reference has one)."""
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -170,6 +178,8 @@ def conv2d_forward_ref(x, w, b, sh, sw, ph, pw):
     y = np.matmul(w.reshape(O, -1), cols)                         # (N, O, P)
     if b is not None:
         y += b[:, None]
+    if relu:
+        y = np.maximum(y, 0)
     return y.reshape(N, O, OH, OW)
 
 

@@ -85,7 +85,7 @@ def _fwd_sizes(C, O, TH, TW, GT):
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, U, b, y, work, sizes, G, ph, pw, TH, TW):
+def _forward(x, U, b, relu, y, work, sizes, G, ph, pw, TH, TW):
     # x (N, C, H, W), U (16, O, C), b (O,), y (N, O, OH, OW); work (T, sum(sizes)): one buffer per thread
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -109,11 +109,12 @@ def _forward(x, U, b, y, work, sizes, G, ph, pw, TH, TW):
             for a in range(16):
                 np.dot(U[a], V3[a], M3[a])
             for n in range(n0, n1):
-                output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp)
+                output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu)
 
 
-def winograd_forward(x, w, b, ph, pw):
-    """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(2x2, 3x3).
+def winograd_forward(x, w, b, ph, pw, relu=False):
+    """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(2x2, 3x3);
+    ``relu=True`` clamps the output at 0 in the output transform (fused inference).
 
     Shape: x (N, C, H, W), w (O, C, 3, 3), b (O,) or None -> y (N, O, H + 2ph - 2, W + 2pw - 2), dtype of x.
     """
@@ -130,7 +131,7 @@ def winograd_forward(x, w, b, ph, pw):
     total = int(sizes.sum())
     buf = take_buffer(T * total, x.dtype)
     try:
-        _forward(x, weight_tiles(w), b, y, buf[:T * total].reshape(T, total), sizes, G, ph, pw, TH, TW)
+        _forward(x, weight_tiles(w), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, G, ph, pw, TH, TW)
     finally:
         give_buffer(buf)
     return y
@@ -235,7 +236,7 @@ def _input_tiles_ref(x, ph, pw, TH, TW):
     return d
 
 
-def winograd_forward_ref(x, w, b, ph, pw):
+def winograd_forward_ref(x, w, b, ph, pw, relu=False):
     """Plain NumPy :func:`winograd_forward` (same transforms, einsum for every step)."""
     N, C, H, W = x.shape
     O = w.shape[0]
@@ -245,7 +246,8 @@ def winograd_forward_ref(x, w, b, ph, pw):
     U = np.einsum("ik,ockl,jl->ocij", g, w, g)
     M = np.einsum("ocij,nchwij->nohwij", U, V)
     y = np.einsum("ki,nohwij,lj->nohkwl", at, M, at).reshape(N, O, 2 * TH, 2 * TW)[:, :, :OH, :OW]
-    return (y + b[:, None, None] if b is not None else y).astype(x.dtype)
+    y = y + b[:, None, None] if b is not None else y
+    return (np.maximum(y, 0) if relu else y).astype(x.dtype)
 
 
 def winograd_backward_ref(x, w, dy, ph, pw, need_dx=True, need_dw=True):

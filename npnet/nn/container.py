@@ -1,5 +1,6 @@
 """Sequential: children named "0", "1", ... as in PyTorch; backward runs them in reverse."""
-from .module import Module
+from . import fusion
+from .module import Module, is_grad_enabled
 
 
 class Sequential(Module):
@@ -29,6 +30,8 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        if not is_grad_enabled():  # inference: Conv2d -> BatchNorm2d -> ReLU as one pass (fusion.py)
+            return fusion.run_sequential(list(self._modules.values()), x)
         for m in self._modules.values():
             x = m(x)
         return x

@@ -40,15 +40,19 @@ class Conv2d(Module):
         return self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
     def forward(self, x):
+        out = self._convolve(x, self.weight.data, None if self.bias is None else self.bias.data)
+        self.cache = x
+        return out
+
+    def _convolve(self, x, w, b, relu=False):
+        """This layer's convolution of x with weight w and bias b (or None), clamped at 0 if relu
+        (``fusion.py`` passes folded weights)."""
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
         _, oh, ow = self.output_shape(x.shape[1:])
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        b = None if self.bias is None else self.bias.data
-        out = kernels.conv2d_forward(x, self.weight.data, b, *self.stride, *self.padding)
-        self.cache = x
-        return out
+        return kernels.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu)
 
     def backward(self, dout, input_grad=True):
         x = self._saved()

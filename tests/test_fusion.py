@@ -1,0 +1,194 @@
+"""Inference fusion (``npnet/nn/fusion.py``): the convolution kernels' fused ReLU against their NumPy
+references (float32 and float64, both algorithms), fused no_grad forwards against the same model run
+layer by layer, the cases that must not fuse (hooks, BatchNorm in training mode, other activations),
+ResNet blocks, and PyTorch where installed."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import npnet
+from npnet import kernels as K, nn
+from npnet.models import build_model
+from npnet.models.resnet import BasicBlock
+from npnet.nn import fusion
+from test_kernels import assert_close, geometry, rand
+
+SETTINGS = settings(max_examples=30, deadline=None)
+DTYPES = [np.float32, np.float64]
+
+
+# ------------------------------------------------------------------------ kernels: relu in the output pass
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(g=geometry(), O=st.integers(1, 5), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_im2col_relu_matches_ref(dtype, g, O, bias, seed):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = g
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (O, C, kh, kw), dtype)
+    b = rand(rng, (O,), dtype) if bias else None
+    y = K.conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm="im2col", relu=True)
+    assert_close(y, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw, relu=True))
+    assert (y >= 0).all() and (y == 0).any() == (K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw) <= 0).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(N=st.integers(1, 3), C=st.integers(1, 6), O=st.integers(1, 6), H=st.integers(1, 11),
+       W=st.integers(1, 11), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_winograd_relu_matches_ref(dtype, N, C, O, H, W, bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (O, C, 3, 3), dtype)
+    b = rand(rng, (O,), dtype) if bias else None
+    y = K.winograd_forward(x, w, b, 1, 1, relu=True)
+    assert_close(y, K.winograd_forward_ref(x, w, b, 1, 1, relu=True))
+    assert_close(y, np.maximum(K.conv2d_forward_ref(x, w, b, 1, 1, 1, 1), 0))
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_fused_relu_keeps_nan_like_np_maximum(algorithm):
+    x = np.ones((1, 2, 4, 4), dtype=np.float32)
+    x[0, 0, 1, 1] = np.nan
+    w = -np.ones((2, 2, 3, 3), dtype=np.float32)   # every finite output is negative: clamped to 0
+    y = K.conv2d_forward(x, w, None, 1, 1, 1, 1, algorithm=algorithm, relu=True)
+    ref = np.maximum(K.conv2d_forward_ref(x, w, None, 1, 1, 1, 1), 0)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    assert np.isnan(y).any() and (y[~np.isnan(y)] == 0).all()
+
+
+# ------------------------------------------------------------------------ fused models == layer by layer
+
+def randomize_batchnorm(model, seed=0):
+    """BatchNorm statistics and affine parameters far from 0 and 1, so that a wrong fold shows."""
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean[:] = rng.normal(0, 0.5, m.num_features)
+            m.running_var[:] = rng.uniform(0.3, 3.0, m.num_features)
+            if m.affine:
+                m.weight.data[:] = rng.uniform(-1.5, 1.5, m.num_features)
+                m.bias.data[:] = rng.normal(0, 0.5, m.num_features)
+    return model
+
+
+def layer_by_layer(model, x):
+    """The eval forward with gradients enabled: every layer runs on its own (nothing is fused)."""
+    out = model.eval()(x)
+    model.zero_grad()
+    return out
+
+
+def fused(model, x):
+    with npnet.no_grad():
+        return model.eval()(x)
+
+
+def small_net(dtype, bias, affine):
+    """Every pattern: Conv-BN-ReLU (im2col and Winograd), Conv-ReLU, Conv-BN, Conv-ReLU-BN."""
+    rng = np.random.default_rng(1)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=bias, rng=rng), nn.BatchNorm2d(16, affine=affine),
+                        nn.ReLU(),
+                        nn.Conv2d(16, 16, 3, padding=1, bias=bias, rng=rng), nn.BatchNorm2d(16, affine=affine),
+                        nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 8, 3, stride=2, padding=1, bias=bias, rng=rng), nn.ReLU(),
+                        nn.Conv2d(8, 8, 1, bias=bias, rng=rng), nn.BatchNorm2d(8, affine=affine),
+                        nn.Conv2d(8, 6, 3, padding=1, rng=rng), nn.ReLU(), nn.BatchNorm2d(6),
+                        nn.Flatten(), nn.Linear(6 * 2 * 2, 5, rng=rng))
+    return randomize_batchnorm(net.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("affine", [False, True])
+def test_fused_sequential_equals_layer_by_layer(dtype, bias, affine):
+    net = small_net(dtype, bias, affine)
+    x = rand(np.random.default_rng(2), (5, 3, 9, 9), dtype)
+    want = layer_by_layer(net, x)
+    got = fused(net, x)
+    assert got.dtype == dtype
+    assert_close(got, want)
+    assert all(m.cache is None for m in net.modules())  # nothing kept, as no_grad promises
+
+
+def test_the_chains_that_fuse():
+    net = small_net(np.float32, True, True)
+    mods = list(net)
+    with npnet.no_grad():
+        net.eval()
+        found = {i: fusion.match(mods, i)[1:] for i in range(len(mods)) if fusion.match(mods, i)}
+    # (bn or None, relu, layers consumed) per chain start
+    assert {i: (bn is not None, relu, n) for i, (bn, relu, n) in found.items()} == {
+        0: (True, True, 3), 3: (True, True, 3), 7: (False, True, 2), 9: (True, False, 2), 11: (False, True, 2)}
+
+
+def test_nothing_fuses_with_gradients_enabled_or_batchnorm_training():
+    net = small_net(np.float32, True, True)
+    mods = list(net)
+    assert fusion.match(mods, 0) is None                            # grad enabled: layer by layer
+    net.train()
+    x = rand(np.random.default_rng(3), (4, 3, 9, 9), np.float32)
+    with npnet.no_grad():
+        assert fusion.match(mods, 0) is None  # a training BatchNorm is not folded (and keeps the ReLU apart)
+        before = net[1].running_mean.copy()
+        net(x)
+    assert not np.array_equal(net[1].running_mean, before)          # batch statistics still taken
+
+
+def test_a_hook_sees_its_own_layer_output():
+    net = small_net(np.float32, True, True)
+    x = rand(np.random.default_rng(4), (2, 3, 9, 9), np.float32)
+    seen = {}
+    handles = [net[i].register_forward_hook(lambda m, inp, out, i=i: seen.__setitem__(i, out.copy()))
+               for i in (1, 2, 4)]
+    got = fused(net, x)
+    net.eval()
+    want_bn1 = net[1](net[0](x))
+    assert_close(seen[1], want_bn1)                                  # BatchNorm's output, not the ReLU's
+    assert_close(seen[2], np.maximum(want_bn1, 0))
+    for h in handles:
+        h.remove()
+    assert_close(got, fused(net, x))
+
+
+def test_other_activations_do_not_fuse():
+    rng = np.random.default_rng(5)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, rng=rng), nn.LeakyReLU(0.1)).eval()
+    with npnet.no_grad():
+        assert fusion.match(list(net), 0) is None
+    x = rand(rng, (2, 2, 5, 5), np.float32)
+    assert_close(fused(net, x), layer_by_layer(net, x))
+    assert (fused(net, x) < 0).any()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_basic_block_and_resnet32(stride):
+    rng = np.random.default_rng(6)
+    block = randomize_batchnorm(BasicBlock(16, 32 if stride == 2 else 16, stride, rng=rng))
+    x = rand(rng, (3, 16, 8, 8), np.float32)
+    assert_close(fused(block, x), layer_by_layer(block, x))
+    model = randomize_batchnorm(build_model("resnet32", (3, 16, 16), 10, rng=0))
+    x = rand(rng, (4, 3, 16, 16), np.float32)
+    assert_close(fused(model, x), layer_by_layer(model, x))
+
+
+def test_fused_block_still_checks_shapes():
+    block = BasicBlock(4, 4, 1, rng=0).eval()
+    block.shortcut = nn.AvgPool2d(2)                                 # a shortcut of the wrong size
+    with npnet.no_grad(), pytest.raises(ValueError, match="branch output"):
+        block(np.zeros((1, 4, 6, 6), dtype=np.float32))
+
+
+def test_fused_resnet_block_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    block = randomize_batchnorm(BasicBlock(16, 16, 1, rng=rng)).eval()
+    tconv = [torch.nn.Conv2d(16, 16, 3, padding=1, bias=False) for _ in range(2)]
+    tbn = [torch.nn.BatchNorm2d(16) for _ in range(2)]
+    for t, m in zip(tconv + tbn, (block.conv1, block.conv2, block.bn1, block.bn2)):
+        t.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in m.state_dict().items()})
+    tb = torch.nn.Sequential(tconv[0], tbn[0], torch.nn.ReLU(), tconv[1], tbn[1]).eval()
+    x = rand(rng, (4, 16, 10, 10), np.float32)
+    with torch.no_grad():
+        tx = torch.from_numpy(x)
+        want = torch.relu(tb(tx) + tx).numpy()
+    np.testing.assert_allclose(fused(block, x), want, rtol=1e-4, atol=1e-5)
