@@ -58,6 +58,35 @@ def thread_report(torch):
             f"{blas} thread per worker, NumPy OpenBLAS {os.environ.get('OPENBLAS_NUM_THREADS')}; {t}")
 
 
+def openblas_report():
+    """Which kernel set SciPy's OpenBLAS (the one npnet's kernels call) runs, and whether the
+    environment forced it: OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU halves its small GEMMs."""
+    try:
+        from threadpoolctl import threadpool_info
+        import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so that threadpoolctl sees it)
+        cores = [i.get("architecture") for i in threadpool_info()
+                 if "scipy" in i.get("filepath", "") and "numpy" not in i.get("filepath", "")]
+    except ImportError:
+        cores = []
+    return (f"SciPy OpenBLAS kernels: {cores[0] if cores else 'unknown'} "
+            f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+
+
+class BusyLoop:
+    """A competing process for the duration of a ``with`` block: one Python busy loop, i.e. one
+    core's worth of someone else's work, started before and killed after the timing."""
+
+    def __enter__(self):
+        import subprocess
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)  # let it get going before anything is timed
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def load_report():
     """The 1/5/15-minute load averages: on a shared machine, anything above 0 is someone else."""
     try:

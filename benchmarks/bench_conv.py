@@ -54,6 +54,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from npnet import kernels  # noqa: E402
 
+import _common  # noqa: E402  (after the thread settings; it sets none itself)
+
 numba.set_num_threads(ARGS.threads)
 torch = None
 if not ARGS.no_torch:
@@ -218,25 +220,13 @@ def pool_case(xshape=(128, 64, 32, 32), k=2):
     report(f"pooling {k}x{k} stride {k}: x {xshape}, float32", ours, theirs, None)
 
 
-def _openblas_core():
-    """The kernel set SciPy's OpenBLAS picked (e.g. SkylakeX, Haswell), if threadpoolctl can tell."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (no threadpoolctl)"
-    cores = [i.get("architecture") for i in threadpool_info() if "scipy" in i.get("filepath", "")
-             and "numpy" not in i.get("filepath", "")]
-    return cores[0] if cores else "unknown"
-
-
 def main():
     kernels.conv2d_forward(np.zeros((2, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32),
                            None, 1, 1, 0, 0)             # starts Numba's pool, so the layer is known
     print(f"threads: Numba {numba.get_num_threads()} ({numba.threading_layer()}), "
           f"torch {torch.get_num_threads() if torch else '-'}, SciPy BLAS inside Numba workers "
           f"{kernels.blas_setup()['threads']}; max other load per block {ARGS.max_load} cores")
-    print(f"SciPy OpenBLAS kernels: {_openblas_core()}; OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; clock: "
+    print(f"{_common.openblas_report()}; clock: "
           f"{'CPU time of the calling thread' if ARGS.clock == 'cpu' else 'wall time'}")
     for case in CONV_CASES:
         if ARGS.cases is None or any(c in case[0] for c in ARGS.cases):

@@ -31,6 +31,7 @@ cnn-bn, resnet32 and cnn-small on (128, 3, 32, 32); mlp (3072-200-10 sigmoid) on
   The npnet child also reports tracemalloc's peak (NumPy registers its array buffers there).
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -67,6 +68,9 @@ def parse_args(argv=None):
     ap.add_argument("--mem-steps", type=int, default=3, help="steps per peak-memory subprocess")
     ap.add_argument("--mem-repeats", type=int, default=1,
                     help="subprocesses per peak-memory figure (the median is reported)")
+    ap.add_argument("--busy", action="store_true",
+                    help="time beside a competing process (a Python busy loop: one core's worth of other "
+                         "work), for both frameworks alike")
     ap.add_argument("--json", help="also write the raw results (every timed step) to this file")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="measure nothing: re-print saved --json runs as one table, each row from the "
@@ -360,8 +364,9 @@ def main():
     LOAD_AT_START = _common.machine_state(ARGS.wait_quiet)
     t0 = time.perf_counter()
     results = []
-    for name in ARGS.models:
-        results.append(describe_model(name) if ARGS.memory_only else time_model(name))
+    with _common.BusyLoop() if ARGS.busy else contextlib.nullcontext():
+        for name in ARGS.models:
+            results.append(describe_model(name) if ARGS.memory_only else time_model(name))
     if ARGS.memory_only or not ARGS.no_memory:
         sides = ["npnet"] + (["torch"] if torch is not None else [])
         for r in results:
@@ -372,7 +377,9 @@ def main():
                 for mode, m in r["memory"].items()), file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
     header = [f"command: python benchmarks/bench_models.py {' '.join(sys.argv[1:])}  ({wall:.0f} s)",
-              f"threads: {_common.thread_report(torch)}", f"machine at start: {LOAD_AT_START}"]
+              f"threads: {_common.thread_report(torch)}", _common.openblas_report(),
+              f"machine at start: {LOAD_AT_START}" +
+              ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else "")]
     report(results, header)
     if ARGS.json:
         with open(ARGS.json, "w") as f:
