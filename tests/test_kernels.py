@@ -108,6 +108,23 @@ def test_avgpool_matches_ref(dtype, g, seed):
                  K.avgpool2d_backward_ref(dy, H, W, kh, kw, sh, sw, ph, pw))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(N=st.integers(1, 3), C=st.integers(1, 4), H=st.integers(2, 11), W=st.integers(2, 11),
+       values=st.sampled_from(["normal", "ties", "nans"]), seed=st.integers(0, 2**16))
+def test_maxpool_2x2_fast_path_matches_ref(dtype, N, C, H, W, values, seed):
+    """The 2x2 stride-2 kernel (odd sizes drop the last row/column, as PyTorch): same winners,
+    first maximum on ties, the last NaN of a window."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, (N, C, H, W)).astype(dtype) if values == "ties" else rand(rng, (N, C, H, W), dtype)
+    if values == "nans":
+        x[rng.random(x.shape) < 0.2] = np.nan
+    y, arg = K.maxpool2d_forward(x, 2, 2, 2, 2, 0, 0)
+    y_ref, arg_ref = K.maxpool2d_forward_ref(x, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
 def test_maxpool_nan_wins_like_pytorch():
     x = np.array([[[[1.0, np.nan], [np.nan, 5.0]]]])
     for fwd in (K.maxpool2d_forward, K.maxpool2d_forward_ref):
