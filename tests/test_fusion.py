@@ -192,3 +192,79 @@ def test_fused_resnet_block_matches_torch():
         tx = torch.from_numpy(x)
         want = torch.relu(tb(tx) + tx).numpy()
     np.testing.assert_allclose(fused(block, x), want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------ training: BatchNorm -> ReLU
+
+def bn_relu_net(dtype, affine=True):
+    rng = np.random.default_rng(8)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, rng=rng), nn.BatchNorm2d(4, affine=affine), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, rng=rng), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 6, rng=rng), nn.BatchNorm1d(6), nn.ReLU(),
+                         nn.Linear(6, 3, rng=rng)).astype(dtype)
+
+
+def step_results(net, x, dout, fuse):
+    """Output, input gradient, parameter gradients and running statistics of one forward/backward;
+    ``fuse=False`` puts a no-op hook on every ReLU, which keeps every layer on its own."""
+    handles = [] if fuse else [m.register_forward_hook(lambda *a: None) for m in net if type(m) is nn.ReLU]
+    net.zero_grad()
+    out = net(x)
+    dx = net.backward(dout)
+    for h in handles:
+        h.remove()
+    grads = {k: p.grad.copy() for k, p in net.named_parameters()}
+    return out, dx, grads, {k: v.copy() for k, v in net.state_dict().items() if "running" in k}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_bn_relu_training_equals_layer_by_layer(dtype, training, affine):
+    """Same outputs and running statistics bit for bit, same gradients to rounding."""
+    x = rand(np.random.default_rng(9), (5, 3, 6, 6), dtype)
+    dout = rand(np.random.default_rng(10), (5, 3), dtype)
+    results = []
+    for fuse in (True, False):
+        net = bn_relu_net(dtype, affine).train(training)
+        results.append(step_results(net, x, dout, fuse))
+        assert (net.cache is None) and all(m.cache is None for m in net.modules())
+    (o1, d1, g1, s1), (o2, d2, g2, s2) = results
+    np.testing.assert_array_equal(o1, o2)
+    assert_close(d1, d2)
+    for k in g2:
+        assert_close(g1[k], g2[k])
+    for k in s2:
+        np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
+
+
+def test_the_pairs_that_fuse_in_training():
+    net = bn_relu_net(np.float32)
+    net.train()(rand(np.random.default_rng(11), (4, 3, 6, 6), np.float32))
+    assert net.cache == (2, 5, 9)
+    net[5].register_full_backward_hook(lambda *a: None)   # a backward hook on the ReLU: kept apart
+    net.zero_grad()
+    net(rand(np.random.default_rng(11), (4, 3, 6, 6), np.float32))
+    assert net.cache == (2, 9)
+
+
+def test_gradcheck_through_fused_bn_relu():
+    from npnet.gradcheck import check_module
+    net = bn_relu_net(np.float64)
+    x = rand(np.random.default_rng(12), (4, 3, 6, 6), np.float64)
+    net.train()(x)
+    assert net.cache == (2, 5, 9)                         # the checked path is the fused one
+    net.backward(np.ones((4, 3)))
+    check_module(net, x)
+
+
+def test_a_relu_hook_still_sees_its_own_output_and_gradient():
+    net = bn_relu_net(np.float32)
+    seen = {}
+    net[2].register_forward_hook(lambda m, inp, out: seen.__setitem__("out", out.copy()))
+    net[2].register_full_backward_hook(lambda m, gin, gout: seen.__setitem__("dout", gout[0].copy()))
+    x = rand(np.random.default_rng(13), (4, 3, 6, 6), np.float32)
+    net.train()(x)
+    assert (seen["out"] >= 0).all() and net.cache == (5, 9)
+    net.backward(np.ones((4, 3), dtype=np.float32))
+    assert seen["dout"].shape == seen["out"].shape

@@ -87,3 +87,37 @@ def test_refs_equal_textbook_formulas():
 def test_non_contiguous_input_is_accepted():
     x = draw_x(5, (3, 4, 10), np.float32)[:, ::2]            # (3, 2, 10), strided channels
     np.testing.assert_allclose(K.channel_stats(x)[1], K.channel_stats_ref(x)[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(shape=shapes, seed=st.integers(0, 2**16))
+def test_fused_relu_variants_match_ref(dtype, shape, seed):
+    """relu in the affine map; the backward kernels masked by a fused ReLU's output."""
+    rng = np.random.default_rng(seed)
+    x, dout = draw_x(seed, shape, dtype), draw_x(seed + 1, shape, dtype)
+    a, b, d = (rng.standard_normal(shape[1]) for _ in range(3))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    y = K.channel_affine(x, a, b, relu=True)
+    np.testing.assert_allclose(y, K.channel_affine_ref(x, a, b, relu=True), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(y, np.maximum(K.channel_affine(x, a, b), 0))
+    mean = rng.standard_normal(shape[1])
+    for got, want in zip(K.channel_grad_sums(dout, x, mean, y), K.channel_grad_sums_ref(dout, x, mean, y)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    masked = dout * (y > 0)  # what a separate ReLU's backward hands the layer
+    for got, want in zip(K.channel_grad_sums(dout, x, mean, y), K.channel_grad_sums(masked, x, mean)):
+        np.testing.assert_array_equal(got, want)
+    z = K.channel_affine2(dout, x, a, b, d, y)
+    np.testing.assert_allclose(z, K.channel_affine2_ref(dout, x, a, b, d, y), rtol=tol, atol=10 * tol)
+    np.testing.assert_allclose(z, K.channel_affine2(masked, x, a, b, d), rtol=tol, atol=10 * tol)
+
+
+def test_masked_gradient_keeps_nan_like_relu_backward():
+    x = draw_x(0, (2, 2, 3), np.float32)
+    y = np.zeros_like(x)                                  # every unit clamped: gradient 0 ...
+    dout = np.ones_like(x)
+    dout[1, 1, 2] = np.nan                                # ... but NaN * 0 is NaN, as dout * (y > 0)
+    s, sx = K.channel_grad_sums(dout, x, np.zeros(2), y)
+    assert s[0] == 0 and np.isnan(s[1])
+    z = K.channel_affine2(dout, x, np.ones(2), np.zeros(2), np.zeros(2), y)
+    np.testing.assert_array_equal(np.isnan(z), np.isnan(dout * (y > 0)))

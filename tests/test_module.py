@@ -172,7 +172,8 @@ def test_no_grad_keeps_no_caches_and_gives_the_same_outputs():
             out = model(x)
         assert not npnet.is_grad_enabled()
     assert npnet.is_grad_enabled()
-    np.testing.assert_array_equal(out, ref)
+    # equal to rounding: inside no_grad a Conv2d -> BatchNorm2d pair runs as one folded convolution
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
     assert all(m.cache is None for m in model.modules())
     with pytest.raises(RuntimeError, match=r"Linear.*no_grad"):
         model.backward(np.ones_like(ref))

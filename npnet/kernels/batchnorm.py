@@ -56,31 +56,39 @@ def channel_stats_ref(x):
 
 # -- per-channel affine maps ------------------------------------------------------------------------
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _channel_affine(x, scale, shift, out):
-    # out[n, c, :] = x[n, c, :] * scale[c] + shift[c]
+def _channel_affine(x, scale, shift, relu, out):
+    # out[n, c, :] = x[n, c, :] * scale[c] + shift[c], clamped at 0 if relu (NaN stays NaN)
     N, C, L = x.shape
     for r in prange(N * C):
         n, c = r // C, r % C
         a, b = scale[c], shift[c]
-        for j in range(L):
-            out[n, c, j] = x[n, c, j] * a + b
+        if relu:
+            for j in range(L):
+                v = x[n, c, j] * a + b
+                out[n, c, j] = 0 if v < 0 else v
+        else:
+            for j in range(L):
+                out[n, c, j] = x[n, c, j] * a + b
 
 
-def channel_affine(x, scale, shift):
-    """x (N, C, L) * scale (C,) + shift (C,), in x's dtype (scale and shift are cast to it)."""
+def channel_affine(x, scale, shift, relu=False):
+    """x (N, C, L) * scale (C,) + shift (C,), in x's dtype (scale and shift are cast to it);
+    ``relu=True``: max(., 0) in the same pass (BatchNorm followed by ReLU)."""
     out = np.empty_like(x)
-    _channel_affine(x, scale.astype(x.dtype), shift.astype(x.dtype), out)
+    _channel_affine(x, scale.astype(x.dtype), shift.astype(x.dtype), bool(relu), out)
     return out
 
 
-def channel_affine_ref(x, scale, shift):
-    return x * scale.astype(x.dtype)[:, None] + shift.astype(x.dtype)[:, None]
+def channel_affine_ref(x, scale, shift, relu=False):
+    y = x * scale.astype(x.dtype)[:, None] + shift.astype(x.dtype)[:, None]
+    return np.maximum(y, 0) if relu else y
 
 
 # -- backward -----------------------------------------------------------------------------------
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _channel_grad_sums(dout, x, mean, sum_d, sum_dxc):
-    # sum_d[c] = sum dout; sum_dxc[c] = sum dout * (x - mean[c]); both float64
+def _channel_grad_sums(dout, x, mean, y, masked, sum_d, sum_dxc):
+    # sum_d[c] = sum g; sum_dxc[c] = sum g * (x - mean[c]); both float64; g = dout, or where
+    # ``masked`` dout where y > 0 and 0 elsewhere (the gradient through a fused ReLU of output y)
     N, C, L = x.shape
     for c in prange(C):
         m = mean[c]
@@ -89,44 +97,59 @@ def _channel_grad_sums(dout, x, mean, sum_d, sum_dxc):
         for n in range(N):
             for j in range(L):
                 g = np.float64(dout[n, c, j])
+                if masked:                                 # as ReLU's dout * (y > 0): NaN * 0 stays NaN
+                    g = g if y[n, c, j] > 0 else g * 0.0
                 s += g
                 sx += g * (x[n, c, j] - m)
         sum_d[c] = s
         sum_dxc[c] = sx
 
 
-def channel_grad_sums(dout, x, mean):
-    """Per channel of (N, C, L) arrays: sum of dout and sum of dout * (x - mean), float64 (C,)."""
+def channel_grad_sums(dout, x, mean, mask=None):
+    """Per channel of (N, C, L) arrays: sum of dout and sum of dout * (x - mean), float64 (C,).
+
+    ``mask``: None, or the output y (N, C, L) of a ReLU fused after this layer: dout then counts
+    only where y > 0 (``dout * (y > 0)`` is the gradient that reaches the layer)."""
     C = x.shape[1]
     sum_d, sum_dxc = np.empty(C), np.empty(C)
-    _channel_grad_sums(dout, x, np.asarray(mean, dtype=np.float64), sum_d, sum_dxc)
+    _channel_grad_sums(dout, x, np.asarray(mean, dtype=np.float64), x if mask is None else mask,
+                       mask is not None, sum_d, sum_dxc)
     return sum_d, sum_dxc
 
 
-def channel_grad_sums_ref(dout, x, mean):
+def channel_grad_sums_ref(dout, x, mean, mask=None):
+    dout = dout if mask is None else dout * (mask > 0)
     dout, x = dout.astype(np.float64), x.astype(np.float64)
     return dout.sum(axis=(0, 2)), (dout * (x - np.asarray(mean)[:, None])).sum(axis=(0, 2))
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
-def _channel_affine2(dout, x, a, b, d, out):
-    # out[n, c, :] = a[c] * dout[n, c, :] + b[c] * x[n, c, :] + d[c]
+def _channel_affine2(dout, x, a, b, d, y, masked, out):
+    # out[n, c, :] = a[c] * g + b[c] * x[n, c, :] + d[c], g = dout[n, c, :] (masked: 0 where y <= 0)
     N, C, L = x.shape
     for r in prange(N * C):
         n, c = r // C, r % C
         ac, bc, dc = a[c], b[c], d[c]
-        for j in range(L):
-            out[n, c, j] = ac * dout[n, c, j] + bc * x[n, c, j] + dc
+        if masked:
+            for j in range(L):
+                g = dout[n, c, j] if y[n, c, j] > 0 else dout[n, c, j] * 0
+                out[n, c, j] = ac * g + bc * x[n, c, j] + dc
+        else:
+            for j in range(L):
+                out[n, c, j] = ac * dout[n, c, j] + bc * x[n, c, j] + dc
 
 
-def channel_affine2(dout, x, a, b, d):
-    """a (C,) * dout + b (C,) * x + d (C,) for (N, C, L) arrays, in x's dtype."""
+def channel_affine2(dout, x, a, b, d, mask=None):
+    """a (C,) * dout + b (C,) * x + d (C,) for (N, C, L) arrays, in x's dtype; ``mask`` as in
+    :func:`channel_grad_sums` (dout counts only where mask > 0)."""
     t = x.dtype
     out = np.empty_like(x)
-    _channel_affine2(dout, x, a.astype(t), b.astype(t), d.astype(t), out)
+    _channel_affine2(dout, x, a.astype(t), b.astype(t), d.astype(t), x if mask is None else mask,
+                     mask is not None, out)
     return out
 
 
-def channel_affine2_ref(dout, x, a, b, d):
+def channel_affine2_ref(dout, x, a, b, d, mask=None):
     t = x.dtype
+    dout = dout if mask is None else dout * (mask > 0)
     return a.astype(t)[:, None] * dout + b.astype(t)[:, None] * x + d.astype(t)[:, None]

@@ -30,10 +30,11 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        mods = list(self._modules.values())
         if not is_grad_enabled():  # inference: Conv2d -> BatchNorm2d -> ReLU as one pass (fusion.py)
-            return fusion.run_sequential(list(self._modules.values()), x)
-        for m in self._modules.values():
-            x = m(x)
+            return fusion.run_sequential(mods, x)
+        x, fused = fusion.run_sequential_training(mods, x)  # BatchNorm -> ReLU as one layer
+        self.cache = fused
         return x
 
     def backward(self, dout, input_grad=True):
@@ -43,6 +44,9 @@ class Sequential(Module):
         stop = 0
         if not input_grad:
             stop = next((i for i, m in enumerate(mods) if m.has_trainable_parameters()), len(mods))
+        fused = self.cache or ()  # ReLUs whose backward their BatchNorm does (fusion.py)
+        self.cache = None
         for i in range(len(mods) - 1, stop - 1, -1):
-            dout = mods[i].backward(dout, input_grad or i > stop)
+            if i not in fused:
+                dout = mods[i].backward(dout, input_grad or i > stop)
         return dout if input_grad else None

@@ -1,4 +1,12 @@
-"""Inference fusion: Conv2d -> BatchNorm2d (eval) -> ReLU run as one convolution.
+"""Fusion: layers that follow each other run as one pass over the activations.
+
+Training (gradients enabled): a BatchNorm followed by a ReLU writes ``relu(bn(x))`` in its own output
+pass and, in the backward, takes the ReLU's output gradient and masks it inside its own two passes
+(``_BatchNorm.forward_relu``): the ReLU's full-size read and write are saved both ways. Outputs are
+bit-identical to the layer-by-layer path; gradients equal it to rounding (the compiler may fuse a
+multiply-add differently in the masked loop: ~1 ulp, ``tests/test_fusion.py``).
+
+Inference: Conv2d -> BatchNorm2d (eval) -> ReLU run as one convolution.
 
 Inside ``no_grad()`` nothing is kept for a backward pass, and a BatchNorm2d in eval mode is a fixed
 per-channel affine map ``y * s + t`` (s = gamma / sqrt(running_var + eps), t = beta - running_mean s).
@@ -18,7 +26,7 @@ import numpy as np
 from .activation import ReLU
 from .conv import Conv2d
 from .module import is_grad_enabled
-from .normalization import BatchNorm2d
+from .normalization import BatchNorm2d, _BatchNorm
 
 
 def folded_weights(conv, bn):
@@ -36,6 +44,33 @@ def folded_weights(conv, bn):
 
 def _plain(module):
     return not module._forward_hooks
+
+
+def _hookless(module):
+    return not module._forward_hooks and not module._backward_hooks
+
+
+def bn_relu_pair(mods, i):
+    """True if mods[i] is a BatchNorm and mods[i + 1] a ReLU, neither with a hook (a hook sees each
+    layer's own output or gradient, which the fused pair does not produce)."""
+    return (i + 1 < len(mods) and isinstance(mods[i], _BatchNorm) and type(mods[i + 1]) is ReLU
+            and _hookless(mods[i]) and _hookless(mods[i + 1]))
+
+
+def run_sequential_training(mods, x):
+    """The forward of a Sequential's children with gradients enabled: ``(output, fused)``, where
+    ``fused`` holds the indices of the ReLUs run inside the BatchNorm before them (their backward
+    is then part of that BatchNorm's, and ``Sequential.backward`` skips them)."""
+    fused, i = [], 0
+    while i < len(mods):
+        if bn_relu_pair(mods, i):
+            x = mods[i].forward_relu(x)
+            fused.append(i + 1)
+            i += 2
+        else:
+            x = mods[i](x)
+            i += 1
+    return x, tuple(fused)
 
 
 def match(mods, i):

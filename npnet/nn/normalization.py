@@ -36,6 +36,14 @@ class _BatchNorm(Module):
         return self.running_mean.dtype
 
     def forward(self, x):
+        return self._forward(x, relu=False)
+
+    def forward_relu(self, x):
+        """``relu(self(x))`` in one pass over the output; ``backward`` then takes the ReLU's output
+        gradient. Used by ``Sequential`` for a BatchNorm followed by a ReLU (``fusion.py``)."""
+        return self._forward(x, relu=True)
+
+    def _forward(self, x, relu):
         check_input(self, x, self._shapes, self._desc, self.num_features)
         if x.size == 0:  # no statistics to take (training) and no reshape to (N, C, -1)
             raise ValueError(f"{self._label()}: got an empty batch of shape {x.shape}; expected "
@@ -55,8 +63,9 @@ class _BatchNorm(Module):
         # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
         scale = inv_std * self._weight64()
         shift = (self.bias.data if self.affine else 0) - mean * scale
-        self.cache = (x3, x.shape, mean, inv_std, self.training)
-        return kernels.channel_affine(x3, scale, shift).reshape(x.shape)
+        out = kernels.channel_affine(x3, scale, shift, relu)
+        self.cache = (x3, x.shape, mean, inv_std, self.training, out if relu else None)
+        return out.reshape(x.shape)
 
     def _weight64(self):
         return self.weight.data.astype(np.float64) if self.affine else 1.0
@@ -71,11 +80,11 @@ class _BatchNorm(Module):
         self.running_var[...] = (1 - m) * self.running_var + (m * unbiased_var).astype(dt)
 
     def backward(self, dout, input_grad=True):
-        x3, shape, mean, inv_std, training = self._saved()
+        x3, shape, mean, inv_std, training, relu_out = self._saved()  # relu_out: see forward_relu
         check_grad(self, dout, shape, x3.dtype)
         self.cache = None
         dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
-        sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean)  # (C,) float64
+        sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
         if self.affine and self.weight.requires_grad:
             self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
         if self.affine and self.bias.requires_grad:
@@ -84,13 +93,16 @@ class _BatchNorm(Module):
             return None
         a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
-            return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+            if relu_out is None:
+                return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+            zero = np.zeros_like(a)
+            return kernels.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
         # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
         # rewritten as a * dout + b * x + d so that one pass writes it.
         m = x3.shape[0] * x3.shape[2]
         b = -a * inv_std * inv_std * sum_dxc / m
         d = -a * sum_d / m - b * mean
-        return kernels.channel_affine2(dout3, x3, a, b, d).reshape(shape)
+        return kernels.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
 
 
 class BatchNorm1d(_BatchNorm):
