@@ -160,13 +160,16 @@ def machine_state(wait=0):
 
 
 # -- timing ----------------------------------------------------------------------------------------
-def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05):
+def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05, block_warmup=1):
     """Seconds per call of each function in ``fns`` (name -> zero-argument callable).
 
     Each function is called ``warmup`` times first (compilation, first-touch page faults, PyTorch's
     kernel selection). The timed calls then run in ``rounds`` blocks that alternate between the
     functions, so that load from other processes on a shared machine hits every side alike; a short
-    pause before each block lets the previous side's spinning OpenMP threads go to sleep. Each side
+    pause before each block lets the previous side's spinning OpenMP threads go to sleep, and
+    ``block_warmup`` untimed calls open each block: the first step after another side's block was
+    measured up to 2x slower than the next on the big models (npnet cnn-bn: 580-695 ms, then
+    ~300 ms; cause not established, no swap here), and a training loop runs step after step. Each side
     gets at least ``steps`` timed calls, more for fast functions (until ~``min_time`` seconds).
     Returns name -> list of per-call seconds (take the median).
     """
@@ -182,6 +185,8 @@ def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05):
             n = max(steps, int(min_time / max(per_call[name], 1e-6)))
             n = n // rounds + (1 if r < n % rounds else 0)
             time.sleep(pause)
+            for _ in range(block_warmup):
+                f()
             for _ in range(n):
                 t0 = time.perf_counter()
                 f()
