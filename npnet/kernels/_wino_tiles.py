@@ -100,26 +100,20 @@ def _rows_out(M, m0, S, dst, d0, D, n):
 
 
 @njit(cache=True)
-def _cols_out(src, s0, D, dst, d0, bias, n):
-    # A^T along rows, plus the bias: dst[d0 + 2q + s] from s_j = src[s0 + j D + q]
-    for q in range(n):
-        k = s0 + u(q)
-        a, b, c, d = src[k], src[k + D], src[k + TWO * D], src[k + THREE * D]
-        o = d0 + TWO * u(q)
-        dst[o] = a + b + c + bias
-        dst[o + ONE] = b - c - d + bias
-
-
-@njit(cache=True)
-def _cols_out_relu(src, s0, D, dst, d0, bias, n):
-    # _cols_out, then max(., 0) (NaN stays NaN): the fused ReLU of inference
+def _cols_out(src, s0, D, dst, d0, bias, n, relu):
+    # A^T along rows, plus the bias, then max(., 0) if relu (NaN stays NaN; the fused ReLU of
+    # inference): dst[d0 + 2q + s] from s_j = src[s0 + j D + q]. ``relu`` is the same for the whole
+    # loop, so the compiler moves the test out of it.
     for q in range(n):
         k = s0 + u(q)
         a, b, c, d = src[k], src[k + D], src[k + TWO * D], src[k + THREE * D]
         o = d0 + TWO * u(q)
         v0, v1 = a + b + c + bias, b - c - d + bias
-        dst[o] = 0 if v0 < 0 else v0
-        dst[o + ONE] = 0 if v1 < 0 else v1
+        if relu:
+            v0 = 0 if v0 < 0 else v0
+            v1 = 0 if v1 < 0 else v1
+        dst[o] = v0
+        dst[o + ONE] = v1
 
 
 @njit(cache=True)
@@ -137,12 +131,8 @@ def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
         bias = b[o]
         for j in range(4):
             _rows_out(M, u((j * O + o) * T + t0), u(O * T), s, u(j * TT), D, TT)
-        if relu:
-            _cols_out_relu(s, u(0), u(TT), yp, u(0), bias, TT)
-            _cols_out_relu(s, D, u(TT), yp, u(TT * 2), bias, TT)
-        else:
-            _cols_out(s, u(0), u(TT), yp, u(0), bias, TT)
-            _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT)
+        _cols_out(s, u(0), u(TT), yp, u(0), bias, TT, relu)
+        _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT, relu)
         for th in range(TH):
             _copy(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW)
             if 2 * th + 1 < OH:
