@@ -160,6 +160,24 @@ def test_other_activations_do_not_fuse():
     assert (fused(net, x) < 0).any()
 
 
+def test_subclasses_with_their_own_forward_do_not_fuse():
+    class ShiftedConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) + 100                      # fusing would skip this
+
+    class PlainReLU(nn.ReLU):                                   # same forward and backward: fuses
+        pass
+
+    rng = np.random.default_rng(14)
+    net = nn.Sequential(ShiftedConv(2, 3, 3, rng=rng), nn.BatchNorm2d(3), PlainReLU()).eval()
+    x = rand(rng, (2, 2, 5, 5), np.float32)
+    with npnet.no_grad():
+        assert fusion.match(list(net), 0) is None
+    assert_close(fused(net, x), layer_by_layer(net, x))
+    net.train()(x)
+    assert net.cache == (2,)                                    # BatchNorm2d -> PlainReLU still fused
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_basic_block_and_resnet32(stride):
     rng = np.random.default_rng(6)

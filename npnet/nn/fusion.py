@@ -16,7 +16,8 @@ read and written again by each layer. The folded weight is computed at every cal
 next to nothing beside the convolution), so weights changed in place are always seen.
 
 Only what is exactly equivalent is fused: the layers must be in that order, with no forward hook on
-any of them (a hook sees each layer's own output), the BatchNorm in eval mode with as many features
+any of them (a hook sees each layer's own output) and none a subclass with its own forward or
+backward, the BatchNorm in eval mode with as many features
 as the convolution has output channels. Anything else runs layer by layer. Folding rounds
 differently from the separate layers: float32 outputs differ by ~1e-6 relative
 (``tests/test_fusion.py``).
@@ -42,19 +43,25 @@ def folded_weights(conv, bn):
     return (conv.weight.data * s[:, None, None, None]).astype(dtype), b.astype(dtype)
 
 
-def _plain(module):
-    return not module._forward_hooks
+def _stock(module, cls):
+    """``module`` runs ``cls``'s own forward and backward (a subclass that overrides them is not
+    fused: fusing would skip its code)."""
+    return type(module).forward is cls.forward and type(module).backward is cls.backward
 
 
-def _hookless(module):
-    return not module._forward_hooks and not module._backward_hooks
+def _plain(module, cls):
+    return not module._forward_hooks and _stock(module, cls)
+
+
+def _hookless(module, cls):
+    return not module._forward_hooks and not module._backward_hooks and _stock(module, cls)
 
 
 def bn_relu_pair(mods, i):
     """True if mods[i] is a BatchNorm and mods[i + 1] a ReLU, neither with a hook (a hook sees each
     layer's own output or gradient, which the fused pair does not produce)."""
-    return (i + 1 < len(mods) and isinstance(mods[i], _BatchNorm) and type(mods[i + 1]) is ReLU
-            and _hookless(mods[i]) and _hookless(mods[i + 1]))
+    return (i + 1 < len(mods) and isinstance(mods[i], _BatchNorm) and isinstance(mods[i + 1], ReLU)
+            and _hookless(mods[i], _BatchNorm) and _hookless(mods[i + 1], ReLU))
 
 
 def run_sequential_training(mods, x):
@@ -76,13 +83,14 @@ def run_sequential_training(mods, x):
 def match(mods, i):
     """``(conv, bn or None, relu: bool, count)`` if mods[i:] starts a fusable chain, else None."""
     conv = mods[i]
-    if is_grad_enabled() or not isinstance(conv, Conv2d) or not _plain(conv):
+    if is_grad_enabled() or not isinstance(conv, Conv2d) or not _plain(conv, Conv2d):
         return None
     j, bn = i + 1, None
-    if (j < len(mods) and isinstance(mods[j], BatchNorm2d) and not mods[j].training and _plain(mods[j])
-            and mods[j].num_features == conv.out_channels):
+    nxt = mods[j] if j < len(mods) else None
+    if (isinstance(nxt, BatchNorm2d) and not nxt.training and _plain(nxt, BatchNorm2d)
+            and nxt.num_features == conv.out_channels):
         bn, j = mods[j], j + 1
-    relu = j < len(mods) and type(mods[j]) is ReLU and _plain(mods[j])
+    relu = j < len(mods) and isinstance(mods[j], ReLU) and _plain(mods[j], ReLU)
     if bn is None and not relu:
         return None
     return conv, bn, relu, j - i + relu
