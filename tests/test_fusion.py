@@ -256,6 +256,27 @@ def test_fused_bn_relu_training_equals_layer_by_layer(dtype, training, affine):
         np.testing.assert_array_equal(s1[k], s2[k], err_msg=k)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_conv_relu_training_is_bit_identical(dtype):
+    """Conv2d -> ReLU (cnn-small's pattern, im2col and Winograd layers): the clamp in the convolution's
+    output pass, the ReLU's backward as usual."""
+    def net():
+        rng = np.random.default_rng(15)
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, rng=rng), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(16, 16, 3, padding=1, rng=rng), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(16 * 4 * 4, 3, rng=rng)).astype(dtype)
+    x = rand(np.random.default_rng(16), (4, 3, 8, 8), dtype)
+    dout = rand(np.random.default_rng(17), (4, 3), dtype)
+    (o1, d1, g1, _), (o2, d2, g2, _) = (step_results(net(), x, dout, fuse) for fuse in (True, False))
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(d1, d2)
+    for k in g2:
+        np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
+    n = net()
+    n.train()(x)
+    assert n[1].cache is not None and (n[1].cache >= 0).all()    # the ReLU holds its output for backward
+
+
 def test_the_pairs_that_fuse_in_training():
     net = bn_relu_net(np.float32)
     net.train()(rand(np.random.default_rng(11), (4, 3, 6, 6), np.float32))

@@ -44,6 +44,13 @@ class Conv2d(Module):
         self.cache = x
         return out
 
+    def forward_relu(self, x):
+        """``relu(self(x))`` with the clamp in the convolution's output pass; the following ReLU's
+        backward is unchanged (``fusion.py`` gives it this output as its cache)."""
+        out = self._convolve(x, self.weight.data, None if self.bias is None else self.bias.data, relu=True)
+        self.cache = x
+        return out
+
     def _convolve(self, x, w, b, relu=False):
         """This layer's convolution of x with weight w and bias b (or None), clamped at 0 if relu
         (``fusion.py`` passes folded weights)."""

@@ -4,7 +4,10 @@ Training (gradients enabled): a BatchNorm followed by a ReLU writes ``relu(bn(x)
 pass and, in the backward, takes the ReLU's output gradient and masks it inside its own two passes
 (``_BatchNorm.forward_relu``): the ReLU's full-size read and write are saved both ways. Outputs are
 bit-identical to the layer-by-layer path; gradients equal it to rounding (the compiler may fuse a
-multiply-add differently in the masked loop: ~1 ulp, ``tests/test_fusion.py``).
+multiply-add differently in the masked loop: ~1 ulp, ``tests/test_fusion.py``). A Conv2d followed by
+a ReLU clamps in the convolution's output pass (``Conv2d.forward_relu``) and hands the ReLU that
+output as its cache, so the ReLU's backward runs as usual: the forward saves a full-size pass,
+outputs and gradients are bit-identical.
 
 Inference: Conv2d -> BatchNorm2d (eval) -> ReLU run as one convolution.
 
@@ -64,6 +67,12 @@ def bn_relu_pair(mods, i):
             and _hookless(mods[i], _BatchNorm) and _hookless(mods[i + 1], ReLU))
 
 
+def conv_relu_pair(mods, i):
+    """True if mods[i] is a Conv2d and mods[i + 1] a ReLU, neither with a hook."""
+    return (i + 1 < len(mods) and isinstance(mods[i], Conv2d) and isinstance(mods[i + 1], ReLU)
+            and _hookless(mods[i], Conv2d) and _hookless(mods[i + 1], ReLU))
+
+
 def run_sequential_training(mods, x):
     """The forward of a Sequential's children with gradients enabled: ``(output, fused)``, where
     ``fused`` holds the indices of the ReLUs run inside the BatchNorm before them (their backward
@@ -73,6 +82,10 @@ def run_sequential_training(mods, x):
         if bn_relu_pair(mods, i):
             x = mods[i].forward_relu(x)
             fused.append(i + 1)
+            i += 2
+        elif conv_relu_pair(mods, i):
+            x = mods[i].forward_relu(x)
+            object.__setattr__(mods[i + 1], "cache", x)  # what ReLU.forward keeps: its output
             i += 2
         else:
             x = mods[i](x)
