@@ -32,8 +32,9 @@ WINOGRAD_MIN_CHANNELS = 16
 def conv_algorithm(C, O, kh, kw, sh, sw):
     """The kernel :func:`conv2d_forward` / :func:`conv2d_backward` pick for a layer: ``"winograd"``
     (F(2x2, 3x3), ``winograd.py``) for 3x3 stride-1 kernels with at least 16 input and output channels,
-    else ``"im2col"`` (this file). Measured in benchmarks/README.md: Winograd was faster on every 3x3
-    layer of ResNet-32, cnn-small and cnn-bn except their first (3 input channels: GEMMs with K = 3)."""
+    else ``"im2col"`` (this file). Measured (benchmarks/README.md, per-convolution table): Winograd's
+    forward + backward was faster on every 3x3 layer timed there except the first ones (3 input
+    channels: GEMMs with K = 3); its backward alone lost on some (cnn-small's 32->64: 12.6 vs 11.9 ms)."""
     if (kh, kw, sh, sw) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS:
         return "winograd"
     return "im2col"

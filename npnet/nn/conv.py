@@ -40,20 +40,23 @@ class Conv2d(Module):
         return self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
     def forward(self, x):
-        out = self._convolve(x, self.weight.data, None if self.bias is None else self.bias.data)
+        out = self._convolve(x)
         self.cache = x
         return out
 
     def forward_relu(self, x):
         """``relu(self(x))`` with the clamp in the convolution's output pass; the following ReLU's
         backward is unchanged (``fusion.py`` gives it this output as its cache)."""
-        out = self._convolve(x, self.weight.data, None if self.bias is None else self.bias.data, relu=True)
+        out = self._convolve(x, relu=True)
         self.cache = x
         return out
 
-    def _convolve(self, x, w, b, relu=False):
-        """This layer's convolution of x with weight w and bias b (or None), clamped at 0 if relu
-        (``fusion.py`` passes folded weights)."""
+    def _convolve(self, x, relu=False, weights=None):
+        """This layer's convolution of x, clamped at 0 if relu; ``weights``: None for the layer's own,
+        or a (weight, bias) pair to use instead (``fusion.py`` passes BatchNorm-folded ones)."""
+        if weights is None:
+            weights = self.weight.data, None if self.bias is None else self.bias.data
+        w, b = weights
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
         _, oh, ow = self.output_shape(x.shape[1:])
         if oh < 1 or ow < 1:

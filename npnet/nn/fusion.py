@@ -60,17 +60,11 @@ def _hookless(module, cls):
     return not module._forward_hooks and not module._backward_hooks and _stock(module, cls)
 
 
-def bn_relu_pair(mods, i):
-    """True if mods[i] is a BatchNorm and mods[i + 1] a ReLU, neither with a hook (a hook sees each
+def relu_pair(mods, i, cls):
+    """True if mods[i] is a ``cls`` and mods[i + 1] a ReLU, neither with a hook (a hook sees each
     layer's own output or gradient, which the fused pair does not produce)."""
-    return (i + 1 < len(mods) and isinstance(mods[i], _BatchNorm) and isinstance(mods[i + 1], ReLU)
-            and _hookless(mods[i], _BatchNorm) and _hookless(mods[i + 1], ReLU))
-
-
-def conv_relu_pair(mods, i):
-    """True if mods[i] is a Conv2d and mods[i + 1] a ReLU, neither with a hook."""
-    return (i + 1 < len(mods) and isinstance(mods[i], Conv2d) and isinstance(mods[i + 1], ReLU)
-            and _hookless(mods[i], Conv2d) and _hookless(mods[i + 1], ReLU))
+    return (i + 1 < len(mods) and isinstance(mods[i], cls) and isinstance(mods[i + 1], ReLU)
+            and _hookless(mods[i], cls) and _hookless(mods[i + 1], ReLU))
 
 
 def run_sequential_training(mods, x):
@@ -79,11 +73,11 @@ def run_sequential_training(mods, x):
     is then part of that BatchNorm's, and ``Sequential.backward`` skips them)."""
     fused, i = [], 0
     while i < len(mods):
-        if bn_relu_pair(mods, i):
+        if relu_pair(mods, i, _BatchNorm):
             x = mods[i].forward_relu(x)
             fused.append(i + 1)
             i += 2
-        elif conv_relu_pair(mods, i):
+        elif relu_pair(mods, i, Conv2d):
             x = mods[i].forward_relu(x)
             object.__setattr__(mods[i + 1], "cache", x)  # what ReLU.forward keeps: its output
             i += 2
@@ -102,7 +96,7 @@ def match(mods, i):
     nxt = mods[j] if j < len(mods) else None
     if (isinstance(nxt, BatchNorm2d) and not nxt.training and _plain(nxt, BatchNorm2d)
             and nxt.num_features == conv.out_channels):
-        bn, j = mods[j], j + 1
+        bn, j = nxt, j + 1
     relu = j < len(mods) and isinstance(mods[j], ReLU) and _plain(mods[j], ReLU)
     if bn is None and not relu:
         return None
@@ -111,11 +105,7 @@ def match(mods, i):
 
 def conv_bn_relu(x, conv, bn=None, relu=False):
     """``relu(bn(conv(x)))`` (either part optional) in one convolution; for ``no_grad()`` only."""
-    if bn is None:
-        w, b = conv.weight.data, None if conv.bias is None else conv.bias.data
-    else:
-        w, b = folded_weights(conv, bn)
-    return conv._convolve(x, w, b, relu)
+    return conv._convolve(x, relu, None if bn is None else folded_weights(conv, bn))
 
 
 def run_sequential(mods, x):
