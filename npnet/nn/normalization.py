@@ -54,7 +54,7 @@ class _BatchNorm(Module):
             if n < 2:
                 raise ValueError(f"{self._label()}: training needs more than 1 value per channel, "
                                  f"got input of shape {x.shape}")
-            mean, var = kernels.channel_stats(x3)  # (C,) float64, biased variance
+            mean, var = kernels.ops.channel_stats(x3)  # (C,) float64, biased variance
             self._update_running(mean, var * (n / (n - 1)))
         else:
             mean = self.running_mean.astype(np.float64)
@@ -63,7 +63,7 @@ class _BatchNorm(Module):
         # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
         scale = inv_std * self._weight64()
         shift = (self.bias.data if self.affine else 0) - mean * scale
-        out = kernels.channel_affine(x3, scale, shift, relu)
+        out = kernels.ops.channel_affine(x3, scale, shift, relu)
         self.cache = (x3, x.shape, mean, inv_std, self.training, out if relu else None)
         return out.reshape(x.shape)
 
@@ -84,7 +84,7 @@ class _BatchNorm(Module):
         check_grad(self, dout, shape, x3.dtype)
         self.cache = None
         dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
-        sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
+        sum_d, sum_dxc = kernels.ops.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
         if self.affine and self.weight.requires_grad:
             self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
         if self.affine and self.bias.requires_grad:
@@ -94,15 +94,15 @@ class _BatchNorm(Module):
         a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
             if relu_out is None:
-                return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+                return kernels.ops.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
             zero = np.zeros_like(a)
-            return kernels.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
+            return kernels.ops.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
         # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
         # rewritten as a * dout + b * x + d so that one pass writes it.
         m = x3.shape[0] * x3.shape[2]
         b = -a * inv_std * inv_std * sum_dxc / m
         d = -a * sum_d / m - b * mean
-        return kernels.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
+        return kernels.ops.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
 
 
 class BatchNorm1d(_BatchNorm):
