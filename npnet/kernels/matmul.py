@@ -3,7 +3,7 @@ with SciPy's single-threaded BLAS. A plain NumPy reference beside it.
 
 Why not ``a @ b``: NumPy's matmul uses NumPy's own multi-threaded OpenBLAS, whose worker threads keep
 spinning for a while after each call. Between the Numba kernels of a CNN (convolution, pooling), that
-is a third busy thread on two cores: measured on the 2-core box, a cnn-small train step took 130 ms
+is a third busy thread on two cores: measured on a 2-core AMD EPYC, a cnn-small train step took 130 ms
 with NumPy's BLAS at 2 threads and 85 ms at 1 thread, although the Linear layers are 7% of the work.
 Splitting rows over the same Numba pool that runs the convolutions keeps one pool for everything,
 and a large product still uses every core.
