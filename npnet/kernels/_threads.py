@@ -83,6 +83,12 @@ def one_blas_thread(kernel):
     return run
 
 
+def blas_architecture():
+    """The kernel set SciPy's OpenBLAS runs (e.g. "Haswell", "SkylakeX"), or None if unknown."""
+    lib = _scipy_blas()
+    return getattr(lib, "architecture", None) if lib is not None else None
+
+
 def blas_setup():
     """What :func:`one_blas_thread` acts on: ``{"library": path of SciPy's BLAS or None, "threads":
     its thread count inside npnet's kernels (1) or None if not found, "outside": its count now}``."""

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange, get_num_threads
 
 from ._jit import CACHE
+from . import autotune
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array
 from .winograd import winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref
@@ -107,18 +108,33 @@ def _threads_for(N):
     return max(1, min(get_num_threads(), N))
 
 
+def _tunable(algorithm, w, sh, sw):
+    """True where autotuning chooses: no algorithm asked for, and a shape both algorithms run."""
+    return algorithm is None and w.shape[2:] == (3, 3) and (sh, sw) == (1, 1) and autotune.is_enabled()
+
+
 @one_blas_thread
 def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
     """Convolution (cross-correlation, like PyTorch) with zero padding; ``relu=True`` returns
     ``max(y, 0)`` instead, clamped in the same pass that adds the bias (for fused inference).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, OH, OW), dtype of x.
-    ``algorithm``: None (:func:`conv_algorithm` chooses), ``"im2col"`` or ``"winograd"``.
+    ``algorithm``: None (measured once per shape by ``autotune``, or :func:`conv_algorithm`'s rule
+    when autotuning is off), ``"im2col"`` or ``"winograd"``.
     """
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
+    if _tunable(algorithm, w, sh, sw):
+        run = {"im2col": lambda: _im2col_forward(x, w, b, sh, sw, ph, pw, relu),
+               "winograd": lambda: winograd_forward(x, w, b, ph, pw, relu)}
+        name, y = autotune.choose("forward", autotune.shape_key("forward", x, w, ph, pw), run)
+        return y if y is not None else run[name]()
     if _pick(algorithm, w, sh, sw) == "winograd":
         return winograd_forward(x, w, b, ph, pw, relu)
+    return _im2col_forward(x, w, b, sh, sw, ph, pw, relu)
+
+
+def _im2col_forward(x, w, b, sh, sw, ph, pw, relu):
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -137,7 +153,8 @@ def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
 
 @one_blas_thread
 def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algorithm=None):
-    """Gradients of :func:`conv2d_forward` (with the same ``algorithm``).
+    """Gradients of :func:`conv2d_forward`. ``algorithm`` as there; when autotuning chooses, the
+    input gradient and the weight gradient are chosen separately (two calls where they differ).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), dy (N, O, OH, OW)
     -> dx (N, C, H, W) or None if not ``need_dx``, dw (O, C, kh, kw) or None if not ``need_dw``,
@@ -146,8 +163,37 @@ def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algori
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    if _pick(algorithm, w, sh, sw) == "winograd":
+    if _tunable(algorithm, w, sh, sw):
+        return _tuned_backward(x, w, dy, ph, pw, need_dx, need_dw)
+    return _backward_by(_pick(algorithm, w, sh, sw), x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
+
+
+def _backward_by(name, x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
+    if name == "winograd":
         return winograd_backward(x, w, dy, ph, pw, need_dx, need_dw)
+    return _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
+
+
+def _tuned_backward(x, w, dy, ph, pw, need_dx, need_dw):
+    """The input and weight gradients, each by the algorithm ``autotune`` measured faster for it:
+    one call where both agree, one call each where they differ."""
+    def runs(dx_pass):
+        return {a: (lambda a=a: _backward_by(a, x, w, dy, 1, 1, ph, pw, dx_pass, not dx_pass)) for a in ALGORITHMS}
+    got = {}  # pass -> (algorithm, result of the measuring call or None)
+    for pass_, want in (("input_grad", need_dx), ("weight_grad", need_dw)):
+        if want:
+            got[pass_] = autotune.choose(pass_, autotune.shape_key(pass_, x, w, ph, pw), runs(pass_ == "input_grad"))
+    if not got:  # only the bias gradient
+        return _backward_by("im2col", x, w, dy, 1, 1, ph, pw, False, False)
+    if len(got) == 2 and got["input_grad"][0] == got["weight_grad"][0] and all(r is None for _, r in got.values()):
+        return _backward_by(got["input_grad"][0], x, w, dy, 1, 1, ph, pw, True, True)
+    done = {p: r if r is not None else runs(p == "input_grad")[a]() for p, (a, r) in got.items()}
+    dx = done["input_grad"][0] if need_dx else None
+    dw = done["weight_grad"][1] if need_dw else None
+    return dx, dw, next(iter(done.values()))[2]
+
+
+def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]

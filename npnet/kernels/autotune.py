@@ -1,0 +1,161 @@
+"""Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does.
+
+The first time a 3x3 stride-1 convolution of a given shape runs (the one case with two algorithms,
+im2col and Winograd F(2x2, 3x3)), each pass is timed with both and the faster is kept: the forward,
+the input gradient and the weight gradient are chosen separately, since no fixed rule picked the
+better one on every layer and BLAS kernel set (benchmarks/README.md). Every later call of that shape
+uses the choice at once.
+
+* **Where choices live.** In memory, and in one JSON file per machine setting under
+  ``~/.cache/npnet/autotune/`` (``$NPNET_AUTOTUNE_CACHE`` to move it), named by a hash of what the
+  timing depends on: CPU model, SciPy's BLAS kernel set, Numba's thread count and npnet's version
+  (all written inside the file too). The file is rewritten whole through a temporary file and a
+  rename, merged with what other processes wrote meanwhile, so that concurrent processes (sweep
+  trials, data-parallel ranks) never read half a file; two processes tuning the same shape at once
+  both measure it and the last write wins.
+* **Visible.** :func:`choices` returns them; each new choice is logged on the ``npnet.autotune``
+  logger (INFO) with both times.
+* **The switch.** ``NPNET_AUTOTUNE=0`` in the environment, :func:`set_enabled` or ``with
+  autotune.disabled():`` keep the fixed rule of :func:`conv.conv_algorithm` (bit-reproducible runs).
+  Different algorithms round differently (float32 outputs agree to ~1e-6 relative), so a run with
+  autotuning can differ from one without in the last bits, and across machines whose choices differ.
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import threading
+import time
+
+PASSES = ("forward", "input_grad", "weight_grad")
+_log = logging.getLogger("npnet.autotune")
+_lock = threading.Lock()
+_state = {"enabled": os.environ.get("NPNET_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off"),
+          "choices": {}, "loaded": None}
+
+
+def is_enabled():
+    return _state["enabled"]
+
+
+def set_enabled(flag):
+    """Turns autotuning on or off for the process; returns the previous setting."""
+    previous, _state["enabled"] = _state["enabled"], bool(flag)
+    return previous
+
+
+@contextlib.contextmanager
+def disabled():
+    """``with autotune.disabled():`` convolutions use the fixed rule inside the block."""
+    previous = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def choices():
+    """``{"forward (N, C, H, W) -> O 3x3 pad (ph, pw) float32": "winograd", ...}``: every choice made
+    or loaded by this process."""
+    with _lock:
+        return dict(_state["choices"])
+
+
+def shape_key(pass_, x, w, ph, pw):
+    N, C, H, W = x.shape
+    return f"{pass_} ({N}, {C}, {H}, {W}) -> {w.shape[0]} 3x3 pad ({ph}, {pw}) {x.dtype}"
+
+
+def machine_setting():
+    """What a measured choice depends on: ``{"cpu", "blas", "threads", "npnet"}``."""
+    from numba import get_num_threads
+    from ._threads import blas_architecture
+    return {"cpu": _cpu_model(), "blas": blas_architecture(), "threads": get_num_threads(),
+            "npnet": _npnet_version()}
+
+
+def cache_file():
+    setting = json.dumps(machine_setting(), sort_keys=True)
+    folder = os.environ.get("NPNET_AUTOTUNE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npnet",
+                                                                     "autotune")
+    return os.path.join(folder, hashlib.sha256(setting.encode()).hexdigest()[:16] + ".json")
+
+
+def choose(pass_, key, candidates):
+    """``(name, result or None)``: the chosen algorithm for ``key``; when it was measured now, also
+    the winner's result, so the call that measures does not compute it again.
+    ``candidates``: ``{name: function of no arguments}``, each computing the same pass."""
+    with _lock:
+        if _state["loaded"] != cache_file():
+            _load()
+        known = _state["choices"].get(key)
+    if known in candidates:
+        return known, None
+    times, results = {}, {}
+    for name, run in candidates.items():
+        results[name] = run()                      # the first call may compile or touch new buffers
+        times[name] = min(_timed(run) for _ in range(2))
+    best = min(times, key=times.get)
+    _log.info("%s: %s (%s)", key, best, ", ".join(f"{n} {t * 1e3:.2f} ms" for n, t in times.items()))
+    with _lock:
+        _state["choices"][key] = best
+        _save(key, best)
+    return best, results[best]
+
+
+def _timed(run):
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return dict(data.get("choices", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}  # no file yet, or one we cannot read: measure again
+
+
+def _load():
+    path = cache_file()
+    _state["choices"].update(_read(path))
+    _state["loaded"] = path
+
+
+def _save(key, name):
+    """Merges this choice into the cache file, written whole to a temporary file and renamed."""
+    path = cache_file()
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        merged = _read(path)
+        merged[key] = name
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".autotune-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"setting": machine_setting(), "choices": merged}, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home: the choice still holds for this process
+        _log.warning("autotune: could not write %s (%s); choices are kept in memory only", path, e)
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _npnet_version():
+    try:
+        from importlib.metadata import version
+        return version("npnet")
+    except Exception:  # not installed (run from a source tree)
+        return "unknown"
