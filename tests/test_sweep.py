@@ -16,7 +16,7 @@ import yaml
 from npnet.run.asha import Asha
 from npnet.run.cli import main
 from npnet.run.config import ConfigError
-from npnet.run.sweep import load_sweep
+from npnet.run.sweep_spec import load_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"

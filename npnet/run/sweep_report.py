@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from .._io import atomic_write_text
-from .sweep import format_value
+from .sweep_spec import format_value
 
 METRICS = (("test_accuracy", "test accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("best_val_accuracy", "best val accuracy"))
