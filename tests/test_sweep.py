@@ -58,13 +58,15 @@ def local_grid(tmp_path_factory):
     return path, args, tmp / "out" / "grid", printed.getvalue()
 
 
-def test_output_to_a_file_has_a_line_per_finished_trial(local_grid):
+def test_output_to_a_file_has_a_line_per_epoch_and_per_finished_trial(local_grid):
     *_, printed = local_grid
     lines = [l for l in printed.splitlines() if l.startswith("trial ")]
     assert len(lines) == 4, printed
     for i, line in enumerate(sorted(lines), 1):
         assert re.fullmatch(rf"trial {i}/4 learning_rate=(0\.05|0\.1),loss_type=(CE|Focal): done, "
                             r"test accuracy \d+\.\d\d % \(\d+ s\)", line), line
+    epochs = [l for l in printed.splitlines() if re.match(r"  learning_rate=.*: epoch 1: train loss", l)]
+    assert len(epochs) == 4, printed
 
 
 def test_grid_on_two_workers_writes_the_sweep_folder_and_reruns_skip(local_grid, capsys):

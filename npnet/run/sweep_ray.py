@@ -37,9 +37,10 @@ def ray_backend(address):
         ray.shutdown()
 
 
-def run_ray(ray, specs, workers, threads, asha, on_result, stopper):
+def run_ray(ray, specs, workers, threads, asha, on_result, stopper, on_progress=None):
     """Runs the trial specs as Ray tasks on the connected ``ray``, at most ``workers`` at a time
-    (the cluster's free CPUs decide the rest); ``on_result`` gets each result in the driver."""
+    (the cluster's free CPUs decide the rest); ``on_result`` gets each result in the driver.
+    ``on_progress`` is not called: a task's epoch lines stay in its run folder's log.txt."""
     actor = _asha_actor(ray, specs, asha) if asha else None
     remote = ray.remote(_ray_trial).options(
         num_cpus=threads, max_retries=0, runtime_env={"env_vars": thread_env(threads)})

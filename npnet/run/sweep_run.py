@@ -90,11 +90,11 @@ def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, a
             f"folder {folder}")
         done = len(sweep.trials) - len(todo)
         bar = _bar(sweep, done, progress)
-        on_result = _recorder(sweep, folder, records, bar, done, log)
+        on_result, on_progress = _recorder(sweep, folder, records, bar, done, log)
         try:
             with stopper.installed():
                 run_trials(specs, workers=workers, threads=threads, asha=asha,
-                           on_result=on_result, stopper=stopper)
+                           on_result=on_result, on_progress=on_progress, stopper=stopper)
         finally:
             bar.close()
             _write_outputs(folder, sweep, records, log)
@@ -102,9 +102,10 @@ def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, a
 
 
 def _recorder(sweep, folder, records, bar, done, log):
-    """The ``on_result`` of the backends: records a trial's result, saves the records and says
-    how the trial ended: on the bar's line, or as a log line when there is no bar or the log
-    goes to a file (``npnet sweep ... > sweep.log``)."""
+    """``on_result`` and ``on_progress`` of the backends. ``on_result`` records a trial's result,
+    saves the records and says how the trial ended: on the bar's line, or as a log line when
+    there is no bar or the log goes to a file (``npnet sweep ... > sweep.log``); there,
+    ``on_progress`` also logs each epoch of a running trial (local backend)."""
     by_id, finished = {t.id: t for t in sweep.trials}, [done]
     lines = bar.disable or not _is_terminal(sys.stdout)
 
@@ -121,7 +122,12 @@ def _recorder(sweep, folder, records, bar, done, log):
             bar.write(f"trial {_outcome(trial, result)}")
         else:
             bar.set_postfix(last=f"{trial.id} {100 * result['metrics']['test_accuracy']:.2f}%")
-    return on_result
+
+    def on_progress(trial_id, line):
+        if lines:
+            log(f"  {trial_id}: {line}")
+            sys.stdout.flush()
+    return on_result, on_progress
 
 
 def _outcome(trial, result):
@@ -144,7 +150,8 @@ def _backend(name, address):
         return contextlib.nullcontext(lambda specs, **_: None)
     from .sweep_local import run_local
     return contextlib.nullcontext(
-        lambda specs, workers, on_result, stopper, **_: run_local(specs, workers, on_result, stopper))
+        lambda specs, workers, on_result, stopper, on_progress, **_: run_local(
+            specs, workers, on_result, stopper, on_progress))
 
 
 def _bar(sweep, done, progress):
