@@ -79,14 +79,16 @@ def _check_listening(address, timeout=10.0):
     """``RunError`` at once when nothing accepts connections at the HOST:PORT of ``address``
     (plain or ``ray://``): ``ray.init`` would retry for minutes, repeating its warnings.
     ``auto`` and other forms are left to Ray."""
+    client = address.startswith("ray://")
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if address == "auto" or not sep or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
+        option = f"--ray-client-server-port {port}" if client else f"--port {port}"
         raise RunError(f"no Ray head at {address}: nothing accepts connections there "
-                       f"({e.strerror or e}). Start one with `ray start --head --port {port}` on "
+                       f"({e.strerror or e}). Start one with `ray start --head {option}` on "
                        f"{host or 'that machine'} and pass its address, or leave --address out "
                        "to run the trials on a local Ray instance") from None
 

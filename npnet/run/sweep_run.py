@@ -10,7 +10,9 @@ folder ``<out>/<sweep name>/``:
 
 Running a sweep again skips the trials recorded as done, stopped early (ASHA) or diverged (a
 diverged trial would diverge again) and runs the others; an interrupted trial resumes from its
-``last.npz``.
+``last.npz``. Nothing is written before the backend is ready (a Ray head that cannot be reached
+leaves no folder). Progress: a bar on a terminal; when the output goes to a file, one line per
+epoch of each running trial (local backend) and one per finished trial.
 """
 import contextlib
 import json
@@ -74,7 +76,7 @@ def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, a
               progress=None, log=print):
     """Runs the sweep; returns the exit status: 0 every trial done (or diverged), 1 some failed,
     130 stopped by Ctrl-C. ``asha``: None, or ``{"grace_period": epochs}`` (Ray only). Without a
-    progress bar on a terminal, ``log`` gets one line per finished trial."""
+    progress bar on a terminal, ``log`` gets the lines of the module docstring."""
     folder = os.path.abspath(os.path.join(out, sweep.name))
     records = load_records(folder)
     todo = plan(sweep, records)
@@ -85,10 +87,9 @@ def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, a
         os.makedirs(folder, exist_ok=True)  # only once the trials can run
         specs = [{"id": t.id, "config": t.config, "threads": threads,
                   "run_dir": os.path.join(folder, "trials", t.id)} for t in todo]
-        log(f"sweep {sweep.name}: {len(sweep.trials)} trials, {len(sweep.trials) - len(todo)} "
-            f"already finished; {backend} backend, {workers} worker(s) x {threads} thread(s); "
-            f"folder {folder}")
         done = len(sweep.trials) - len(todo)
+        log(f"sweep {sweep.name}: {len(sweep.trials)} trials, {done} already finished; "
+            f"{backend} backend, {workers} worker(s) x {threads} thread(s); folder {folder}")
         bar = _bar(sweep, done, progress)
         on_result, on_progress = _recorder(sweep, folder, records, bar, done, log)
         try:
