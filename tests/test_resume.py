@@ -15,17 +15,8 @@ import pytest
 import yaml
 
 from npnet.run.cli import main
+from test_cli import TINY
 from test_cli_errors import A, ROOT, assert_message, npnet, write
-
-TINY = {
-    "seed": 3,
-    "train": {"batch_size": 50, "learning_rate": 0.05, "epochs": 4, "momentum": 0.9,
-              "steps": [1], "reg": 1.0e-4},
-    "network": {"model": "linear", "save_best": True},
-    "data": {"dataset": "fashion-mnist-mini", "val_fraction": 0.2, "max_train": 500,
-             "max_test": 100, "augment": True},
-    "loss": {"loss_type": "Focal", "gamma": 1.0, "beta": 0.99, "focal_kind": "softmax"},
-}
 
 
 def history(run):
