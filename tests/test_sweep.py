@@ -1,10 +1,14 @@
 """``npnet sweep`` on the local backend: a 2x2 grid on the embedded mini set, 1 epoch, 2 worker
-processes; reruns skip finished trials; failures are recorded and the others finish; an invalid
-grid is refused before anything runs; Ctrl-C stops cleanly and a rerun resumes."""
+processes, a line per finished trial in its output; reruns skip finished trials; failures are
+recorded and the others finish; an invalid grid is refused before anything runs; the summary
+says why a trial did not finish; Ctrl-C stops cleanly and a rerun resumes."""
+import contextlib
 import csv
 import glob
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +20,8 @@ import yaml
 from npnet.run.asha import Asha
 from npnet.run.cli import main
 from npnet.run.config import ConfigError
-from npnet.run.sweep import load_sweep
+from npnet.run.sweep_report import write_report
+from npnet.run.sweep_spec import load_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,16 +47,30 @@ def rows(folder):
 
 @pytest.fixture(scope="module")
 def local_grid(tmp_path_factory):
-    """The 2x2 grid run once on the local backend: (sweep file, its arguments, its folder)."""
+    """The 2x2 grid run once on the local backend, its output going to a file (not a terminal):
+    (sweep file, its arguments, its folder, what it printed)."""
     tmp = tmp_path_factory.mktemp("local_grid")
     path = write_sweep(tmp)
     args = ["sweep", path, "--out", str(tmp / "out"), "--workers", "2", "--threads-per-trial", "1"]
-    assert main(args) == 0
-    return path, args, tmp / "out" / "grid"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(args) == 0
+    return path, args, tmp / "out" / "grid", printed.getvalue()
+
+
+def test_output_to_a_file_has_a_line_per_epoch_and_per_finished_trial(local_grid):
+    *_, printed = local_grid
+    lines = [l for l in printed.splitlines() if l.startswith("trial ")]
+    assert len(lines) == 4, printed
+    for i, line in enumerate(sorted(lines), 1):
+        assert re.fullmatch(rf"trial {i}/4 learning_rate=(0\.05|0\.1),loss_type=(CE|Focal): done, "
+                            r"test accuracy \d+\.\d\d % \(\d+ s\)", line), line
+    epochs = [l for l in printed.splitlines() if re.match(r"  learning_rate=.*: epoch 1: train loss", l)]
+    assert len(epochs) == 4, printed
 
 
 def test_grid_on_two_workers_writes_the_sweep_folder_and_reruns_skip(local_grid, capsys):
-    _, args, folder = local_grid
+    _, args, folder, _ = local_grid
     table = rows(folder)
     assert [(r["train.learning_rate"], r["loss.loss_type"]) for r in table] == [
         ("0.05", "CE"), ("0.05", "Focal"), ("0.1", "CE"), ("0.1", "Focal")]
@@ -143,6 +162,25 @@ def test_shipped_sweeps_load():
             c["train"]["steps"], c["network"]["init_prior"]) == ("exp", 100.0, 30, [20, 25], 0.1)
 
 
+def test_summary_says_why_a_trial_stopped_and_shows_no_spread_for_one_seed(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, {"train.learning_rate": [0.05]}, seeds=[0, 1]))
+    done, stopped = sweep.trials
+    metrics = {"test_accuracy": 0.5, "balanced_accuracy": 0.25, "best_val_accuracy": 0.5,
+               "per_class_accuracy": {"a": 0.5, "b": 0.0}, "classes": ["a", "b"]}
+    records = {done.id: {"status": "done", "metrics": metrics, "history": [{}], "seconds": 2.0,
+                         "run_dir": "x", "error": None},
+               stopped.id: {"status": "interrupted", "metrics": None, "history": None,
+                            "seconds": 1.0, "run_dir": "y",
+                            "error": "stopped by Ctrl-C after 0 completed epoch(s)"}}
+    write_report(str(tmp_path), sweep, records)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 0.05 | 1 | 50.00 | 25.00 |" in summary and "± 0.00" not in summary
+    assert f"- {stopped.id}: interrupted: stopped by Ctrl-C after 0 completed epoch(s)" in summary
+    records[stopped.id] = dict(records[done.id], metrics=dict(metrics, test_accuracy=0.7))
+    write_report(str(tmp_path), sweep, records)
+    assert "| 0.05 | 2 | 60.00 ± 10.00 | 25.00 ± 0.00 |" in (tmp_path / "summary.md").read_text()
+
+
 def test_asha_stops_the_trials_below_the_rung_quantile():
     asha = Asha(max_epochs=20, grace_period=2, reduction_factor=3)
     assert sorted(asha.rungs) == [2, 6, 18]
@@ -174,6 +212,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
     assert "Traceback" not in err and "run the same command again" in err + _
     records = json.loads((out / "long" / "results.json").read_text())["trials"]
     assert {r["status"] for r in records.values()} == {"interrupted"}
+    assert all("stopped by Ctrl-C" in r["error"] for r in records.values()), records
+    summary = (out / "long" / "summary.md").read_text()
+    assert summary.count(": interrupted: stopped by Ctrl-C") == 2 and "None" not in summary
     assert all(os.path.isfile(os.path.join(r["run_dir"], "last.npz")) for r in records.values())
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from test_sweep import ROOT, local_grid, rows  # noqa: F401  (local_grid is a fixture)
+from test_sweep import ROOT, local_grid, rows, write_sweep  # noqa: F401  (local_grid: a fixture)
 
 # Ray reads its environment when it is imported, so it runs in processes started with it set
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -66,16 +66,16 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def sweep_on_ray(path, address, out, *more):
+def sweep_on_ray(path, address, out, *more, timeout=600):
     env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg", **LOOPBACK)
     return subprocess.run(
         [sys.executable, "-m", "npnet", "sweep", path, "--address", address,
          "--threads-per-trial", "1", "--workers", "2", "--out", str(out), "--quiet", *more],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_ray_backend_gives_the_local_backends_metrics(local_grid, ray_head, tmp_path):  # noqa: F811
-    path, _, local_folder = local_grid
+    path, _, local_folder, _ = local_grid
     driver = sweep_on_ray(path, ray_head, tmp_path / "out")
     assert driver.returncode == 0, driver.stderr
     ray_rows, local_rows = rows(tmp_path / "out" / "grid"), rows(local_folder)
@@ -88,7 +88,7 @@ def test_ray_backend_gives_the_local_backends_metrics(local_grid, ray_head, tmp_
 def test_asha_on_ray_stops_or_finishes_every_trial(local_grid, ray_head, tmp_path):  # noqa: F811
     """ASHA's actor and the trials' reports: 2 epochs, a rung after the first; which trials stop
     depends on the order they reach it, so only the outcome kinds are checked."""
-    path, _, _ = local_grid
+    path, *_ = local_grid
     driver = sweep_on_ray(path, ray_head, tmp_path / "out", "--asha", "1",
                           "--set", "train.epochs=2")
     assert driver.returncode == 0, driver.stderr
@@ -96,3 +96,17 @@ def test_asha_on_ray_stops_or_finishes_every_trial(local_grid, ray_head, tmp_pat
     assert {r["status"] for r in table} <= {"done", "stopped"} and len(table) == 4
     assert all(r["epochs"] == ("2" if r["status"] == "done" else "1") for r in table)
     assert any(r["status"] == "done" for r in table)
+
+
+def test_no_head_at_the_address_fails_fast_and_writes_nothing(tmp_path):
+    """Without a check of its own, ray.init retries for minutes, repeating its warnings."""
+    path = write_sweep(tmp_path)
+    address = f"127.0.0.1:{free_port()}"  # bound and closed again: nobody listens there
+    try:
+        driver = sweep_on_ray(path, address, tmp_path / "out", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"npnet sweep --address {address} (nothing listening) ran for 60 s")
+    assert driver.returncode == 2, driver.stderr
+    (line,) = driver.stderr.strip().splitlines()
+    assert line.startswith(f"npnet sweep: no Ray head at {address}") and "ray start --head" in line
+    assert not (tmp_path / "out").exists()

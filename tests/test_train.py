@@ -337,12 +337,12 @@ def test_truncated_or_foreign_checkpoint_names_the_file(mini, tmp_path):
     (tmp_path / "cut.npz").write_bytes(good[:len(good) // 2])
     (tmp_path / "text.npz").write_text("not a checkpoint")
     np.savez(tmp_path / "other.npz", w=np.zeros(3))
-    for name, message in (("cut.npz", "truncated"), ("text.npz", "truncated"),
+    for name, message in (("cut.npz", "truncated"), ("text.npz", "not an npnet checkpoint"),
                           ("other.npz", "not an npnet checkpoint")):
         path = str(tmp_path / name)
         with pytest.raises(ValueError, match=message) as e:
             load_checkpoint(path)
-        assert str(e.value).startswith(path)
+        assert str(e.value).startswith(path) and "pickle" not in str(e.value)
         before = snapshot(trainer, train, val)
         with pytest.raises(ValueError, match=re.escape(path)):
             trainer.fit(train, val, epochs=2, resume=path)

@@ -100,9 +100,9 @@ def _shares(args, n_trials, backend):
 
 
 def _sweep(args):
-    from .sweep import load_sweep
+    from .sweep_spec import load_sweep
     from .threads import available_cores
-    from .sweeper import run_sweep
+    from .sweep_run import run_sweep
     backend = args.backend or ("ray" if args.address else "local")
     if backend == "local" and (args.address or args.asha is not None):
         raise RunError("--address and --asha need --backend ray")

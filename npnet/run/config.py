@@ -1,19 +1,24 @@
 """Run configurations: the schema of ``npnet train CONFIG.yaml`` and its validation.
 
-A config has the sections ``train``, ``network``, ``data``, ``loss`` and the top-level keys
-``seed`` and ``name``. Every key has a type and a default (``network.model`` is required).
+A config has the sections ``train``, ``network``, ``data``, ``loss``, ``log`` and the top-level
+keys ``seed`` and ``name``. Every key has a type and a default (``network.model`` is required).
+``log`` is optional and off by default: ``log.layer_stats: N`` records per-layer statistics
+(``npnet.train.LayerStats``) every N training steps into the run folder's ``layer_stats.csv`` and
+``layer_stats.png`` (their last values also go to ``metrics.json``), and ``log.tensorboard: true``
+(which needs ``layer_stats``) writes them as TensorBoard events to ``<run>/tensorboard`` too.
 ``validate_config`` fills in the defaults and rejects unknown keys, wrong types and values out of
 range (a learning rate <= 0, any NaN or infinity) with a ``ConfigError`` that lists every problem
-and the valid keys, before anything runs. PyYAML reads ``5e-4`` (no dot) as a string, so float
-keys also accept strings that parse as one. ``--set`` overrides and the comparison of two configs
-are in ``overrides``.
+(and, for an unknown key, the valid keys), before anything runs. PyYAML reads ``5e-4`` (no dot)
+as a string, so float keys also accept strings that parse as one. ``--set`` overrides and the
+comparison of two configs are in ``overrides``.
 """
 import math
 import os
 
 from .overrides import apply_overrides
 
-__all__ = ["ConfigError", "SCHEMA", "validate_config", "load_config", "describe_schema"]
+__all__ = ["ConfigError", "SCHEMA", "validate_config", "load_config", "read_yaml",
+           "describe_schema"]
 
 
 class ConfigError(ValueError):
@@ -187,7 +192,7 @@ def _section(name, given, problems):
 
 def validate_config(raw):
     """The complete config (defaults filled in) from a parsed YAML mapping; ``ConfigError``
-    listing every problem (and the valid keys) otherwise."""
+    listing every problem otherwise (and the valid keys, when a key is unknown)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with sections {', '.join(SCHEMA)}, got "
                           f"{type(raw).__name__}\nvalid keys:\n{describe_schema()}")
@@ -201,8 +206,10 @@ def validate_config(raw):
         config[name] = _section(name, raw.get(name), problems)
     _check_values(config, problems)
     if problems:
+        # the key list helps with a misspelt key; after a bad value it only buries the message
+        keys = any(p.startswith("unknown ") for p in problems)
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems) +
-                          f"\nvalid keys:\n{describe_schema()}")
+                          (f"\nvalid keys:\n{describe_schema()}" if keys else ""))
     return config
 
 
@@ -229,23 +236,29 @@ def _check_values(config, problems):
         problems.append("'log.tensorboard' needs log.layer_stats > 0 (the steps between samples)")
 
 
-def load_config(path, overrides=()):
-    """Reads a YAML file with ``yaml.safe_load``, applies ``overrides`` (``"key=value"`` strings
-    of ``--set``, see ``overrides.apply_overrides``) and validates the result; the name defaults
-    to the file name without extension. ``ConfigError`` names the file and every problem."""
+def read_yaml(path, what="config"):
+    """The content of the YAML file ``path`` (read with ``yaml.safe_load``); ``ConfigError``
+    naming the file and the ``what`` (config, sweep file, ...) if it cannot be read or parsed.
+    Every YAML file npnet reads goes through here."""
     import yaml
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML ({what}): {e}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file, so not a YAML config; give a config such as "
-                          "configs/fashion_mnist/cnn_small.yaml") from None
+        raise ConfigError(f"{path}: not a text file, so not a YAML {what}; give the path of "
+                          "a YAML file, e.g. one of configs/") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e}); give the path "
+        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror or e}); give the path "
                           "of a YAML file, e.g. one of configs/") from None
-    return finish_config(raw, overrides, path)
+
+
+def load_config(path, overrides=()):
+    """Reads a YAML file (``read_yaml``), applies ``overrides`` (``"key=value"`` strings of
+    ``--set``, see ``overrides.apply_overrides``) and validates the result; the name defaults
+    to the file name without extension. ``ConfigError`` names the file and every problem."""
+    return finish_config(read_yaml(path), overrides, path)
 
 
 def finish_config(raw, overrides, where):

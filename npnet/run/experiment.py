@@ -6,6 +6,7 @@ fit the images) is a ``RunError`` whose message says what was wrong and what to 
 """
 import math
 import os
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -40,9 +41,22 @@ def load_data(config):
         raise RunError(f"cannot load dataset {d['dataset']!r}: {e}\n{_DATA_HINT}") from None
 
 
+class PreparedData(NamedTuple):
+    """The images of one run, as its ``data`` section asks (from ``prepare_data``). Images are
+    ``(N, C, H, W)`` uint8, labels ``(N,)`` int64."""
+
+    x_train: np.ndarray  # (N_train, C, H, W): after subsampling, long tail and the split
+    y_train: np.ndarray  # (N_train,)
+    x_val: Optional[np.ndarray]  # (N_val, C, H, W), or None when data.val_fraction is 0
+    y_val: Optional[np.ndarray]  # (N_val,) or None
+    x_test: np.ndarray  # (N_test, C, H, W): after data.max_test
+    y_test: np.ndarray  # (N_test,)
+    classes: tuple  # the class names, indexed by label
+
+
 def prepare_data(config):
-    """(x_train, y_train, x_val, y_val, x_test, y_test, class names) as the config asks:
-    subsampled, made long-tailed, split (seeded by ``config['seed']``)."""
+    """The ``PreparedData`` the config asks for: subsampled, made long-tailed, split (seeded by
+    ``config['seed']``)."""
     d, seed = config["data"], config["seed"]
     x_train, y_train, x_test, y_test = load_data(config)
     x_train, y_train = _subsample(x_train, y_train, d["max_train"], seed)
@@ -61,7 +75,7 @@ def prepare_data(config):
         raise RunError(f"the data section leaves {len(x_train)} training and "
                        f"{0 if x_val is None else len(x_val)} validation images; raise "
                        "data.max_train or lower data.val_fraction")
-    return x_train, y_train, x_val, y_val, x_test, y_test, data.CLASSES[d["dataset"]]
+    return PreparedData(x_train, y_train, x_val, y_val, x_test, y_test, data.CLASSES[d["dataset"]])
 
 
 def _subsample(x, y, limit, seed):

@@ -45,12 +45,16 @@ def checkpoint_config(path):
         raise RunError(f"--resume {path}: no such checkpoint file; give the last.npz (or best.npz) "
                        "of an existing run folder, e.g. runs/<name>-<time>/last.npz")
     try:
-        arrays = load_checkpoint(path)
+        arrays = load_checkpoint(path)  # its ValueError names the file and says what is wrong
         stored, epochs = from_json_array(arrays["config"]), int(arrays["epoch"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise RunError(f"--resume {path}: cannot read this checkpoint ({type(e).__name__}: {e}); "
-                       "it may be truncated (a copy cut short, a full disk). Resume from another "
-                       "checkpoint of the run (best.npz or last.npz) or start a new run") from None
+    except ValueError as e:
+        raise RunError(f"--resume {e}. Resume from another checkpoint of the run (best.npz or "
+                       "last.npz) or start a new run") from None
+    except KeyError as e:
+        raise RunError(f"--resume {path}: a checkpoint without {e}, so not one written by npnet "
+                       "train; resume from the last.npz of an npnet train run") from None
+    except OSError as e:
+        raise RunError(f"--resume {path}: cannot read the file ({e.strerror or e})") from None
     try:
         return validate_config(stored), epochs
     except ConfigError as e:
@@ -102,26 +106,37 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
 
     Raises ``RunError`` (nothing written) when the data, the model or the checkpoint fail.
     """
-    x_tr, y_tr, x_val, y_val, x_te, y_te, classes = prepare_data(config)
+    d = prepare_data(config)
     if resume is not None:
         run = os.path.dirname(os.path.abspath(resume))
     else:
         run = run_dir or new_run_dir(out, config["name"])
     bar = progress if progress is not None else sys.stderr.isatty()
     extra = list(callbacks) + ([] if bar else [EpochLogger(log)])  # no bar: a line per epoch
-    trainer, loaders, eval_tf = make_trainer(config, run, (x_tr, y_tr, x_val, y_val),
-                                             len(classes), progress, extra)
+    trainer, loaders, eval_tf = make_trainer(config, run, (d.x_train, d.y_train, d.x_val, d.y_val),
+                                             len(d.classes), progress, extra)
+    trainer.interrupt_hint = False  # this runner says how to resume, in its own words
     if resume is not None:
-        _check_loads(trainer, resume)
+        _load(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
     created = not os.path.isdir(run)
     os.makedirs(run, exist_ok=True)
     atomic_write_text(os.path.join(run, "config.yaml"), _yaml(config))
     log(f"run folder: {run}\nmodel {config['network']['model']}: "
-        f"{trainer.model.num_parameters():,} parameters; train {len(x_tr)}, "
-        f"val {0 if x_val is None else len(x_val)}, test {len(x_te)} images")
+        f"{trainer.model.num_parameters():,} parameters; train {len(d.x_train)}, "
+        f"val {0 if d.x_val is None else len(d.x_val)}, test {len(d.x_test)} images")
+    result = _fit(trainer, loaders, config, run, created, log)
+    if result["status"] == "done":
+        result["metrics"] = report(trainer, config, run, (d.x_test, d.y_test, eval_tf), d.classes,
+                                   loaders[1] is not None, log)
+    result["history"] = trainer.history.to_dict()
+    return result
+
+
+def _fit(trainer, loaders, config, run, created, log):
+    """Trains; the result dict of ``run_experiment`` without metrics and history."""
     result = {"run": run, "status": "done", "exit_code": 0, "metrics": None, "error": None}
     try:
-        trainer.fit(*loaders, epochs=config["train"]["epochs"], resume=resume)
+        trainer.fit(*loaders, epochs=config["train"]["epochs"])
     except NonFiniteLossError as e:
         log(str(e))
         result.update(status="diverged", exit_code=1, error=str(e))
@@ -131,21 +146,20 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     if result["status"] == "diverged" and _discard_if_empty(run, created):
         result["run"] = None
     elif getattr(trainer.history, "interrupted", False):
-        log(f"resume with: npnet train --resume {os.path.join(run, 'last.npz')}")
-        result.update(status="interrupted", exit_code=130)
+        last = os.path.join(run, "last.npz")
+        error = f"stopped by Ctrl-C after {trainer.epoch} completed epoch(s)"
+        log(f"{error}; resume with: npnet train --resume {last}")
+        result.update(status="interrupted", exit_code=130, error=error)
     if result["run"] is not None:
         trainer.history.save(run)
-    if result["status"] == "done":
-        has_val = loaders[1] is not None
-        result["metrics"] = report(trainer, config, run, (x_te, y_te, eval_tf), classes, has_val,
-                                   log)
-    result["history"] = trainer.history.to_dict()
     return result
 
 
-def _check_loads(trainer, path):
-    """Loads the checkpoint into the freshly built trainer once before anything is written, so
-    that a checkpoint that does not fit (other shapes, other optimizer state) is a message."""
+def _load(trainer, loaders, path):
+    """Loads the checkpoint into the freshly built trainer and its loaders before anything is
+    written, so that a checkpoint that does not fit (other shapes, other optimizer state) is a
+    message; ``fit`` then continues from this state without reading the file again."""
+    trainer.train_loader, trainer.val_loader = loaders  # as fit() sets them: they get their state
     try:
         trainer.load_checkpoint(path)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:

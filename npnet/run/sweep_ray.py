@@ -15,25 +15,36 @@ that file can be seen (the same node, or a shared file system); elsewhere it sta
 ``asha``: stop hopeless trials early (``asha.Asha``), through a small Ray actor that every
 trial reports its validation accuracy to after each epoch. Off by default.
 """
+import contextlib
 import json
 import os
+import socket
 
 from .experiment import RunError
 from .threads import available_cores, thread_env
 
 
-def run_ray(specs, workers, threads, address, asha, on_result, stopper):
-    """Runs the trial specs as Ray tasks, at most ``workers`` at a time (the cluster's free
-    CPUs decide the rest); ``on_result`` gets each result in the driver."""
+@contextlib.contextmanager
+def ray_backend(address):
+    """Connects to Ray (``address`` as above; None: a local instance), yields the function that
+    runs the trial specs there (``run_ray``'s arguments but the first), and disconnects. Every
+    failure to connect is a ``RunError`` raised on entry, before the sweep writes anything."""
     ray = _import_ray()
     _init(ray, address)
     try:
-        actor = _asha_actor(ray, specs, asha) if asha else None
-        remote = ray.remote(_ray_trial).options(
-            num_cpus=threads, max_retries=0, runtime_env={"env_vars": thread_env(threads)})
-        _loop(ray, remote, specs, workers, actor, on_result, stopper)
+        yield lambda specs, **kw: run_ray(ray, specs, **kw)
     finally:
         ray.shutdown()
+
+
+def run_ray(ray, specs, workers, threads, asha, on_result, stopper, on_progress=None):
+    """Runs the trial specs as Ray tasks on the connected ``ray``, at most ``workers`` at a time
+    (the cluster's free CPUs decide the rest); ``on_result`` gets each result in the driver.
+    ``on_progress`` is not called: a task's epoch lines stay in its run folder's log.txt."""
+    actor = _asha_actor(ray, specs, asha) if asha else None
+    remote = ray.remote(_ray_trial).options(
+        num_cpus=threads, max_retries=0, runtime_env={"env_vars": thread_env(threads)})
+    _loop(ray, remote, specs, workers, actor, on_result, stopper)
 
 
 def _import_ray():
@@ -48,6 +59,8 @@ def _import_ray():
 def _init(ray, address):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports unless asked for
     options = {"logging_level": "WARNING", "log_to_driver": False}
+    if address:
+        _check_listening(address)
     try:
         if address:
             ray.init(address=address, **options)
@@ -60,6 +73,24 @@ def _init(ray, address):
                        "--address out to start Ray locally. A head that uses token "
                        "authentication (it says so when it starts) needs RAY_AUTH_MODE=token "
                        "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) here too") from None
+
+
+def _check_listening(address, timeout=10.0):
+    """``RunError`` at once when nothing accepts connections at the HOST:PORT of ``address``
+    (plain or ``ray://``): ``ray.init`` would retry for minutes, repeating its warnings.
+    ``auto`` and other forms are left to Ray."""
+    client = address.startswith("ray://")
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        option = f"--ray-client-server-port {port}" if client else f"--port {port}"
+        raise RunError(f"no Ray head at {address}: nothing accepts connections there "
+                       f"({e.strerror or e}). Start one with `ray start --head {option}` on "
+                       f"{host or 'that machine'} and pass its address, or leave --address out "
+                       "to run the trials on a local Ray instance") from None
 
 
 def _loop(ray, remote, specs, workers, actor, on_result, stopper):

@@ -1,8 +1,9 @@
-"""The sweep folder's tables and figures, from the trial records of ``sweeper``:
+"""The sweep folder's tables and figures, from the trial records of ``sweep_run``:
 
 * ``trials.csv``: one row per trial: its grid values and seed, status, test and balanced
   accuracy, best validation accuracy, per-class accuracy, epochs, wall time, run folder, error;
-* ``summary.md``: the same table, the best trial per metric, mean ± std over seeds;
+* ``summary.md``: the same table, the best trial per metric, mean ± std over seeds (the mean
+  alone where one seed finished);
 * ``<metric>_vs_<key>.png``: test and balanced accuracy against each swept key, one line per
   value of the other keys, the spread over seeds as error bars;
 * ``per_class_heatmap.png``: trials x classes per-class test accuracy.
@@ -14,7 +15,7 @@ import os
 import numpy as np
 
 from .._io import atomic_write_text
-from .sweep import format_value
+from .sweep_spec import format_value
 
 METRICS = (("test_accuracy", "test accuracy"), ("balanced_accuracy", "balanced accuracy"),
            ("best_val_accuracy", "best val accuracy"))
@@ -115,10 +116,19 @@ def _seed_stats(sweep, rows):
         cells = []
         for key in ("test_accuracy", "balanced_accuracy"):
             vals = [_metric(r, key) for r in recs if _metric(r, key) is not None]
-            cells.append(f"{100 * np.mean(vals):.2f} ± {100 * np.std(vals):.2f}" if vals else "-")
+            cells.append(_mean_std(vals))
         n = sum(1 for r in recs if _metric(r, "test_accuracy") is not None)
         lines.append("| " + " | ".join(v for _, v in values) + f" | {n} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _mean_std(values):
+    """``81.20 ± 0.35`` in %; one value has no spread to show, none is ``-``."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
 
 
 def _figures(folder, sweep, rows, classes):

@@ -1,4 +1,5 @@
-"""One trial of a sweep, run where a worker runs it (a local process or a Ray task).
+"""One trial of a sweep: ``Trial`` (a point of the grid, made by ``sweep_spec.load_sweep``) and
+``run_trial``, which runs one where a worker runs it (a local process or a Ray task).
 
 ``run_trial(spec)`` takes and returns plain JSON-able dicts, so that any backend can carry them:
 
@@ -20,11 +21,24 @@ import platform
 import shutil
 import time
 import traceback
+from dataclasses import dataclass, field
 
+from .config import ConfigError, read_yaml
 from .experiment import RunError
 from .overrides import differing_keys
 from .runner import checkpoint_config, run_experiment
 from .threads import pin_threads
+
+@dataclass
+class Trial:
+    """One point of the grid: ``values`` (dotted key -> value, in grid order), ``seed`` (or None
+    when the sweep has no seeds), its validated ``config`` and ``id`` (a folder-safe name)."""
+
+    values: dict
+    seed: object
+    config: dict = field(repr=False)
+    id: str
+
 
 RESULT_METRICS = ("test_accuracy", "balanced_accuracy", "per_class_accuracy", "classes",
                   "best_val_accuracy", "best_epoch", "epochs", "train_seconds")
@@ -77,10 +91,11 @@ def _finished(run, config):
     paths = [os.path.join(run, f) for f in ("config.yaml", "metrics.json", "history.json")]
     if not all(os.path.isfile(p) for p in paths):
         return None
-    import yaml
-    with open(paths[0], encoding="utf-8") as f:
-        if differing_keys(yaml.safe_load(f), config):
+    try:
+        if differing_keys(read_yaml(paths[0]), config):
             return None
+    except ConfigError:  # an unreadable config.yaml: not a finished run of this config
+        return None
     with open(paths[1], encoding="utf-8") as f:
         metrics = json.load(f)
     with open(paths[2], encoding="utf-8") as f:

@@ -41,19 +41,36 @@ def save_checkpoint(path, arrays):
 def load_checkpoint(path):
     """The flat dict of arrays stored at ``path`` (read with ``allow_pickle=False``).
 
-    A file that is not a complete npnet checkpoint (truncated, corrupt, another format, or
-    holding object arrays) raises a ValueError naming it; a missing one FileNotFoundError."""
+    A file that is not a complete npnet checkpoint (not an archive, truncated, corrupt, another
+    format, or holding object arrays) raises a ValueError naming it and saying which; a missing
+    one FileNotFoundError."""
     path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: cannot be read as an npnet checkpoint: truncated, corrupt, or "
-                         f"not an .npz archive of plain arrays ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: {_unreadable(path, e)}") from None
     if str(arrays.get("format", "")) != FORMAT:
         raise ValueError(f"{path}: not an npnet checkpoint (format {arrays.get('format')!r}, "
                          f"expected {FORMAT!r})")
     return arrays
+
+
+def _unreadable(path, error):
+    """Why ``np.load`` could not read ``path``, in the terms of a checkpoint. NumPy's own message
+    for a file that is not an archive suggests unpickling it, which npnet never does."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # every .npz (a zip archive) starts with a zip entry
+        return ("not an npnet checkpoint (not an .npz archive at all); a checkpoint is the "
+                "last.npz or best.npz of a run folder")
+    if not zipfile.is_zipfile(path):  # no zip directory at the end
+        return ("a truncated .npz archive (cut short by an interrupted copy or a full disk), not "
+                "a complete npnet checkpoint")
+    if "pickle" in str(error):
+        return "not an npnet checkpoint (an .npz archive holding object arrays)"
+    return (f"a damaged .npz archive, not a readable npnet checkpoint ({type(error).__name__}: "
+            f"{error})")
 
 
 def with_prefix(prefix, state):

@@ -44,7 +44,9 @@ class Trainer:
     Attributes: ``history`` (a ``History``), ``epoch`` (completed epochs), ``global_step``,
     ``meter`` (the ``Meter`` of the current or last epoch), ``last_checkpoint`` (the path last
     written or resumed from), ``stop_training`` (set it from a callback to stop after the
-    current epoch).
+    current epoch), ``interrupt_hint`` (default True: after a Ctrl-C, print on stderr where
+    training stopped and how to resume with ``fit``; an application that says it in its own
+    terms, such as ``npnet train``, sets it False).
     """
 
     def __init__(self, model, loss, optimizer, scheduler=None, callbacks=(), config=None,
@@ -57,6 +59,7 @@ class Trainer:
         self.history, self.epoch, self.global_step = History(), 0, 0
         self.train_loader = self.val_loader = None
         self.stop_training, self.last_checkpoint, self.meter = False, None, None
+        self.interrupt_hint = True
         self._unfinished = None  # the Meter of an epoch stopped by Ctrl-C, continued by fit()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -163,7 +166,8 @@ class Trainer:
                  if self._unfinished else f"after epoch {self.epoch}")
         hint = (f"; resume with fit(..., resume={self.last_checkpoint!r})" if self.last_checkpoint
                 else "; no checkpoint was written (no Checkpoint callback)")
-        print(f"\nTraining interrupted {where}{hint}", file=sys.stderr)
+        if self.interrupt_hint:
+            print(f"\nTraining interrupted {where}{hint}", file=sys.stderr)
 
     def _write_due_checkpoints(self):
         """Writes the state once to every path the callbacks ask for, after all of them ran."""

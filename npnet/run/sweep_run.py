@@ -10,8 +10,11 @@ folder ``<out>/<sweep name>/``:
 
 Running a sweep again skips the trials recorded as done, stopped early (ASHA) or diverged (a
 diverged trial would diverge again) and runs the others; an interrupted trial resumes from its
-``last.npz``.
+``last.npz``. Nothing is written before the backend is ready (a Ray head that cannot be reached
+leaves no folder). Progress: a bar on a terminal; when the output goes to a file, one line per
+epoch of each running trial (local backend) and one per finished trial.
 """
+import contextlib
 import json
 import os
 import sys
@@ -72,56 +75,98 @@ def check_data(trials):
 def run_sweep(sweep, out, backend="local", workers=1, threads=1, address=None, asha=None,
               progress=None, log=print):
     """Runs the sweep; returns the exit status: 0 every trial done (or diverged), 1 some failed,
-    130 stopped by Ctrl-C. ``asha``: None, or ``{"grace_period": epochs}`` (Ray only)."""
+    130 stopped by Ctrl-C. ``asha``: None, or ``{"grace_period": epochs}`` (Ray only). Without a
+    progress bar on a terminal, ``log`` gets the lines of the module docstring."""
     folder = os.path.abspath(os.path.join(out, sweep.name))
     records = load_records(folder)
     todo = plan(sweep, records)
     if backend == "local" or not address:  # the trials run on this machine
         check_data(todo)
-    os.makedirs(folder, exist_ok=True)
-    specs = [{"id": t.id, "config": t.config, "threads": threads,
-              "run_dir": os.path.join(folder, "trials", t.id)} for t in todo]
-    by_id = {t.id: t for t in sweep.trials}
-    log(f"sweep {sweep.name}: {len(sweep.trials)} trials, {len(sweep.trials) - len(todo)} "
-        f"already finished; {backend} backend, {workers} worker(s) x {threads} thread(s); "
-        f"folder {folder}")
-    bar = _bar(sweep, len(sweep.trials) - len(todo), progress)
+    stopper = Stopper()
+    with _backend(backend if todo else "none", address) as run_trials:  # Ray connects here
+        os.makedirs(folder, exist_ok=True)  # only once the trials can run
+        specs = [{"id": t.id, "config": t.config, "threads": threads,
+                  "run_dir": os.path.join(folder, "trials", t.id)} for t in todo]
+        done = len(sweep.trials) - len(todo)
+        log(f"sweep {sweep.name}: {len(sweep.trials)} trials, {done} already finished; "
+            f"{backend} backend, {workers} worker(s) x {threads} thread(s); folder {folder}")
+        bar = _bar(sweep, done, progress)
+        on_result, on_progress = _recorder(sweep, folder, records, bar, done, log)
+        try:
+            with stopper.installed():
+                run_trials(specs, workers=workers, threads=threads, asha=asha,
+                           on_result=on_result, on_progress=on_progress, stopper=stopper)
+        finally:
+            bar.close()
+            _write_outputs(folder, sweep, records, log)
+    return _status(sweep, records, stopper, log)
+
+
+def _recorder(sweep, folder, records, bar, done, log):
+    """``on_result`` and ``on_progress`` of the backends. ``on_result`` records a trial's result,
+    saves the records and says how the trial ended: on the bar's line, or as a log line when
+    there is no bar or the log goes to a file (``npnet sweep ... > sweep.log``); there,
+    ``on_progress`` also logs each epoch of a running trial (local backend)."""
+    by_id, finished = {t.id: t for t in sweep.trials}, [done]
+    lines = bar.disable or not _is_terminal(sys.stdout)
 
     def on_result(result):
         trial = by_id[result["id"]]
         records[trial.id] = dict(result, values=trial.values, seed=trial.seed, config=trial.config)
         save_records(folder, sweep, records)
         bar.update(1)
-        if result["status"] not in ("done", "stopped"):
-            bar.write(f"trial {trial.id}: {result['status']}: {result.get('error')}")
+        finished[0] += 1
+        if lines:
+            log(f"trial {finished[0]}/{len(sweep.trials)} {_outcome(trial, result)}")
+            sys.stdout.flush()  # a file is block-buffered: the line is there when the trial ends
+        elif result["status"] not in ("done", "stopped"):
+            bar.write(f"trial {_outcome(trial, result)}")
         else:
             bar.set_postfix(last=f"{trial.id} {100 * result['metrics']['test_accuracy']:.2f}%")
 
-    stopper = Stopper()
-    try:
-        with stopper.installed():
-            _backend(backend)(specs, workers=workers, threads=threads, address=address, asha=asha,
-                              on_result=on_result, stopper=stopper)
-    finally:
-        bar.close()
-        _write_outputs(folder, sweep, records, log)
-    return _status(sweep, records, stopper, log)
+    def on_progress(trial_id, line):
+        if lines:
+            log(f"  {trial_id}: {line}")
+            sys.stdout.flush()
+    return on_result, on_progress
 
 
-def _backend(name):
+def _outcome(trial, result):
+    """``<id>: done, test accuracy 81.20 % (12 s)`` or ``<id>: failed: <the error's first line>``."""
+    seconds = f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""
+    if result["status"] in ("done", "stopped") and result.get("metrics"):
+        acc = 100 * result["metrics"]["test_accuracy"]
+        return f"{trial.id}: {result['status']}, test accuracy {acc:.2f} %{seconds}"
+    error = (result.get("error") or "no reason recorded").strip().splitlines()[0]
+    return f"{trial.id}: {result['status']}: {error}{seconds}"
+
+
+def _backend(name, address):
+    """A context manager that yields the function running trial specs on backend ``name``
+    ("local", "ray", or "none" when nothing is left to run)."""
     if name == "ray":
-        from .sweep_ray import run_ray
-        return run_ray
+        from .sweep_ray import ray_backend
+        return ray_backend(address)
+    if name == "none":
+        return contextlib.nullcontext(lambda specs, **_: None)
     from .sweep_local import run_local
-    return lambda specs, workers, on_result, stopper, **_: run_local(specs, workers, on_result,
-                                                                     stopper)
+    return contextlib.nullcontext(
+        lambda specs, workers, on_result, stopper, on_progress, **_: run_local(
+            specs, workers, on_result, stopper, on_progress))
 
 
 def _bar(sweep, done, progress):
     from tqdm.auto import tqdm
-    show = progress if progress is not None else sys.stderr.isatty()
+    show = progress if progress is not None else _is_terminal(sys.stderr)
     return tqdm(total=len(sweep.trials), initial=done, desc=f"sweep {sweep.name}", unit="trial",
                 disable=not show, dynamic_ncols=True, file=sys.stderr)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _write_outputs(folder, sweep, records, log):

@@ -1,4 +1,5 @@
-"""Sweep files: a base config, a grid of dotted keys, seeds; expanded into validated trials.
+"""The sweep file format: a base config, a grid of dotted keys, seeds; ``load_sweep`` expands it
+into validated ``Trial``s (``trial.py``, beside ``run_trial``). Running them: ``sweep_run``.
 
 A sweep file (YAML)::
 
@@ -19,47 +20,31 @@ validated with the schema of ``npnet train`` before the first trial starts.
 import itertools
 import os
 import re
+from dataclasses import dataclass
 
-from .config import ConfigError, finish_config
+from .config import ConfigError, finish_config, read_yaml
+from .trial import Trial
 
 SWEEP_KEYS = ("name", "base", "config", "set", "grid", "seeds")
 
 
-class Trial:
-    """One point of the grid: ``values`` (dotted key -> value, in grid order), ``seed`` (or None
-    when the sweep has no seeds), its validated ``config`` and ``id`` (a folder-safe name)."""
-
-    def __init__(self, values, seed, config, trial_id):
-        self.values, self.seed, self.config, self.id = values, seed, config, trial_id
-
-    def __repr__(self):
-        return f"Trial({self.id!r})"
-
-
+@dataclass
 class Sweep:
     """A loaded sweep: ``name``, ``path`` (of the file), ``keys`` (the swept dotted keys, in the
-    file's order), ``seeds`` (list, may be empty) and ``trials``."""
+    file's order), ``seeds`` (list, may be empty) and ``trials`` (``Trial``, in grid order)."""
 
-    def __init__(self, name, path, keys, seeds, trials):
-        self.name, self.path, self.keys, self.seeds, self.trials = name, path, keys, seeds, trials
-
-
-def _read_yaml(path, what):
-    import yaml
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a valid YAML {what}: {e}") from None
+    name: str
+    path: str
+    keys: list
+    seeds: list
+    trials: list
 
 
 def load_sweep(path, overrides=()):
     """The ``Sweep`` of the file ``path``; ``overrides`` (``"KEY=VALUE"`` strings of ``--set``)
     apply to every trial and may not name a swept key. ``ConfigError`` names the file, the bad
     trial and every problem, before anything runs."""
-    spec = _read_yaml(path, "sweep file")
+    spec = read_yaml(path, "sweep file")
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a sweep file must be a mapping with keys {', '.join(SWEEP_KEYS)}")
     unknown = sorted(set(spec) - set(SWEEP_KEYS))
@@ -89,7 +74,7 @@ def _base(spec, path):
     if "config" in spec:
         return spec["config"]
     base = os.path.join(os.path.dirname(os.path.abspath(path)), str(spec["base"]))
-    return _read_yaml(base, "base config")
+    return read_yaml(base, "base config")
 
 
 def _grids(grid, path):
