@@ -21,6 +21,7 @@ def tuning(tmp_path, monkeypatch):
     """Autotuning on, with an empty cache folder of its own and no choices in memory."""
     monkeypatch.setenv("NPNET_AUTOTUNE_CACHE", str(tmp_path))
     monkeypatch.setitem(autotune._state, "choices", {})
+    monkeypatch.setitem(autotune._state, "used", {})
     monkeypatch.setitem(autotune._state, "loaded", None)
     previous = autotune.set_enabled(True)
     yield tmp_path
@@ -52,6 +53,9 @@ def test_each_pass_is_chosen_once_and_cached(tuning, monkeypatch):
     assert len(timed) == 12                                   # known shapes are not measured again
     saved = json.loads(Path(autotune.cache_file()).read_text())
     assert saved["choices"] == chosen and saved["setting"] == autotune.machine_setting()
+    autotune._state["used"].clear()
+    K.conv2d_forward(x[:1], w, b, 1, 1, 1, 1)                 # another batch size: another shape
+    assert list(autotune.choices()) == [autotune.shape_key("forward", x[:1], w, 1, 1)]
     assert Path(autotune.cache_file()).parent == tuning and not list(tuning.glob(".autotune-*"))
 
 
@@ -60,12 +64,14 @@ def test_the_cached_choice_is_what_runs_each_pass_separately(tuning):
     pick = {"forward": "winograd", "input_grad": "im2col", "weight_grad": "winograd"}
     Path(autotune.cache_file()).write_text(json.dumps(
         {"choices": {autotune.shape_key(p, x, w, 1, 1): a for p, a in pick.items()}}))
+    Path(autotune.cache_file()).with_name("other.json").write_text("{not json")  # other settings' files
     y = K.conv2d_forward(x, w, b, 1, 1, 1, 1)
     dx, dw, db = K.conv2d_backward(x, w, dy, 1, 1, 1, 1)
     np.testing.assert_array_equal(y, K.conv2d_forward(x, w, b, 1, 1, 1, 1, algorithm="winograd"))
     np.testing.assert_array_equal(dx, K.conv2d_backward(x, w, dy, 1, 1, 1, 1, algorithm="im2col")[0])
     np.testing.assert_array_equal(dw, K.conv2d_backward(x, w, dy, 1, 1, 1, 1, algorithm="winograd")[1])
     assert not np.array_equal(dx, K.conv2d_backward(x, w, dy, 1, 1, 1, 1, algorithm="winograd")[0])
+    assert autotune.choices() == {autotune.shape_key(p, x, w, 1, 1): a for p, a in pick.items()}
 
 
 def test_switched_off_it_is_the_fixed_rule_bit_for_bit(tuning):

@@ -34,7 +34,7 @@ PASSES = ("forward", "input_grad", "weight_grad")
 _log = logging.getLogger("npnet.autotune")
 _lock = threading.Lock()
 _state = {"enabled": os.environ.get("NPNET_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off"),
-          "choices": {}, "loaded": None}
+          "choices": {}, "used": {}, "loaded": None}
 
 
 def is_enabled():
@@ -58,10 +58,10 @@ def disabled():
 
 
 def choices():
-    """``{"forward (N, C, H, W) -> O 3x3 pad (ph, pw) float32": "winograd", ...}``: every choice made
-    or loaded by this process."""
+    """``{"forward (N, C, H, W) -> O 3x3 pad (ph, pw) float32": "winograd", ...}``: the choice of
+    every convolution this process ran with autotuning, measured now or read from the cache."""
     with _lock:
-        return dict(_state["choices"])
+        return dict(_state["used"])
 
 
 def shape_key(pass_, x, w, ph, pw):
@@ -92,6 +92,8 @@ def choose(pass_, key, candidates):
         if _state["loaded"] != cache_file():
             _load()
         known = _state["choices"].get(key)
+        if known in candidates:
+            _state["used"][key] = known
     if known in candidates:
         return known, None
     times, results = {}, {}
@@ -101,7 +103,7 @@ def choose(pass_, key, candidates):
     best = min(times, key=times.get)
     _log.info("%s: %s (%s)", key, best, ", ".join(f"{n} {t * 1e3:.2f} ms" for n, t in times.items()))
     with _lock:
-        _state["choices"][key] = best
+        _state["choices"][key] = _state["used"][key] = best
         _save(key, best)
     return best, results[best]
 

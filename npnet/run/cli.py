@@ -37,7 +37,10 @@ def _train_parser(sub, common):
     t = sub.add_parser(
         "train", parents=[common], help="train and evaluate as a YAML config says",
         epilog="config keys (any of them can be set with --set KEY=VALUE):\n"
-               + describe_schema(verbose=True),
+               + describe_schema(verbose=True)
+               + "\n\nenvironment: NPNET_AUTOTUNE=0 keeps the fixed im2col/Winograd rule for 3x3 convolutions "
+                 "(by default each pass is timed once per shape and the faster kept; the choices are in "
+                 "metrics.json); NPNET_NUMBA_CACHE=0 recompiles the kernels (while editing them)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", nargs="?", help="YAML file (see configs/); optional with --resume, "
                                              "which continues the checkpoint's own config")
