@@ -26,10 +26,13 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module):
+        """Adds ``module`` at the end, under the next index (``"0"``, ``"1"``, ...); returns ``self``."""
         setattr(self, str(len(self)), module)
         return self
 
     def forward(self, x):
+        """The children applied in order. Fuses neighbours where the result is the same
+        (``fusion.py``): BatchNorm -> ReLU in training, Conv2d -> BatchNorm2d -> ReLU in ``no_grad``."""
         mods = list(self._modules.values())
         if not is_grad_enabled():  # inference: Conv2d -> BatchNorm2d -> ReLU as one pass (fusion.py)
             return fusion.run_sequential(mods, x)
