@@ -9,7 +9,8 @@ Build (from the repository root; the site lands in ``docs/_build/html``, which g
 that does not resolve, so a broken reference fails the build; the extension ``_ext/npnet_docs``
 fails it on any public name without a docstring. The tutorials (``tutorials/*.py``, jupytext
 percent notebooks) are executed during the build: in their full setting by default, in their
-quick setting with ``NPNET_TUTORIAL_QUICK=1`` (what CI does).
+quick setting with ``NPNET_TUTORIAL_QUICK=1`` (what CI does). ``NPNET_EXECUTED_NOTEBOOKS=DIR``
+reuses notebooks executed before (``_ext/npnet_tutorials.py``).
 """
 import os
 import sys
@@ -41,8 +42,12 @@ suppress_warnings = []
 nitpicky = True
 
 # -- notebooks -------------------------------------------------------------------------------------
-nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
-nb_execution_mode = "force"          # every build runs every tutorial top to bottom
+import npnet_tutorials  # noqa: E402  (needs _ext on sys.path)
+
+nb_custom_formats = {".py": ["npnet_tutorials.read_tutorial", {}]}
+nb_execution_mode = "force"          # every build runs every tutorial top to bottom, except those
+# already executed with exactly their current code ($NPNET_EXECUTED_NOTEBOOKS, see npnet_tutorials)
+nb_execution_excludepatterns = [f"*tutorials/{stem}.py" for stem in npnet_tutorials.reusable()]
 nb_execution_raise_on_error = True   # a failing cell fails the build, naming the notebook
 nb_execution_timeout = 900           # seconds per cell; the full settings take minutes
 nb_execution_show_tb = True
