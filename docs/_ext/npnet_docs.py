@@ -10,8 +10,10 @@ import importlib
 import inspect
 import pkgutil
 
-from sphinx.errors import ExtensionError
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 PUBLIC_MODULES = ["npnet", "npnet.nn", "npnet.losses", "npnet.optim", "npnet.data", "npnet.train",
                   "npnet.models", "npnet.metrics", "npnet.plots", "npnet.gradcheck",
@@ -91,10 +93,17 @@ def undocumented(modules=PUBLIC_MODULES):
 
 
 def _check(app):
-    missing = undocumented()
-    if missing:
-        raise ExtensionError("public names without a docstring (write one, with shapes where arrays "
-                             "go in or out):\n  " + "\n  ".join(missing))
+    """Logs an error per undocumented public name; ``_fail`` then makes the build fail."""
+    app.env.npnet_undocumented = missing = undocumented()
+    for name in missing:
+        logger.error("public name without a docstring: %s (write one, with shapes where arrays go "
+                     "in or out)", name, type="npnet", subtype="docstring")
+
+
+def _fail(app, exception):
+    """Exit status 1 after a build that found undocumented names, even without -W."""
+    if exception is None and getattr(app.env, "npnet_undocumented", None):
+        app.statuscode = 1
 
 
 def _fill_data_docs(app, what, name, obj, options, lines):
@@ -136,6 +145,7 @@ def _public_bases(app, name, obj, options, bases):
 
 def setup(app):
     app.connect("builder-inited", _check)
+    app.connect("build-finished", _fail)
     app.connect("autodoc-process-bases", _public_bases)
     app.connect("autodoc-process-docstring", _fill_data_docs)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -133,7 +133,7 @@ data = load_fashion_mnist_mini()
 norm = Normalize.for_dataset("fashion-mnist")
 x_train, y_train, x_val, y_val = train_val_split(norm(data.x_train), data.y_train, 0.1, seed=0)
 if QUICK:
-    x_train, y_train = x_train[:1000], y_train[:1000]
+    x_train, y_train, x_val, y_val = x_train[:500], y_train[:500], x_val[:300], y_val[:300]
 EPOCHS = 1 if QUICK else 8
 print(f"{len(x_train)} training and {len(x_val)} validation images, {EPOCHS} epoch(s)")
 

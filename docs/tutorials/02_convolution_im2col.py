@@ -104,7 +104,7 @@ print(inspect.getsource(kernels.im2col_ref))
 # few images of 16 channels on it is far ahead.
 
 # %%
-N, C, O, H = (8, 8, 16, 16) if QUICK else (32, 32, 64, 32)
+N, C, O, H = (8, 8, 16, 16) if QUICK else (16, 16, 32, 32)
 xb = rng.standard_normal((N, C, H, H)).astype(np.float32)
 wb = (rng.standard_normal((O, C, 3, 3)) * 0.1).astype(np.float32)
 bb = np.zeros(O, np.float32)

@@ -56,7 +56,7 @@ data = load_fashion_mnist_mini()
 norm = Normalize.for_dataset("fashion-mnist")
 x, y = norm(data.x_train), data.y_train
 if QUICK:
-    x, y = x[:1000], y[:1000]
+    x, y = x[:640], y[:640]
 
 
 def mlp(hidden_bias=None):
@@ -132,7 +132,7 @@ else:
         model = mlp()
         watch = LayerStats(every=5, tensorboard=folder)
         Trainer(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.02),
-                callbacks=[watch], progress=False).fit(DataLoader(x[:512], y[:512], 128, seed=0))
+                callbacks=[watch], progress=False).fit(DataLoader(x[:256], y[:256], 128, seed=0))
         print("event files:", [f for _, _, files in os.walk(folder) for f in files])
 
 # %% [markdown]

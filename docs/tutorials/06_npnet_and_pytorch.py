@@ -57,7 +57,7 @@ def show(fig):
 # %%
 data = load_fashion_mnist_mini()
 norm = Normalize.for_dataset("fashion-mnist")
-n_train = 512 if QUICK else 10000
+n_train = 256 if QUICK else 9000
 x, y = norm(data.x_train[:n_train]), data.y_train[:n_train]
 x_test, y_test = norm(data.x_test), data.y_test
 
@@ -128,8 +128,8 @@ if torch is not None:
 #
 # As in PyTorch, `module.requires_grad_(False)` (or `p.requires_grad = False`) freezes: a frozen
 # parameter gets no gradient, no update, no weight decay and no optimizer state. Here everything
-# but the last `Linear` is frozen and the network is fine-tuned on the last 1,000 training images
-# (not seen above) with Adam.
+# but the last `Linear` is frozen and the network is fine-tuned with Adam on the last 1,000
+# training images (256 in the quick setting), which the first training did not see.
 
 # %%
 tuned = build_model("cnn-small", (1, 28, 28), 10, rng=0)
@@ -139,7 +139,8 @@ tuned.requires_grad_(False)
 tuned[12].requires_grad_(True)
 print("trainable:", [name for name, p in tuned.named_parameters() if p.requires_grad])
 
-x_new, y_new = norm(data.x_train[-1000:]), data.y_train[-1000:]
+n_new = 256 if QUICK else 1000
+x_new, y_new = norm(data.x_train[-n_new:]), data.y_train[-n_new:]
 Trainer(tuned, losses.CrossEntropyLoss(), optim.Adam(tuned.parameters(), lr=1e-3), progress=False).fit(
     DataLoader(x_new, y_new, 64, seed=0), epochs=1 if QUICK else 3)
 change = {k: float(np.linalg.norm(v - before[k]) / (np.linalg.norm(before[k]) or 1.0))
