@@ -32,7 +32,7 @@ from IPython.display import Image, display
 import npnet
 from npnet import losses, nn, optim, plots
 from npnet.data import DataLoader, Normalize, load_fashion_mnist_mini
-from npnet.train import LayerStats, Trainer
+from npnet.train import LayerStats, NonFiniteLossError, Trainer
 
 QUICK = os.environ.get("NPNET_TUTORIAL_QUICK") == "1"  # the test suite's setting: seconds, not minutes
 
@@ -92,7 +92,9 @@ print({name: round(float(z), 3) for name, z in zeros.items()})
 # revive them.
 #
 # Three runs of the same MLP: a sane learning rate, one far too high, and a sane rate with every
-# hidden bias started at -3 (almost every unit starts dead).
+# hidden bias started at -3 (almost every unit starts dead). A rate this high can also blow the
+# activations up to inf; the Trainer then stops with `NonFiniteLossError`, and what LayerStats
+# recorded until then is kept.
 
 # %%
 EPOCHS = 1 if QUICK else 6
@@ -104,11 +106,16 @@ for label, (lr, bias) in RUNS.items():
     watch = LayerStats(every=5, layers=relus + ["7"])  # the ReLUs and the last Linear
     trainer = Trainer(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=lr, momentum=0.9),
                       callbacks=[watch], progress=False)
-    history = trainer.fit(DataLoader(x, y, batch_size=128, seed=0), epochs=EPOCHS)
+    try:
+        history = trainer.fit(DataLoader(x, y, batch_size=128, seed=0), epochs=EPOCHS)
+        outcome = f"train accuracy {history.epochs[-1]['train_accuracy']:.3f}"
+    except NonFiniteLossError as err:  # the rate can be high enough to overflow to inf / NaN
+        watch.remove()  # fit stopped early: unhook LayerStats by hand
+        outcome = f"diverged (NaN) in epoch {err.epoch}, step {err.step}"
     stats[label] = watch.stats
-    dead = [watch.stats[name]["dead_fraction"][-1][1] for name in relus]
-    print(f"{label:18s} train accuracy {history.epochs[-1]['train_accuracy']:.3f}, "
-          f"dead units per layer {[round(d, 2) for d in dead]}")
+    dead = [round(watch.stats[name]["dead_fraction"][-1][1], 2) for name in relus
+            if "dead_fraction" in watch.stats.get(name, {})]
+    print(f"{label:18s} {outcome}; dead units per layer at the last epoch's end: {dead or 'none recorded'}")
 
 # %% [markdown]
 # Everything the sane run recorded, one panel per statistic (update ratios per parameter):
@@ -140,9 +147,11 @@ else:
 #
 # Dead ReLU units per layer after each epoch, the three runs side by side. The bias of -3 starts
 # nearly every unit dead, and a dead unit gets no gradient, so it never comes back. The too-high
-# rate needs a few hundred steps: in the full setting the last hidden layer dies over the epochs
-# (RESULTS.md's 10-epoch run of `examples/dead_relu.py` ends with 100 % of it dead), while the
-# quick setting's single epoch shows only the start.
+# rate needs a few hundred steps to kill units (RESULTS.md's 10-epoch run of
+# `examples/dead_relu.py` ends with 100 % of the last hidden layer dead), or it diverges first:
+# the same lr 0.3 on this notebook's full setting (all 10,000 images) reached NaN within the first
+# epoch when we ran it, and a run that stops inside its first epoch records no dead units at all.
+# The quick setting's single epoch shows only the start.
 
 # %%
 show(plots.plot_statistic_by_run(stats, "dead_fraction", title="Dead ReLU units",
