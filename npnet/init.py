@@ -62,24 +62,29 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def uniform_(t, a=0.0, b=1.0, rng=None):
+    """Fills ``t`` (a Parameter or array) in place from U(a, b); returns ``t``."""
     return _fill(t, get_rng(rng).uniform(a, b, _array(t).shape))
 
 
 def normal_(t, mean=0.0, std=1.0, rng=None):
+    """Fills ``t`` (a Parameter or array) in place from N(mean, std^2); returns ``t``."""
     return _fill(t, get_rng(rng).normal(mean, std, _array(t).shape))
 
 
 def zeros_(t):
+    """Fills ``t`` (a Parameter or array) with zeros in place; returns ``t``."""
     _array(t)[...] = 0
     return t
 
 
 def ones_(t):
+    """Fills ``t`` (a Parameter or array) with ones in place; returns ``t``."""
     _array(t)[...] = 1
     return t
 
 
 def constant_(t, value):
+    """Fills ``t`` (a Parameter or array) with ``value`` in place; returns ``t``."""
     _array(t)[...] = value
     return t
 
@@ -111,6 +116,8 @@ def xavier_uniform_(t, gain=1.0, rng=None):
 
 
 def xavier_normal_(t, gain=1.0, rng=None):
+    """Glorot normal, as ``torch.nn.init.xavier_normal_``: N(0, std^2) with
+    ``std = gain * sqrt(2 / (fan_in + fan_out))``; fills ``t`` in place and returns it."""
     fan_in, fan_out = calculate_fans(_array(t).shape)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 

@@ -127,6 +127,7 @@ class _Loss:
             return self._backward(scale / denom if self.reduction == "mean" else scale)
 
     def extra_repr(self):
+        """The constructor arguments shown inside ``repr(criterion)``."""
         return f"reduction={self.reduction!r}"
 
     def __repr__(self):

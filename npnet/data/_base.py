@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+#: dataset name -> its class names, in label order (the same tuple for Fashion-MNIST and its mini set).
 CLASSES = {
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"),
@@ -30,10 +31,10 @@ class DatasetSplits(tuple):
     def __getnewargs__(self):  # lets copy and pickle rebuild it
         return (*self, self.name, self.classes)
 
-    x_train = property(lambda self: self[0])
-    y_train = property(lambda self: self[1])
-    x_test = property(lambda self: self[2])
-    y_test = property(lambda self: self[3])
+    x_train = property(lambda self: self[0], doc="The training images (N, C, H, W) uint8.")
+    y_train = property(lambda self: self[1], doc="The training labels (N,) int64.")
+    x_test = property(lambda self: self[2], doc="The test images (N, C, H, W) uint8.")
+    y_test = property(lambda self: self[3], doc="The test labels (N,) int64.")
 
     def __repr__(self):
         return (f"DatasetSplits({self.name!r}, train={self[0].shape}, test={self[2].shape}, "

@@ -16,8 +16,10 @@ from ._base import CLASSES, DatasetNotFoundError, DatasetSplits, resolve_root
 from .download import ChecksumError, check_md5, describe_failure, download
 from .safe_pickle import safe_loads
 
+#: archive kind ("python", "binary") -> its official download URL.
 CIFAR10_URLS = {"python": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                 "binary": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"}
+#: archive kind ("python", "binary") -> the md5 of the official .tar.gz.
 CIFAR10_MD5 = {"python": "c58f30108f718f92721af3b95e74349a",
                "binary": "c32a1d4ab5d03f1284b67883e8d87530"}
 _FOLDERS = {"python": "cifar-10-batches-py", "binary": "cifar-10-batches-bin"}

@@ -18,13 +18,16 @@ from .download import ChecksumError, describe_failure, download
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: file name -> its official download URL (gzip-compressed IDX).
 FASHION_MNIST_URLS = {name: f"{_BASE_URL}{name}.gz" for name in FILES}
+#: file name -> the md5 of the decompressed IDX file (Debian recompressed the .gz files).
 FASHION_MNIST_MD5 = {  # of the decompressed files (47040016, 60008, 7840016, 10008 bytes)
     "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
 }
+#: folders searched for the IDX files before the cache (Debian's ``dataset-fashion-mnist``).
 FASHION_MNIST_SYSTEM_DIRS = ["/usr/share/datasets/fashion-mnist"]
 SUBFOLDER = "fashion-mnist"  # under root; MNIST uses the same file names, so keep them apart
 

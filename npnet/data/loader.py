@@ -36,6 +36,7 @@ class DataLoader:
 
     @property
     def dataset_size(self):
+        """The number of samples, ``len(x)``."""
         return len(self.x)
 
     def __len__(self):

@@ -6,9 +6,9 @@ import numpy as np
 def long_tail_counts(n_max, num_classes, imbalance_factor=100, profile="exp"):
     """Images kept per class, `(C,)` int64; class 0 is the head, class C-1 the tail.
 
-    exp:  class c keeps int(n_max * (1/imbalance_factor) ** (c/(C-1))).
-    step: classes c < C/2 keep n_max, the rest int(n_max / imbalance_factor)
-          (for odd C the middle class counts as head).
+    exp:  class c keeps ``int(n_max * (1/imbalance_factor) ** (c/(C-1)))``.
+    step: classes c < C/2 keep n_max, the rest ``int(n_max / imbalance_factor)``
+    (for odd C the middle class counts as head).
     """
     if imbalance_factor < 1:
         raise ValueError(f"imbalance_factor must be >= 1, received {imbalance_factor}")

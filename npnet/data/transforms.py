@@ -10,9 +10,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._io import rng_state, set_rng_state
 from ..init import get_rng
 
+#: per-channel mean and std of the Fashion-MNIST training pixels on [0, 1] (for ``Normalize``).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 # Over all pixels of the 60,000 training images on [0, 1] (Debian's copy): mean 0.286041, std 0.353024;
 # tests/test_data_loaders.py::test_real_fashion_mnist_from_debian re-checks them when the files exist.
+#: per-channel (R, G, B) mean and std of the CIFAR-10 training pixels on [0, 1].
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 # The widely published per-channel (R, G, B) mean and std of the 50,000 CIFAR-10 training images on
 # [0, 1], taken over all pixels; not recomputed here (CIFAR-10 cannot be downloaded on this machine).
@@ -36,9 +38,12 @@ class Transform:
         raise NotImplementedError
 
     def state_dict(self):
+        """The transform's state as a flat ``str -> array`` dict (a random generator's state), for
+        checkpoints; empty for a transform without state."""
         return {}
 
     def load_state_dict(self, state):
+        """Restores what ``state_dict`` returned."""
         pass
 
     def __repr__(self):

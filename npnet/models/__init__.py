@@ -15,6 +15,7 @@ from .summary import summary
 __all__ = ["build_model", "summary", "model_options", "MODELS", "KernelGate", "MultiKernelConv",
            "BasicBlock", "ShortcutA"]
 
+#: model name -> its builder ``f(in_shape, num_classes, rng, **options)``; ``build_model`` calls it.
 MODELS = {"linear": linear, "mlp": mlp, "cnn-small": cnn_small, "cnn-bn": cnn_bn, "cnn-5": cnn5,
           "alexnet": alexnet, "resnet32": resnet32, "mknet": mknet, "mknet6": mknet6}
 

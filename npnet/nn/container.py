@@ -33,10 +33,13 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module):
+        """Adds ``module`` at the end, under the next index (``"0"``, ``"1"``, ...); returns ``self``."""
         setattr(self, str(len(self)), module)
         return self
 
     def forward(self, x):
+        """The children applied in order, neighbours fused where the result is the same
+        (``fusion.run_chain``; ``fuse = False`` runs them one by one)."""
         return fusion.run_chain(list(self._modules.values()), x, self.fuse)
 
     def backward(self, dout, input_grad=True):

@@ -7,7 +7,9 @@ from .module import Module
 
 
 class Dropout(Module):
-    """Shape: any (N, *) -> same. ``rng``: a Generator or int seed for reproducible masks."""
+    """Inverted dropout with probability ``p``, as ``torch.nn.Dropout``.
+
+    Shape: any ``(N, *)`` -> same. ``rng``: a Generator or int seed for reproducible masks."""
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

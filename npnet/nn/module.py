@@ -87,9 +87,14 @@ class Module:
 
     # -- forward / backward ---------------------------------------------------------------------
     def forward(self, x):
+        """The layer's output for input ``x``; keeps in ``self.cache`` exactly what ``backward``
+        reads. ``module(x)`` calls it, with the hooks. Shapes: see each layer's docstring."""
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def backward(self, dout, input_grad=True):
+        """Backward pass of the last ``forward``: ``dout`` is d loss / d output (the output's
+        shape). Adds d loss / d parameter into each trainable parameter's ``grad`` and returns
+        ``dx`` = d loss / d input (the input's shape), or None when ``input_grad`` is False."""
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def __call__(self, x):
@@ -137,14 +142,18 @@ class Module:
 
     # -- traversal ----------------------------------------------------------------------------
     def children(self):
+        """The direct sub-modules, in registration order."""
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
+        """``(name, module)`` for this module (name ``prefix``) and every module below it,
+        depth first; names are dotted, as in PyTorch (``"0"``, ``"3.conv1"``)."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self):
+        """This module and every module below it (the modules of ``named_modules``)."""
         for _, m in self.named_modules():
             yield m
 
@@ -158,15 +167,18 @@ class Module:
                     yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self):
+        """Every ``Parameter`` of the module and its sub-modules, each once (shared ones too)."""
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self):
+        """``(dotted name, array)`` for every buffer (e.g. BatchNorm's ``running_mean``)."""
         for mod_name, mod in self.named_modules():
             for name in mod._buffers:
                 yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
 
     def num_parameters(self):
+        """The number of scalars in all parameters (trainable or frozen)."""
         return int(sum(p.data.size for p in self.parameters()))
 
     # -- modes and state ----------------------------------------------------------------------
@@ -183,11 +195,14 @@ class Module:
         return self
 
     def train(self, mode=True):
+        """Sets training mode (``mode=True``) or evaluation mode on this module and every module
+        below it (BatchNorm and Dropout behave differently); returns ``self``."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self):
+        """Evaluation mode, as ``train(False)``; returns ``self``."""
         return self.train(False)
 
     def astype(self, dtype):
@@ -243,6 +258,7 @@ class Module:
 
     # -- printing -----------------------------------------------------------------------------
     def extra_repr(self):
+        """The constructor arguments shown inside ``repr(module)``; layers override it."""
         return ""
 
     def __repr__(self):

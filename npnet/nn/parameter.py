@@ -18,13 +18,16 @@ class Parameter:
 
     @property
     def shape(self):
+        """The shape of ``data`` (``grad`` has the same)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The dtype of ``data`` (``grad`` has the same)."""
         return self.data.dtype
 
     def zero_grad(self):
+        """Sets ``grad`` to zero in place (the array is kept: backward adds into it)."""
         self.grad[...] = 0
 
     def __repr__(self):

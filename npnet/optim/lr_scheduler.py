@@ -41,6 +41,7 @@ class LRScheduler:
         raise NotImplementedError
 
     def step(self):
+        """Ends an epoch: sets every param group's ``lr`` to the rate of the next epoch."""
         self.last_epoch += 1
         self._apply()
 
@@ -49,15 +50,19 @@ class LRScheduler:
             group["lr"] = float(lr)
 
     def get_last_lr(self):
+        """The current rate of every param group, as in PyTorch."""
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self):
+        """The schedule's state as a flat ``str -> array`` dict (epoch, base rates, settings)."""
         state = {"last_epoch": np.array(self.last_epoch, dtype=np.int64),
                  "base_lrs": np.array(self.base_lrs, dtype=np.float64)}
         state.update({name: np.array(getattr(self, name)) for name in self._hyper})
         return state
 
     def load_state_dict(self, state_dict):
+        """Restores ``state_dict()``'s output; refuses missing or unexpected keys with a ValueError,
+        changing nothing."""
         expected = self.state_dict()
         given = {k: np.asarray(v) for k, v in state_dict.items()}
         problems = sorted(set(expected) ^ set(given))

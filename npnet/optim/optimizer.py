@@ -101,6 +101,7 @@ class Optimizer:
             p.zero_grad()
 
     def step(self):
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         raise NotImplementedError(f"{self._name}.step is not implemented")
 
     @property

@@ -18,18 +18,25 @@ class Callback:
     """Base class; override any hook. ``logs`` is the epoch's History row."""
 
     def on_fit_begin(self, trainer):
+        """Called once at the start of ``Trainer.fit`` (also of a resumed one)."""
         pass
 
     def on_batch_end(self, trainer, step, logs):
+        """Called after every training step; ``step`` counts the steps of the epoch (1-based),
+        ``logs`` holds the step's ``loss`` and ``batch_size``."""
         pass
 
     def on_epoch_end(self, trainer, epoch, logs):
+        """Called after every epoch (validation included) with its History row ``logs``; set
+        ``trainer.stop_training`` to stop after it."""
         pass
 
     def on_interrupt(self, trainer):
+        """Called when Ctrl-C stops training, before the resumable checkpoint is written."""
         pass
 
     def on_fit_end(self, trainer):
+        """Called once when ``fit`` returns (also after a Ctrl-C; not when it raises)."""
         pass
 
     def checkpoint_paths(self):
@@ -38,9 +45,11 @@ class Callback:
         return ()
 
     def state_dict(self):
+        """The callback's state as a flat ``str -> array`` dict, stored in every checkpoint."""
         return {}
 
     def load_state_dict(self, state):
+        """Restores what ``state_dict`` returned (on resume)."""
         pass
 
 

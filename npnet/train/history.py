@@ -26,9 +26,11 @@ class History:
         self.interrupted = False
 
     def add_step(self, loss):
+        """Appends the loss of one optimizer step to ``step_loss``."""
         self.step_loss.append(float(loss))
 
     def add_epoch(self, **row):
+        """Appends an epoch row; the keys must be among ``COLUMNS`` (a ValueError names others)."""
         unknown = sorted(set(row) - set(COLUMNS))
         if unknown:
             raise ValueError(f"History.add_epoch: unknown columns {unknown}; expected {COLUMNS}")
@@ -53,13 +55,16 @@ class History:
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self):
+        """The history as plain JSON-ready lists and dicts (``from_dict`` reads it back)."""
         return {"epochs": [dict(r) for r in self.epochs], "step_loss": list(self.step_loss)}
 
     @classmethod
     def from_dict(cls, d):
+        """A History from ``to_dict()``'s output."""
         return cls(d.get("epochs"), d.get("step_loss"))
 
     def to_json(self, path):
+        """Writes ``to_dict()`` as JSON to ``path`` atomically; returns the path."""
         text = json.dumps(self.to_dict(), indent=1)
         return atomic_write(path, lambda f: f.write(text.encode()))
 

@@ -52,9 +52,11 @@ class Meter:
 
     # -- in a checkpoint (JSON) ------------------------------------------------------------------
     def to_dict(self):
+        """The running sums as a JSON-ready dict (stored in checkpoints of an unfinished epoch)."""
         return {"step": self.steps, "loss": self.loss_sum, "correct": self.correct,
                 "seen": self.seen, "time": self.time}
 
     @classmethod
     def from_dict(cls, d):
+        """A Meter from ``to_dict()``'s output."""
         return cls(d["step"], d["loss"], d["correct"], d["seen"], d["time"])

@@ -1,0 +1,202 @@
+"""The tutorials and the documentation site.
+
+* Every tutorial (``docs/tutorials/*.py``, jupytext percent notebooks) runs top to bottom in a real
+  Jupyter kernel in its quick setting (``NPNET_TUTORIAL_QUICK=1``) and ends in a figure. When
+  ``NPNET_EXECUTED_NOTEBOOKS`` names the notebooks a docs build has just executed (CI sets it to
+  ``docs/_build/jupyter_execute/tutorials``), a notebook that ran exactly the current code is
+  checked instead of being run a second time.
+* Every public name has a docstring (the check the docs build runs, ``docs/_ext/npnet_docs.py``).
+* The site builds with warnings as errors (reusing the notebooks executed above, or the site in
+  ``NPNET_DOCS_SITE`` that CI built), and in Chromium its search finds ``Conv2d`` and a tutorial
+  page shows its figures.
+
+Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sphinx, myst-nb
+(the site); playwright and ``/usr/bin/chromium`` (the browser).
+"""
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+TUTORIALS = sorted((DOCS / "tutorials").glob("*.py"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def _tutorial_tools():
+    for name in ("jupytext", "nbclient", "nbformat", "ipykernel"):
+        pytest.importorskip(name)
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import npnet_tutorials
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    return npnet_tutorials
+
+
+@pytest.fixture(scope="module")
+def executed_dir(tmp_path_factory):
+    """Where this module keeps the executed tutorials (``<stem>.ipynb``) for the site build."""
+    return tmp_path_factory.mktemp("executed_tutorials")
+
+
+def _kernel_env(monkeypatch):
+    monkeypatch.setenv("NPNET_TUTORIAL_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + (os.pathsep + path if path else ""))
+
+
+def _check_executed(nb, name):
+    """No cell failed, every code cell ran, and the last code cell shows a PNG figure."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+    assert all(c.execution_count is not None for c in code), f"{name}: a code cell did not run"
+    last = code[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in last), f"{name}: does not end in a figure"
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs(path, executed_dir, monkeypatch):
+    tools = _tutorial_tools()
+    import nbclient
+    import nbformat
+
+    nb = tools.read_text(path.read_text(encoding="utf-8"))
+    done = tools.executed_copy(nb, os.environ.get("NPNET_EXECUTED_NOTEBOOKS", ""), path.stem)
+    if done is None:  # not run by a docs build just now: run it here
+        _kernel_env(monkeypatch)
+        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                         resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as err:
+            pytest.fail(f"{path.name} failed in its quick setting:\n{err}")
+        done = nb
+    _check_executed(done, path.name)
+    nbformat.write(done, str(executed_dir / f"{path.stem}.ipynb"))
+
+
+def test_every_public_name_has_a_docstring():
+    pytest.importorskip("sphinx")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import npnet_docs
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    assert npnet_docs.undocumented() == []
+
+
+def test_docstring_check_names_what_is_missing(monkeypatch):
+    """The check fails on a function, a method and a constant without documentation."""
+    pytest.importorskip("sphinx")
+    import types
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import npnet_docs
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    fake = types.ModuleType("fake_public", "A module with gaps.")
+
+    def undocumented_function():
+        pass
+
+    class Documented:
+        """A class whose method has no docstring."""
+
+        def method(self):
+            pass
+
+    fake.__all__ = ["undocumented_function", "Documented", "LIMIT"]
+    fake.undocumented_function, fake.Documented, fake.LIMIT = undocumented_function, Documented, 3
+    monkeypatch.setitem(sys.modules, "fake_public", fake)
+    assert npnet_docs.undocumented(["fake_public"]) == [
+        "fake_public.Documented.method", "fake_public.LIMIT (data: add a '#:' comment above it)",
+        "fake_public.undocumented_function"]
+
+
+@pytest.fixture(scope="module")
+def site(executed_dir, tmp_path_factory):
+    """The built HTML site: ``NPNET_DOCS_SITE`` if CI built it, else a strict build here that
+    reuses the tutorials executed by ``test_tutorial_runs``."""
+    given = os.environ.get("NPNET_DOCS_SITE")
+    if given and (Path(given) / "index.html").is_file():
+        return Path(given)
+    pytest.importorskip("sphinx")
+    pytest.importorskip("myst_nb")
+    _tutorial_tools()
+    out = tmp_path_factory.mktemp("site") / "html"
+    env = dict(os.environ, NPNET_EXECUTED_NOTEBOOKS=str(executed_dir), NPNET_TUTORIAL_QUICK="1",
+               MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]]
+                                                         if os.environ.get("PYTHONPATH") else [])))
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
+           str(DOCS), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"strict docs build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return out
+
+
+def test_site_has_every_page(site):
+    for page in ["index", "api/npnet.nn", "api/npnet.losses", "guide/contract", "ARCHITECTURE",
+                 *(f"tutorials/{p.stem}" for p in TUTORIALS)]:
+        assert (site / f"{page}.html").is_file(), page
+    api = (site / "api" / "npnet.nn.html").read_text(encoding="utf-8")
+    assert 'id="npnet.nn.Conv2d"' in api
+
+
+@pytest.fixture()
+def browser_page(site):
+    pytest.importorskip("playwright")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                yield page, f"http://127.0.0.1:{server.server_address[1]}"
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_site_search_finds_conv2d(browser_page):
+    page, base = browser_page
+    page.goto(f"{base}/search.html?q=Conv2d")
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#search-results a'))"
+        ".some(a => a.textContent.includes('Conv2d'))", timeout=30_000)
+    links = page.eval_on_selector_all("#search-results a", "els => els.map(a => a.getAttribute('href'))")
+    assert any("npnet.nn" in (href or "") for href in links), links
+
+
+def test_tutorial_page_shows_its_figure(browser_page):
+    page, base = browser_page
+    page.goto(f"{base}/tutorials/03_train_cnn.html", wait_until="load")
+    loaded = page.evaluate(
+        "() => Array.from(document.images).filter(i => i.src.includes('_images/'))"
+        ".map(i => [i.complete, i.naturalWidth])")
+    assert loaded, "no figure on the tutorial page"
+    assert all(done and width > 0 for done, width in loaded), loaded
