@@ -22,8 +22,13 @@ def broadcast_state(model, root=0, buffers_only=False):
         return
     for p in () if buffers_only else model.parameters():
         comm().Bcast(p.data, root=root)
-    for _, buf in model.named_buffers():
-        comm().Bcast(buf, root=root)
+    for m in model.modules():
+        for name in m._buffers:
+            buf = getattr(m, name)
+            if isinstance(buf, np.ndarray) and buf.ndim and buf.flags.writeable:
+                comm().Bcast(buf, root=root)
+            else:  # a counter kept as a NumPy scalar (num_batches_tracked): replaced
+                m._set_buffer(name, np.asarray(comm().bcast(buf, root=root)).copy())
 
 
 def allreduce_gradients(model, weight=None):

@@ -30,7 +30,7 @@ def check_launch(nproc, config):
         raise RunError(f"--nproc must be >= 1, got {nproc}")
     if nproc == 1:
         return
-    if importlib.util.find_spec("mpi4py") is None:
+    if not _has_mpi4py():
         from ..distributed.world import INSTALL_HINT
         raise RunError(f"--nproc {nproc} needs MPI: {INSTALL_HINT}")
     if find_mpiexec() is None:
@@ -40,6 +40,10 @@ def check_launch(nproc, config):
     if batch is not None and batch < nproc:
         raise RunError(f"--nproc {nproc}: train.batch_size {batch} is smaller than the number "
                        f"of processes; every process needs at least one image of each batch")
+
+
+def _has_mpi4py():
+    return importlib.util.find_spec("mpi4py") is not None  # found, not imported
 
 
 def find_mpiexec():
