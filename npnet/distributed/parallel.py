@@ -77,10 +77,15 @@ class DistributedDataParallel(Module):
         cap = bucket_cap_mb * 2 ** 20 if overlap else float("inf")
         points, buckets = make_buckets(module, cap)
         self._reducer = Reducer(comm(), mpi(), buckets, self.overlap)
-        self._handles = []
-        if self.overlap and world_size() > 1:
-            for i in points:
-                self._handles.append(module[i].register_full_backward_hook(self._hook(i)))
+        self._points, self._handles = points, []
+        self.install_hooks()
+
+    def install_hooks(self):
+        """Puts the backward hooks that start the buckets' allreduces on the model (with
+        ``overlap`` and more than one rank; done at construction)."""
+        if self.overlap and world_size() > 1 and not self._handles:
+            self._handles = [self.module[i].register_full_backward_hook(self._hook(i))
+                             for i in self._points]
 
     def _hook(self, index):
         def ready(module, grad_input, grad_output):
