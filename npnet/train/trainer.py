@@ -143,15 +143,16 @@ class Trainer:
             except NonFiniteError as err:
                 raise self._non_finite(err.what, f"epoch {e}, step {meter.steps + 1} of {batches}",
                                        e, meter.steps + 1) from None
-            n, stop = len(y), ctrl_c.requested
+            n, agreed = len(y), None
             if replicas is not None:  # the global batch's numbers; Ctrl-C on any rank stops all
-                loss, correct, n, stop = replicas.step(loss, correct, n, stop)
+                loss, correct, n, agreed = replicas.step(loss, correct, n, ctrl_c.requested)
             self.history.add_step(loss)
             self.global_step += 1
             meter.update(loss, correct, n)
             progress.show_step(bar, meter)
             for cb in self.callbacks:
                 cb.on_batch_end(self, meter.steps, {"loss": loss, "batch_size": n})
+            stop = ctrl_c.requested if agreed is None else agreed  # every rank alike
             if stop and meter.steps < batches:
                 self._unfinished = meter
                 return False
