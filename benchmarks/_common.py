@@ -241,28 +241,41 @@ def layer_macs(module, in_shape):
 
 def record_layer_inputs(model, x):
     """Runs ``model`` on ``x`` once in eval mode and returns ``[(module, input shape)]`` for every
-    call of a leaf module (one without children), in call order. The model's mode is restored and
-    its caches are cleared. Works because every layer is called through ``Module.__call__``."""
-    from npnet.nn import Module
+    call of a leaf module (one without children), in call order. Each leaf gets a forward hook (the
+    public API; a hooked layer runs unfused, so every leaf is called through ``Module.__call__``
+    even where a Sequential fuses neighbours); the hooks are removed, the model's mode restored
+    and its caches cleared afterwards."""
     seen = []
-    inner = Module.__call__
-
-    def recording_call(self, x):
-        if not self._modules:
-            seen.append((self, x.shape))
-        return inner(self, x)
-
+    leaves = [m for m in model.modules() if not m._modules]
+    handles = [m.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0].shape))) for m in leaves]
     was_training = model.training
     try:
-        Module.__call__ = recording_call
         model.eval()
         model(x)
     finally:
-        Module.__call__ = inner
+        for h in handles:
+            h.remove()
         model.train(was_training)
         for m in model.modules():
-            object.__setattr__(m, "cache", None)
+            m.cache = None
     return seen
+
+
+def sgemm_peak_gflops(threads, n=2048, repeats=5):
+    """The best float32 GEMM rate of this machine at ``threads`` threads: NumPy's BLAS on two
+    (n, n) matrices, limited to ``threads`` through threadpoolctl; best of ``repeats``."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
 
 
 def forward_flops(model, in_shape):

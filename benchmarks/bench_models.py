@@ -284,7 +284,10 @@ def measure_memory(framework, name, mode):
 
 
 # -- report ----------------------------------------------------------------------------------------
-def speed_rows(results):
+def speed_rows(results, peak=None):
+    """One row per model and pass; ``peak``: the measured SGEMM GFLOP/s that "% of peak" divides by."""
+    def pct(side):
+        return f"{100 * side['gflops'] / peak:.0f}%" if peak and side else "-"
     rows = []
     for r in results:
         for mode, sides in r["passes"].items():
@@ -295,7 +298,7 @@ def speed_rows(results):
                          f"{n['ms'] / t['ms']:.2f}" if t else "-",
                          f"{n['min_ms'] / t['min_ms']:.2f}" if t else "-",
                          f"{n['images_per_s']:,.0f}", f"{t['images_per_s']:,.0f}" if t else "-",
-                         f"{n['gflops']:.1f}", f"{t['gflops']:.1f}" if t else "-",
+                         f"{n['gflops']:.1f}", f"{t['gflops']:.1f}" if t else "-", pct(n), pct(t),
                          _pct(r.get("other_load", {}).get(mode))])
     return rows
 
@@ -324,7 +327,7 @@ def memory_rows(results):
     return rows
 
 
-def report(results, header):
+def report(results, header, peak=None):
     md = ARGS.markdown
     print()
     for line in header:
@@ -337,7 +340,7 @@ def report(results, header):
                      f"weight gradients {c['grads']:.1e}")
         print(line)
     print()
-    speed = speed_rows(results)
+    speed = speed_rows(results, peak)
     if speed:
         _speed_table(speed, md)
     mem = memory_rows(results)
@@ -351,7 +354,8 @@ def report(results, header):
 
 def _speed_table(rows, md):
     _common.print_table(["model", "batch", "pass", "npnet ms", "torch ms", "npnet/torch", "(of minima)", "npnet img/s",
-                         "torch img/s", "npnet GFLOP/s", "torch GFLOP/s", "other load"], rows, md)
+                         "torch img/s", "npnet GFLOP/s", "torch GFLOP/s", "npnet % of peak", "torch % of peak",
+                         "other load"], rows, md)
     print("other load: share of the machine's CPU time used by other processes while that row was timed")
 
 
@@ -376,14 +380,17 @@ def main():
                 f"{mode} " + ", ".join(f"{s} {v['delta_mb']:.0f} MB" for s, v in m.items() if v)
                 for mode, m in r["memory"].items()), file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
+    peak = _common.sgemm_peak_gflops(ARGS.threads)
     header = [f"command: python benchmarks/bench_models.py {' '.join(sys.argv[1:])}  ({wall:.0f} s)",
               f"threads: {_common.thread_report(torch)}", _common.openblas_report(),
               f"machine at start: {LOAD_AT_START}" +
-              ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else "")]
-    report(results, header)
+              ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else ""),
+              f"FP32 peak as measured: {peak:.0f} GFLOP/s (NumPy's SGEMM, 2048^3, {ARGS.threads} threads, best of 5); "
+              "FLOPs = 2 x MACs of every Conv2d and Linear from its shapes, a train step 3x the forward"]
+    report(results, header, peak)
     if ARGS.json:
         with open(ARGS.json, "w") as f:
-            json.dump({"argv": sys.argv[1:], "threads": ARGS.threads, "wall_s": wall, "header": header,
+            json.dump({"argv": sys.argv[1:], "threads": ARGS.threads, "wall_s": wall, "header": header, "peak": peak,
                        "results": results}, f, indent=1)
 
 
@@ -421,7 +428,7 @@ def merge(paths):
         results.append(r)
     header = [f"merged from {len(runs)} runs, each row from the run with the least other load:"] + \
         sorted(set(used)) + [runs[-1]["header"][1]]
-    report(results, header)
+    report(results, header, runs[-1].get("peak"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Inference fusion (``npnet/nn/fusion.py``): the convolution kernels' fused ReLU against their NumPy
-references (float32 and float64, both algorithms), fused no_grad forwards against the same model run
-layer by layer, the cases that must not fuse (hooks, BatchNorm in training mode, other activations),
-ResNet blocks, and PyTorch where installed."""
+"""Fusion (``npnet/nn/fusion.py``): the convolution kernels' fused ReLU against their NumPy references
+(float32 and float64, both algorithms); fused chains (inference and training) against the same model
+run layer by layer and with the switch off; every case that must fall back (hooks, subclasses, other
+activations, BatchNorm in training mode) listed once; ResNet blocks, and PyTorch where installed."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -111,53 +113,116 @@ def test_fused_sequential_equals_layer_by_layer(dtype, bias, affine):
 
 
 def test_the_chains_that_fuse():
-    net = small_net(np.float32, True, True)
-    mods = list(net)
+    net = small_net(np.float32, True, True).eval()
+    assert fusion.plan(list(net), training=False) == [
+        (0, 3, "conv-bn-relu"), (3, 6, "conv-bn-relu"), (7, 9, "conv-relu"), (9, 11, "conv-bn"),
+        (11, 13, "conv-relu")]
+    assert fusion.plan(list(net), training=True) == [(1, 3, "bn-relu"), (4, 6, "bn-relu"), (7, 9, "conv-relu"),
+                                                     (11, 13, "conv-relu")]
     with npnet.no_grad():
-        net.eval()
-        found = {i: fusion.match(mods, i)[1:] for i in range(len(mods)) if fusion.match(mods, i)}
-    # (bn or None, relu, layers consumed) per chain start
-    assert {i: (bn is not None, relu, n) for i, (bn, relu, n) in found.items()} == {
-        0: (True, True, 3), 3: (True, True, 3), 7: (False, True, 2), 9: (True, False, 2), 11: (False, True, 2)}
+        assert fusion.plan(list(net)) == fusion.plan(list(net), training=False)  # the grad mode decides
 
 
-def test_nothing_fuses_with_gradients_enabled_or_batchnorm_training():
-    net = small_net(np.float32, True, True)
-    mods = list(net)
-    assert fusion.match(mods, 0) is None                            # grad enabled: layer by layer
-    net.train()
+def test_a_training_batchnorm_is_not_folded():
+    net = small_net(np.float32, True, True).train()
+    assert (0, 3, "conv-bn-relu") not in fusion.plan(list(net), training=False)
     x = rand(np.random.default_rng(3), (4, 3, 9, 9), np.float32)
     with npnet.no_grad():
-        assert fusion.match(mods, 0) is None  # a training BatchNorm is not folded (and keeps the ReLU apart)
         before = net[1].running_mean.copy()
         net(x)
     assert not np.array_equal(net[1].running_mean, before)          # batch statistics still taken
 
 
-def test_a_hook_sees_its_own_layer_output():
-    net = small_net(np.float32, True, True)
-    x = rand(np.random.default_rng(4), (2, 3, 9, 9), np.float32)
-    seen = {}
-    handles = [net[i].register_forward_hook(lambda m, inp, out, i=i: seen.__setitem__(i, out.copy()))
-               for i in (1, 2, 4)]
-    got = fused(net, x)
-    net.eval()
-    want_bn1 = net[1](net[0](x))
-    assert_close(seen[1], want_bn1)                                  # BatchNorm's output, not the ReLU's
-    assert_close(seen[2], np.maximum(want_bn1, 0))
-    for h in handles:
-        h.remove()
-    assert_close(got, fused(net, x))
+def manual(mods, x, dout=None):
+    """The chain written out by hand: each layer's forward, then each backward in reverse."""
+    for m in mods:
+        x = m(x)
+    if dout is None:
+        return x
+    for m in reversed(mods):
+        dout = m.backward(dout)
+    return x, dout
 
 
-def test_other_activations_do_not_fuse():
-    rng = np.random.default_rng(5)
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, rng=rng), nn.LeakyReLU(0.1)).eval()
-    with npnet.no_grad():
-        assert fusion.match(list(net), 0) is None
-    x = rand(rng, (2, 2, 5, 5), np.float32)
-    assert_close(fused(net, x), layer_by_layer(net, x))
-    assert (fused(net, x) < 0).any()
+@pytest.mark.parametrize("switch", ["global", "container"])
+def test_switching_fusion_off_gives_the_layer_by_layer_path_bit_for_bit(switch):
+    net = small_net(np.float32, True, True).eval()
+    x = rand(np.random.default_rng(18), (3, 3, 9, 9), np.float32)
+    want = manual(list(net), x)
+    if switch == "global":
+        with fusion.disabled():
+            assert fusion.plan(list(net)) == [] and not fusion.is_enabled()
+            got = fused(net, x)
+        assert fusion.is_enabled()
+    else:
+        net.fuse = False
+        got = fused(net, x)
+        assert fusion.plan(list(net), training=False) != []          # the rule still sees the chains
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(fused(small_net(np.float32, True, True), x), want)  # fused rounds otherwise
+
+
+def _fallback_cases():
+    """Each way a chain must fall back: (name, build(net) -> net, index of the altered layer, the grad
+    modes in which it must run on its own)."""
+    class OwnForwardConv(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) + 100
+
+    class OwnForwardReLU(nn.ReLU):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    class OwnBackwardBN(nn.BatchNorm2d):
+        def backward(self, dout, input_grad=True):
+            return super().backward(dout * 2, input_grad)
+
+    def swap(i, make):
+        return lambda net: (setattr(net, str(i), make()), net)[1]
+
+    def hook(i, kind):
+        def build(net):
+            reg = net[i].register_forward_hook if kind == "forward" else net[i].register_full_backward_hook
+            reg(lambda *a: None)
+            return net
+        return build
+    both = (False, True)
+    return [
+        ("leaky relu after conv-bn", swap(2, lambda: nn.LeakyReLU(0.1)), 2, both),
+        ("conv subclass", swap(7, lambda: OwnForwardConv(16, 8, 3, stride=2, padding=1, rng=0)), 7, both),
+        ("relu subclass", swap(2, OwnForwardReLU), 2, both),
+        ("batchnorm subclass", swap(1, lambda: randomize_batchnorm(OwnBackwardBN(16))), 1, both),
+        ("forward hook on conv", hook(0, "forward"), 0, both),
+        ("forward hook on batchnorm", hook(1, "forward"), 1, both),
+        ("forward hook on relu", hook(2, "forward"), 2, both),
+        ("backward hook on relu", hook(2, "backward"), 2, both),
+        ("backward hook on batchnorm", hook(1, "backward"), 1, both),
+        ("batchnorm in training mode", lambda net: (net[1].train(), net)[1], 1, (False,)),
+    ]
+
+
+@pytest.mark.parametrize("case", _fallback_cases(), ids=lambda c: c[0])
+def test_every_fallback_runs_the_layers_own_code(case):
+    """A swapped activation, a subclass, a hook or a training-mode BatchNorm: the altered layer is in
+    no fused group, and the chain computes what it computes with fusion off (to rounding, since the
+    other groups still fuse)."""
+    name, build, altered, modes = case
+    rng = np.random.default_rng(19)
+    x = rand(rng, (3, 3, 9, 9), np.float32)
+    dout = rand(rng, (3, 5), np.float32)
+    for training in modes:
+        net = build(small_net(np.float32, True, True).eval())
+        assert all(not (a <= altered < b) for a, b, _ in fusion.plan(list(net), training)), name
+        if training:
+            (o1, d1, g1, _), (o2, d2, g2, _) = (step_results(net, x, dout, fuse) for fuse in (True, False))
+            assert_close(o1, o2)
+            assert_close(d1, d2)
+            for k in g2:
+                assert_close(g1[k], g2[k])
+        else:
+            got = fused(net, x)
+            with fusion.disabled():
+                assert_close(got, fused(net, x))
 
 
 def test_subclasses_with_their_own_forward_do_not_fuse():
@@ -171,11 +236,9 @@ def test_subclasses_with_their_own_forward_do_not_fuse():
     rng = np.random.default_rng(14)
     net = nn.Sequential(ShiftedConv(2, 3, 3, rng=rng), nn.BatchNorm2d(3), PlainReLU()).eval()
     x = rand(rng, (2, 2, 5, 5), np.float32)
-    with npnet.no_grad():
-        assert fusion.match(list(net), 0) is None
+    assert fusion.plan(list(net), training=False) == []
     assert_close(fused(net, x), layer_by_layer(net, x))
-    net.train()(x)
-    assert net.cache == (2,)                                    # BatchNorm2d -> PlainReLU still fused
+    assert fusion.plan(list(net.train()), training=True) == [(1, 3, "bn-relu")]  # PlainReLU still fuses
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -224,13 +287,11 @@ def bn_relu_net(dtype, affine=True):
 
 def step_results(net, x, dout, fuse):
     """Output, input gradient, parameter gradients and running statistics of one forward/backward;
-    ``fuse=False`` puts a no-op hook on every ReLU, which keeps every layer on its own."""
-    handles = [] if fuse else [m.register_forward_hook(lambda *a: None) for m in net if type(m) is nn.ReLU]
+    ``fuse=False``: the same with fusion switched off, every layer on its own."""
     net.zero_grad()
-    out = net(x)
-    dx = net.backward(dout)
-    for h in handles:
-        h.remove()
+    with fusion.disabled() if not fuse else contextlib.nullcontext():
+        out = net(x)
+        dx = net.backward(dout)
     grads = {k: p.grad.copy() for k, p in net.named_parameters()}
     return out, dx, grads, {k: v.copy() for k, v in net.state_dict().items() if "running" in k}
 
@@ -246,7 +307,7 @@ def test_fused_bn_relu_training_equals_layer_by_layer(dtype, training, affine):
     for fuse in (True, False):
         net = bn_relu_net(dtype, affine).train(training)
         results.append(step_results(net, x, dout, fuse))
-        assert (net.cache is None) and all(m.cache is None for m in net.modules())
+        assert all(m.cache is None for m in net.modules())          # backward released every cache
     (o1, d1, g1, s1), (o2, d2, g2, s2) = results
     np.testing.assert_array_equal(o1, o2)
     assert_close(d1, d2)
@@ -272,28 +333,22 @@ def test_fused_conv_relu_training_is_bit_identical(dtype):
     np.testing.assert_array_equal(d1, d2)
     for k in g2:
         np.testing.assert_array_equal(g1[k], g2[k], err_msg=k)
-    n = net()
-    n.train()(x)
-    assert n[1].cache is not None and (n[1].cache >= 0).all()    # the ReLU holds its output for backward
+    with fusion.disabled():
+        np.testing.assert_array_equal(manual(list(net()), x, dout)[1], d1)  # = the chain written by hand
 
 
 def test_the_pairs_that_fuse_in_training():
     net = bn_relu_net(np.float32)
-    net.train()(rand(np.random.default_rng(11), (4, 3, 6, 6), np.float32))
-    assert net.cache == (2, 5, 9)
+    assert fusion.plan(list(net), training=True) == [(1, 3, "bn-relu"), (4, 6, "bn-relu"), (8, 10, "bn-relu")]
     net[5].register_full_backward_hook(lambda *a: None)   # a backward hook on the ReLU: kept apart
-    net.zero_grad()
-    net(rand(np.random.default_rng(11), (4, 3, 6, 6), np.float32))
-    assert net.cache == (2, 9)
+    assert fusion.plan(list(net), training=True) == [(1, 3, "bn-relu"), (8, 10, "bn-relu")]
 
 
 def test_gradcheck_through_fused_bn_relu():
     from npnet.gradcheck import check_module
     net = bn_relu_net(np.float64)
     x = rand(np.random.default_rng(12), (4, 3, 6, 6), np.float64)
-    net.train()(x)
-    assert net.cache == (2, 5, 9)                         # the checked path is the fused one
-    net.backward(np.ones((4, 3)))
+    assert len(fusion.plan(list(net.train()), training=True)) == 3  # the checked path is the fused one
     check_module(net, x)
 
 
@@ -304,6 +359,6 @@ def test_a_relu_hook_still_sees_its_own_output_and_gradient():
     net[2].register_full_backward_hook(lambda m, gin, gout: seen.__setitem__("dout", gout[0].copy()))
     x = rand(np.random.default_rng(13), (4, 3, 6, 6), np.float32)
     net.train()(x)
-    assert (seen["out"] >= 0).all() and net.cache == (5, 9)
+    assert (seen["out"] >= 0).all() and fusion.plan(list(net), training=True) == [(4, 6, "bn-relu"), (8, 10, "bn-relu")]
     net.backward(np.ones((4, 3), dtype=np.float32))
     assert seen["dout"].shape == seen["out"].shape

@@ -260,24 +260,31 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 # -- the kernels' BLAS threads, set through threadpoolctl ---------------------------------------------
-def test_kernels_limit_scipy_blas_only():
-    """Importing the kernels sets SciPy's bundled OpenBLAS (the one Numba's np.dot calls) to 1
-    thread and leaves every other BLAS, NumPy's included, at its count (2 here, from the
-    environment, so that limiting all of them would show)."""
+def test_kernels_limit_scipy_blas_only_while_they_run():
+    """Importing npnet changes no thread count; inside a kernel SciPy's bundled OpenBLAS (the one
+    Numba's np.dot calls) runs 1 thread and every other BLAS, NumPy's included, keeps its count (2
+    here, from the environment, so that limiting all of them would show); after the kernel the
+    user's SciPy has its 2 threads again."""
     pytest.importorskip("threadpoolctl")
     code = ("import json, numpy, scipy.linalg.cython_blas, threadpoolctl\n"
             "count = lambda: {i['filepath']: i['num_threads'] for i in threadpoolctl.threadpool_info()}\n"
             "before = count()\n"
-            "import npnet.kernels\n"
-            "print(json.dumps([npnet.kernels.blas_setup(), before, count(), numpy.__path__[0] + '.libs']))\n")
+            "import npnet, npnet.kernels as K\n"
+            "after_import = count()\n"
+            "inside = K._threads.one_blas_thread(count)()\n"
+            "K.conv2d_forward(numpy.ones((2, 3, 8, 8), 'f4'), numpy.ones((4, 3, 3, 3), 'f4'), None, 1, 1, 1, 1)\n"
+            "print(json.dumps([K.blas_setup(), before, after_import, inside, count(), numpy.__path__[0] + '.libs']))\n")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          check=True).stdout
-    setup, before, after, numpy_libs = json.loads(out)
+    setup, before, after_import, inside, after_kernel, numpy_libs = json.loads(out)
     if setup["library"] is None:
         pytest.skip("SciPy's bundled OpenBLAS not found; nothing was changed")
-    assert "scipy" in setup["library"] and setup["threads"] == 1 and after[setup["library"]] == 1
-    others = {path: n for path, n in after.items() if path != setup["library"]}
+    # nothing global at import or after a kernel (Numba's run may load its OpenMP runtime: not compared)
+    assert {k: after_import[k] for k in before} == before == {k: after_kernel[k] for k in before}
+    assert "scipy" in setup["library"] and setup["threads"] == 1 and inside[setup["library"]] == 1
+    assert before[setup["library"]] == 2 and setup["outside"] == 2
+    others = {path: n for path, n in inside.items() if path != setup["library"]}
     assert others == {path: n for path, n in before.items() if path != setup["library"]}
     assert all(n == 2 for path, n in others.items() if path.startswith(numpy_libs))  # NumPy's wheel

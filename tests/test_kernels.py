@@ -1,5 +1,9 @@
 """Numba kernels against their NumPy references, the references against naive loops and adjoint
 identities, and (where installed) everything against PyTorch."""
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -162,11 +166,23 @@ def test_non_float_input_is_a_type_error():
         K.maxpool2d_forward(np.ones((1, 1, 2, 2), np.float16), 2, 2, 2, 2, 0, 0)
 
 
-def test_scipy_blas_is_single_threaded():
+def test_scipy_blas_is_single_threaded_inside_the_kernels():
     setup = K.blas_setup()
     if setup["library"] is None:
         pytest.skip("SciPy's bundled OpenBLAS not found; nothing was changed")
-    assert setup["threads"] == 1
+    lib = K._threads._scipy_blas()
+    outside = lib.get_num_threads()
+    seen = K._threads.one_blas_thread(lib.get_num_threads)()
+    assert setup["threads"] == seen == 1 and lib.get_num_threads() == outside
+
+
+def test_numba_cache_switch():
+    """NPNET_NUMBA_CACHE=0 compiles every kernel afresh: Numba's dispatcher gets no disk cache."""
+    code = ("import npnet.kernels as K; from npnet.kernels import _jit; "
+            "print(_jit.CACHE, type(K.conv._conv_forward._cache).__name__)")
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                           env={**os.environ, "NPNET_NUMBA_CACHE": v}).stdout.split() for v in ("0", "1")]
+    assert outs[0] == ["False", "NullCache"] and outs[1][0] == "True" and outs[1][1] != "NullCache"
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -9,6 +9,8 @@ from npnet.gradcheck import GradientCheckError, check_module
 
 TOL = 1e-6
 
+pytestmark = pytest.mark.usefixtures("kernel_mode")  # Numba kernels and NumPy twins
+
 
 def away_from_zero(x, gap=1e-3):
     """Moves entries closer than ``gap`` to 0 out to +-gap, so eps steps never cross a kink."""

@@ -1,4 +1,5 @@
-"""The module contract: registration, state dicts, modes, dtypes and clear errors."""
+"""The module contract: registration, modes, dtypes, initialisation, no_grad and clear errors
+(state dicts: test_state_dict.py; hooks: test_hooks.py; input gradients: test_input_grad.py)."""
 import numpy as np
 import pytest
 
@@ -11,44 +12,6 @@ def small_model(rng=0):
     return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=rng), nn.BatchNorm2d(2), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5, rng=rng),
                          nn.Linear(2 * 2 * 2, 3, rng=rng))
-
-
-def test_state_dict_uses_pytorch_names_and_shapes():
-    sd = small_model().state_dict()
-    assert list(sd) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
-                        "1.running_var", "1.num_batches_tracked", "6.weight", "6.bias"]
-    assert sd["0.weight"].shape == (2, 1, 3, 3) and sd["6.weight"].shape == (3, 8)
-    assert sd["1.num_batches_tracked"].dtype == np.int64
-
-
-def test_batchnorm_buffers_stay_in_state_dict_after_training_steps():
-    model = small_model()
-    keys = list(model.state_dict())
-    for _ in range(2):
-        model(np.random.default_rng(0).standard_normal((4, 1, 4, 4)).astype(np.float32))
-    assert list(model.state_dict()) == keys
-    assert model.state_dict()["1.running_mean"].any()
-
-
-def test_load_state_dict_round_trip_gives_same_outputs():
-    a, b = small_model(0).eval(), small_model(1).eval()
-    x = np.random.default_rng(2).standard_normal((2, 1, 4, 4)).astype(np.float32)
-    assert not np.allclose(a(x), b(x))
-    b.load_state_dict(a.state_dict())
-    np.testing.assert_array_equal(a(x), b(x))
-
-
-def test_load_state_dict_lists_every_problem():
-    model = small_model()
-    sd = model.state_dict()
-    del sd["0.bias"]
-    sd["extra.weight"] = np.zeros(1)
-    sd["6.weight"] = np.zeros((4, 8))
-    with pytest.raises(ValueError) as err:
-        model.load_state_dict(sd)
-    msg = str(err.value)
-    assert "missing keys: 0.bias" in msg and "unexpected keys: extra.weight" in msg
-    assert "6.weight: shape mismatch, expected (3, 8), got (4, 8)" in msg
 
 
 def test_shared_parameter_listed_once_and_grads_accumulate():
@@ -194,25 +157,24 @@ def test_no_grad_restores_the_state_after_an_error_and_works_as_decorator():
     assert npnet.is_grad_enabled() and all(m.cache is None for m in model.modules())
 
 
-@pytest.mark.parametrize("first", ["conv", "flatten-linear"])
-def test_input_grad_false_skips_only_the_input_gradient(first):
-    rng = np.random.default_rng(2)
-    if first == "conv":
-        def make():
-            return small_model(rng=3)
-    else:
-        def make():
-            r = np.random.default_rng(3)
-            return nn.Sequential(nn.Flatten(), nn.Linear(16, 5, rng=r), nn.Sigmoid(), nn.Linear(5, 3, rng=r))
-    x = rng.standard_normal((3, 1, 4, 4)).astype(np.float32)
-    full, fast = make().eval(), make().eval()
-    g = rng.standard_normal((3, 3)).astype(np.float32)
-    full(x)
-    dx = full.backward(g)
-    assert dx.shape == x.shape
-    fast(x)
-    assert fast.backward(g, input_grad=False) is None
-    for (name, p), q in zip(full.named_parameters(), fast.parameters()):
-        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
-    fast(x)  # the request is per call: the next backward gives the input gradient again
-    np.testing.assert_allclose(fast.backward(g), dx, rtol=1e-6)
+def test_a_replaced_child_or_parameter_keeps_its_place():
+    model = nn.Sequential(nn.Linear(2, 3, rng=0), nn.ReLU(), nn.Linear(3, 1, rng=1))
+    setattr(model, "1", nn.Tanh())
+    assert [type(m).__name__ for m in model] == ["Linear", "Tanh", "Linear"]
+    lin = model[0]
+    lin.weight = nn.Parameter(np.zeros((3, 2), np.float32))
+    assert list(lin.state_dict()) == ["weight", "bias"]
+    setattr(model, "1", nn.Linear(3, 3, rng=2))                     # a parameter-free child becomes a layer
+    assert list(model.state_dict())[2:4] == ["1.weight", "1.bias"]
+
+
+def test_has_hooks_sees_forward_and_backward_hooks_of_this_module_only():
+    model = nn.Sequential(nn.Linear(2, 2, rng=0))
+    assert not model.has_hooks() and not model[0].has_hooks()
+    h = model[0].register_full_backward_hook(lambda *a: None)
+    assert model[0].has_hooks() and not model.has_hooks()
+    h.remove()
+    h = model[0].register_forward_hook(lambda *a: None)
+    assert model[0].has_hooks()
+    h.remove()
+    assert not model[0].has_hooks()

@@ -8,6 +8,8 @@ from npnet import nn
 torch = pytest.importorskip("torch")
 tnn = torch.nn
 
+pytestmark = pytest.mark.usefixtures("kernel_mode")  # Numba kernels and NumPy twins
+
 
 def run_both(ours, theirs, x, train=True):
     """Loads theirs' weights into ours, runs forward/backward on both (float64); returns pairs."""

@@ -6,7 +6,7 @@ a bucket's allreduce can start as soon as the layers that own its gradients have
 backward, while the layers in front of them still compute (PyTorch DDP's design). Readiness comes
 from backward hooks on the children of the model's top-level ``Sequential``: once child ``i``'s
 backward has run, the gradients of children ``i, i+1, ...`` are final. A child that is half of
-a fused pair (BatchNorm or Conv2d -> ReLU, ``nn/fusion.py``) gets no hook, since a hook would turn
+a fused group (BatchNorm or Conv2d -> ReLU, ``fusion.plan``) gets no hook, since a hook would turn
 the fusion off; its gradients are final at the next hooked child in front of it. Whatever is not
 ready before the end of the backward (the first layers, a model that is not a ``Sequential``) is
 reduced at the end.
@@ -15,10 +15,7 @@ import time
 
 import numpy as np
 
-from ..nn import Sequential
-from ..nn.conv import Conv2d
-from ..nn.fusion import relu_pair
-from ..nn.normalization import _BatchNorm
+from ..nn import Sequential, fusion
 
 
 class Bucket:
@@ -48,10 +45,8 @@ def hook_points(model):
     every trainable parameter (by id) the index of the hook after which its gradient is final
     (-1: none, the end of the backward)."""
     mods = list(model) if isinstance(model, Sequential) else []
-    fused = set()
-    for i in range(len(mods)):
-        if relu_pair(mods, i, _BatchNorm) or relu_pair(mods, i, Conv2d):
-            fused.update((i, i + 1))
+    groups = fusion.plan(mods, training=True) if mods and model.fuse else []
+    fused = {i for start, stop, _ in groups for i in range(start, stop)}
     points = [i for i in range(len(mods)) if i not in fused]
     ready = {}
     for j, child in enumerate(mods):

@@ -3,12 +3,13 @@ batch norm, the matrix products of Linear), each with a plain NumPy reference of
 (``*_ref``) that the tests hold it to.
 
 All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
-arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). Importing this package
-sets SciPy's bundled OpenBLAS to one thread (see ``_threads``); NumPy's BLAS is left alone.
+arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). The kernels that call BLAS
+set SciPy's bundled OpenBLAS to one thread while they run and restore it after (see ``_threads``);
+importing this package changes nothing.
 
-Numba's on-disk cache (``cache=True``, in ``__pycache__``) checks only the file of the function it caches:
-after editing ``im2col.py``, delete ``npnet/kernels/__pycache__/*.nb[ic]`` or ``conv.py``'s cached kernels
-keep calling the old im2col.
+The layers call the kernels through ``ops`` (``reference.py``): ``with kernels.use_reference():`` runs
+every layer on the NumPy twins instead. ``NPNET_NUMBA_CACHE=0`` turns Numba's on-disk cache off while
+you edit kernels (``_jit.py``).
 """
 from ._threads import blas_setup, clear_buffers
 from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size
@@ -20,6 +21,7 @@ from .pooling import (maxpool2d_forward, maxpool2d_forward_ref, maxpool2d_backwa
 from .matmul import matmul, matmul_ref
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
+from .reference import ops, use_reference, reference_enabled
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref", "conv_algorithm",
@@ -29,4 +31,4 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "avgpool2d_forward", "avgpool2d_forward_ref", "avgpool2d_backward", "avgpool2d_backward_ref",
            "channel_stats", "channel_stats_ref", "channel_affine", "channel_affine_ref",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
-           "matmul", "matmul_ref", "blas_setup", "clear_buffers"]
+           "matmul", "matmul_ref", "blas_setup", "clear_buffers", "ops", "use_reference", "reference_enabled"]

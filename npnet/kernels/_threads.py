@@ -1,7 +1,7 @@
-"""BLAS thread setup for the convolution kernels, and a pool of reusable per-thread work buffers.
+"""SciPy's BLAS at one thread around npnet's kernels, and a pool of reusable per-thread work buffers.
 
-Why SciPy's BLAS is made single-threaded
-----------------------------------------
+Why SciPy's BLAS runs single-threaded inside npnet's kernels
+-----------------------------------------------------------
 ``np.dot`` inside an ``@njit`` function does not call NumPy's BLAS: Numba binds to the ``?gemm`` of
 ``scipy.linalg.cython_blas``, i.e. to the OpenBLAS that the SciPy wheel bundles (``scipy.libs/
 libscipy_openblas*.so``). NumPy's wheel bundles a *different* OpenBLAS build (``numpy.libs/
@@ -9,17 +9,19 @@ libscipy_openblas64_*.so``) with its own thread pool and its own thread count.
 
 The conv kernels run one GEMM per image inside a Numba ``prange`` over the batch, so every Numba worker
 calls SciPy's OpenBLAS at the same time. If that OpenBLAS is allowed two threads, each call also wakes
-its own pool and the 2 cores get 4 busy threads: measured on the 2-core box, Conv2d(64, 128, 3, padding=1)
-forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms. So SciPy's OpenBLAS is set to
-1 thread here, and NumPy's OpenBLAS keeps its threads because it is another library.
+its own pool and the 2 cores get 4 busy threads: measured on a 2-core AMD EPYC, Conv2d(64, 128, 3,
+padding=1) forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms.
 
-The setting goes through ``threadpoolctl`` (the library scikit-learn uses for this): of the BLAS
-libraries loaded in the process it picks the one whose file lies in SciPy's wheel folders
-(``scipy.libs`` on Linux and Windows, ``scipy/.dylibs`` on macOS) and limits only that one; all
-BLAS libraries together would also pin NumPy's. ``threadpoolctl.threadpool_info()`` shows the
-result: SciPy's file at 1 thread, NumPy's at its own count. If SciPy's BLAS is not found (e.g. a
-SciPy linked to a system BLAS shared with NumPy), nothing is changed and ``blas_setup()`` says so;
-the kernels stay correct, only slower if that BLAS is multi-threaded.
+So every kernel that calls BLAS from Numba is wrapped in :func:`one_blas_thread`: SciPy's OpenBLAS is
+set to 1 thread when the outermost such call starts and given back its previous count when it ends.
+The user's own SciPy code, before, after or between npnet's calls, keeps its threads; importing npnet
+changes nothing. NumPy's OpenBLAS is another library and is never touched. The count is switched with
+OpenBLAS's own ``openblas_set_num_threads`` (a C call of ~1 us) through ``threadpoolctl``, which finds
+the library among those loaded: the one whose file lies in SciPy's wheel folders (``scipy.libs`` on
+Linux and Windows, ``scipy/.dylibs`` on macOS). If there is none (e.g. a SciPy linked to a system BLAS
+shared with NumPy), nothing is changed and :func:`blas_setup` says so; the kernels stay correct, only
+slower if that BLAS is multi-threaded. Concurrent Python threads in npnet's kernels share one count:
+the first to enter sets it, the last to leave restores it.
 
 Known interaction, not fixed here: after a multi-threaded NumPy matmul, NumPy's OpenBLAS worker keeps
 spinning for a while (OpenBLAS's THREAD_TIMEOUT, ~2^28 cycles) and takes a core from the Numba workers
@@ -27,12 +29,15 @@ that run next. Measured: a 3 ms matmul followed by an 8.4 ms conv took 24 ms ins
 max-pool 8-10.6 ms instead of 6.3. ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before NumPy is first
 imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it once NumPy is loaded.
 """
+import functools
 import os
 import threading
 
 import numpy as np
 
-_setup = {"library": None, "threads": None}
+_blas = {"found": False, "controller": None, "library": None}
+_blas_lock = threading.Lock()
+_blas_users = {"depth": 0, "saved": None}
 
 
 def _scipy_blas_folders():
@@ -42,29 +47,48 @@ def _scipy_blas_folders():
     return root + ".libs" + os.sep, os.path.join(root, ".dylibs") + os.sep
 
 
-def _limit_scipy_blas(n_threads=1):
-    """Set SciPy's bundled BLAS to ``n_threads``; return the library path, or None if not found."""
-    from threadpoolctl import ThreadpoolController
+def _scipy_blas():
+    """threadpoolctl's controller of SciPy's bundled BLAS, or None; looked up once, at first use."""
+    if not _blas["found"]:
+        from threadpoolctl import ThreadpoolController
 
-    folders = _scipy_blas_folders()
-    controller = ThreadpoolController()
-    paths = [lib["filepath"] for lib in controller.info() if lib["user_api"] == "blas"
-             and os.path.realpath(lib["filepath"]).startswith(folders)]
-    if not paths:
-        return None
-    scipy_blas = controller.select(filepath=paths)
-    scipy_blas.limit(limits=n_threads)  # stays set: the limiter is not used as a context manager
-    _setup["library"] = paths[0]
-    _setup["threads"] = scipy_blas.info()[0]["num_threads"]
-    return paths[0]
+        folders = _scipy_blas_folders()
+        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"
+                and os.path.realpath(lib.filepath).startswith(folders)]
+        _blas.update(found=True, controller=libs[0] if libs else None,
+                     library=libs[0].filepath if libs else None)
+    return _blas["controller"]
+
+
+def one_blas_thread(kernel):
+    """Runs ``kernel`` with SciPy's BLAS at 1 thread and restores the caller's count afterwards."""
+    @functools.wraps(kernel)
+    def run(*args, **kwargs):
+        lib = _scipy_blas()
+        if lib is None:
+            return kernel(*args, **kwargs)
+        with _blas_lock:
+            if _blas_users["depth"] == 0:
+                _blas_users["saved"] = lib.get_num_threads()
+                if _blas_users["saved"] != 1:
+                    lib.set_num_threads(1)
+            _blas_users["depth"] += 1
+        try:
+            return kernel(*args, **kwargs)
+        finally:
+            with _blas_lock:
+                _blas_users["depth"] -= 1
+                if _blas_users["depth"] == 0 and _blas_users["saved"] != 1:
+                    lib.set_num_threads(_blas_users["saved"])
+    return run
 
 
 def blas_setup():
-    """What was done at import: ``{"library": path or None, "threads": SciPy BLAS threads or None}``."""
-    return dict(_setup)
-
-
-_limit_scipy_blas(1)
+    """What :func:`one_blas_thread` acts on: ``{"library": path of SciPy's BLAS or None, "threads":
+    its thread count inside npnet's kernels (1) or None if not found, "outside": its count now}``."""
+    lib = _scipy_blas()
+    return {"library": _blas["library"], "threads": None if lib is None else 1,
+            "outside": None if lib is None else lib.get_num_threads()}
 
 
 # ---------------------------------------------------------------------------------------------------

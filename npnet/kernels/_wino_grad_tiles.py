@@ -9,10 +9,11 @@ padded row receives column 0 of tile q and column 2 of tile q - 1.
 """
 from numba import njit
 
+from ._jit import CACHE
 from ._wino_tiles import u, ONE, TWO, THREE, FOUR, plane_sizes, _copy
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _dy_rows(src, P, n):
     # the rows of A applied down each column pair: planes (even, odd) -> (even, even + odd, even - odd, -odd),
     # the first is src's even plane itself; the other three go to src[2P:5P]
@@ -23,7 +24,7 @@ def _dy_rows(src, P, n):
         src[FOUR * P + u(q)] = -o
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _dy_cols(src, s0, dst, d0, S, n):
     # A along the row: (v0, v1) = src[s0 + 2q], src[s0 + 2q + 1] -> (v0, v0 + v1, v0 - v1, -v1), dst[d0 + j S + q]
     for q in range(n):
@@ -36,7 +37,7 @@ def _dy_cols(src, s0, dst, d0, S, n):
         dst[o + THREE * S] = -p1
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def dy_tiles(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T):
     """dM[:, :, t0:t0+TH*R] = A dY A^T for every 2x2 tile dY of the gradient ``dyf[yn:]`` (O, OH, OW):
     the adjoint of :func:`output_tiles` (junk and overhanging tiles read zeros). dyp: flat (5, TH, 2R),
@@ -53,7 +54,7 @@ def dy_tiles(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T):
             _dy_cols(dyp, src, dM, u((4 * i * O + o) * T + t0), u(O * T), TT)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _rows_in_adj(V, v0, S, R, TT, dst, de, do):
     # adjoint of _rows_in for one (c, j): V_i = V[v0 + i S + q] -> dst[de + q], dst[do + q], q < TT + R
     for q in range(R):
@@ -69,7 +70,7 @@ def _rows_in_adj(V, v0, S, R, TT, dst, de, do):
         dst[do + u(TT + q)] = -V[p + THREE * S]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _cols_in_adj(src, s0, Z, dst, d0, n):
     # adjoint of _cols_in: dst[d0 + 2q], dst[d0 + 2q + 1] gather tile q (columns 0, 1) and q - 1 (2, 3)
     dst[d0] = src[s0]
@@ -82,7 +83,7 @@ def _cols_in_adj(src, s0, Z, dst, d0, n):
         dst[o + ONE] = src[k + Z] - src[k + TWO * Z] + src[k + THREE * Z] - src[p + THREE * Z]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def input_tiles_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
     """Image ``dxf[xn:]`` (C, H, W) = the adjoint of :func:`input_tiles` applied to V (flat (16, C, T)):
     B dV B^T per tile, overlapping tiles summed, padding dropped. z, dpad: scratch as in input_tiles."""

@@ -25,24 +25,26 @@ Transformed tiles: ``V[a, c, t0 + q]`` in a flat (16, C, T) array, a = 4 i + j, 
 import numpy as np
 from numba import njit
 
+from ._jit import CACHE
+
 u = np.uint64
 ONE, TWO, THREE, FOUR = u(1), u(2), u(3), u(4)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def plane_sizes(C, TH, TW):
     """(half, nz): floats in one parity plane of the padded image (with slack), and tiles per plane."""
     R = TW + 1
     return C * (TH + 1) * 2 * R + 4, C * (TH + 1) * R
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _copy(src, s0, dst, d0, n):
     for q in range(n):
         dst[d0 + u(q)] = src[s0 + u(q)]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _bt_store(dst, o, S, d0, d1, d2, d3):
     # dst[o + j S] = (B^T d)_j for the 4 values d of a tile row or column
     dst[o] = d0 - d2
@@ -51,7 +53,7 @@ def _bt_store(dst, o, S, d0, d1, d2, d3):
     dst[o + THREE * S] = d1 - d3
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _cols_in(src, s0, dst, d0, S, n):
     # B^T along rows: dst[d0 + j S + q] = (B^T [src[s0+2q], .., src[s0+2q+3]])_j
     for q in range(n):
@@ -59,14 +61,14 @@ def _cols_in(src, s0, dst, d0, S, n):
         _bt_store(dst, d0 + u(q), S, src[k], src[k + ONE], src[k + TWO], src[k + THREE])
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _rows_in(src, e0, o0, R, dst, d0, S, n):
     # B^T down columns: padded rows 2th..2th+3 are src[e0+q], src[o0+q], src[e0+R+q], src[o0+R+q]
     for q in range(n):
         _bt_store(dst, d0 + u(q), S, src[e0 + u(q)], src[o0 + u(q)], src[e0 + R + u(q)], src[o0 + R + u(q)])
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
     """V[:, :, t0:t0+TH*R] = B^T d B for every tile of image ``xf[xn:]`` (C, H, W).
 
@@ -89,7 +91,7 @@ def input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
             _rows_in(z, u(j) * Z + s, u(4 + j) * Z + s, u(R), V, u((j * C + c) * T + t0), u(4 * C * T), TH * R)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _rows_out(M, m0, S, dst, d0, D, n):
     # A^T down columns for one column index j: m_i = M[m0 + 4 i S + q] -> dst[d0 + r D + q]
     for q in range(n):
@@ -99,7 +101,7 @@ def _rows_out(M, m0, S, dst, d0, D, n):
         dst[d0 + D + u(q)] = b - c - d
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _cols_out(src, s0, D, dst, d0, bias, n, relu):
     # A^T along rows, plus the bias, then max(., 0) if relu (NaN stays NaN; the fused ReLU of
     # inference): dst[d0 + 2q + s] from s_j = src[s0 + j D + q]. ``relu`` is the same for the whole
@@ -116,7 +118,7 @@ def _cols_out(src, s0, D, dst, d0, bias, n, relu):
         dst[o + ONE] = v1
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
     """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b of the products M (flat (16, O, T), tiles from t0),
     clamped at 0 if ``relu``.

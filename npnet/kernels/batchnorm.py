@@ -16,13 +16,15 @@ Reductions run one channel per ``prange`` iteration; element-wise maps one (n, c
 import numpy as np
 from numba import njit, prange
 
+from ._jit import CACHE
+
 # fastmath without 'nnan'/'ninf': reductions may be reordered (so they vectorise), but a NaN or inf in
 # the input still reaches the output, as in PyTorch.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 # -- forward statistics ---------------------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=CACHE, fastmath=_FAST)
 def _channel_stats(x, mean, var):
     # x (N, C, L); mean, var (C,) float64: biased variance
     N, C, L = x.shape
@@ -55,7 +57,7 @@ def channel_stats_ref(x):
 
 
 # -- per-channel affine maps ------------------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=CACHE, fastmath=_FAST)
 def _channel_affine(x, scale, shift, relu, out):
     # out[n, c, :] = x[n, c, :] * scale[c] + shift[c], clamped at 0 if relu (NaN stays NaN)
     N, C, L = x.shape
@@ -85,7 +87,7 @@ def channel_affine_ref(x, scale, shift, relu=False):
 
 
 # -- backward -----------------------------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=CACHE, fastmath=_FAST)
 def _channel_grad_sums(dout, x, mean, y, masked, sum_d, sum_dxc):
     # sum_d[c] = sum g; sum_dxc[c] = sum g * (x - mean[c]); both float64; g = dout, or where
     # ``masked`` dout where y > 0 and 0 elsewhere (the gradient through a fused ReLU of output y)
@@ -123,7 +125,7 @@ def channel_grad_sums_ref(dout, x, mean, mask=None):
     return dout.sum(axis=(0, 2)), (dout * (x - np.asarray(mean)[:, None])).sum(axis=(0, 2))
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@njit(parallel=True, cache=CACHE, fastmath=_FAST)
 def _channel_affine2(dout, x, a, b, d, y, masked, out):
     # out[n, c, :] = a[c] * g + b[c] * x[n, c, :] + d[c], g = dout[n, c, :] (masked: 0 where y <= 0)
     N, C, L = x.shape

@@ -3,14 +3,14 @@ it and Winograd (``winograd.py``) for each layer shape.
 
 Shapes: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None, y / dy (N, O, OH, OW); K = C*kh*kw, P = OH*OW.
 
-Design (measured on the 2-core AVX-512 box, float32, Conv2d(64, 128, 3, padding=1), batch 128):
+Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 3, padding=1), batch 128):
 - ``prange`` over the batch, each Numba thread taking one contiguous chunk of images. Per image: im2col
   into that thread's (K, P) buffer, then ``np.dot`` straight into ``y[n]`` (no temporary, no transpose).
   A per-image GEMM (128x576 @ 576x1024) already runs near the single-core peak (~90 GFLOP/s here) and
   the column buffer (2.3 MB) stays in cache. Forward, measured: this 115 ms; one big GEMM with NumPy's
   2-thread BLAS on a full-batch (K, N*P) column matrix plus the transpose back to NCHW 233 ms; a
   hand-written Numba GEMM (i-k-j loops, fastmath) in place of ``np.dot`` 340 ms.
-- ``np.dot`` inside ``@njit`` is SciPy's OpenBLAS, set to one thread in ``_threads`` (two BLAS threads
+- ``np.dot`` inside ``@njit`` is SciPy's OpenBLAS, set to one thread around each call (``_threads``) (two BLAS threads
   per Numba worker doubled the time: the pools fight over 2 cores).
 - Column buffers come from a pool (``_threads.take_buffer``) and are reused across calls and layers.
 - Backward: dw^T = sum_n cols[n] @ dy[n]^T is accumulated per thread into its own (K, O) block and the
@@ -21,9 +21,10 @@ Design (measured on the 2-core AVX-512 box, float32, Conv2d(64, 128, 3, padding=
 import numpy as np
 from numba import njit, prange, get_num_threads
 
-from ._threads import take_buffer, give_buffer
+from ._jit import CACHE
+from ._threads import take_buffer, give_buffer, one_blas_thread
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array
-from .winograd import winograd_forward, winograd_backward
+from .winograd import winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref
 
 ALGORITHMS = ("im2col", "winograd")
 WINOGRAD_MIN_CHANNELS = 16
@@ -52,7 +53,7 @@ def _pick(algorithm, w, sh, sw):
     return algorithm
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _conv_forward(x, w2, b, has_bias, relu, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
     # x (N, C, H, W), w2 (O, K), y (N, O, P), work (T, K, P): one column buffer per thread
     N, T = x.shape[0], work.shape[0]
@@ -73,7 +74,7 @@ def _conv_forward(x, w2, b, has_bias, relu, y, work, kh, kw, sh, sw, ph, pw, OH,
                     yn[o] += b[o]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _conv_backward(x, w2t, dy, dx, need_dx, need_dw, dwt_parts, db_parts, cols_work, dcols_work, tmp_work,
                    tmpb_work, ones, kh, kw, sh, sw, ph, pw, OH, OW):
     # x (N, C, H, W), w2t (K, O), dy (N, O, P), dx (N, C, H, W); per thread t: dwt_parts[t] / tmp_work[t]
@@ -106,6 +107,7 @@ def _threads_for(N):
     return max(1, min(get_num_threads(), N))
 
 
+@one_blas_thread
 def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
     """Convolution (cross-correlation, like PyTorch) with zero padding; ``relu=True`` returns
     ``max(y, 0)`` instead, clamped in the same pass that adds the bias (for fused inference).
@@ -133,6 +135,7 @@ def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
     return y.reshape(N, O, OH, OW)
 
 
+@one_blas_thread
 def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algorithm=None):
     """Gradients of :func:`conv2d_forward` (with the same ``algorithm``).
 
@@ -170,8 +173,10 @@ def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algori
 
 
 def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
-    """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul (``algorithm``
-    is accepted for the same signature; the reference has one)."""
+    """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul; where
+    ``algorithm`` picks Winograd (as in :func:`conv2d_forward`), its NumPy reference."""
+    if _pick(algorithm, w, sh, sw) == "winograd":
+        return winograd_forward_ref(x, w, b, ph, pw, relu)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -184,8 +189,10 @@ def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
     return y.reshape(N, O, OH, OW)
 
 
-def conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True):
-    """Plain NumPy :func:`conv2d_backward`."""
+def conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algorithm=None):
+    """Plain NumPy :func:`conv2d_backward` (Winograd's NumPy reference where ``algorithm`` picks it)."""
+    if _pick(algorithm, w, sh, sw) == "winograd":
+        return winograd_backward_ref(x, w, dy, ph, pw, need_dx, need_dw)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     dy = dy.reshape(N, O, -1)                                     # (N, O, P)

@@ -12,6 +12,8 @@ and sums the entries that overlap.
 import numpy as np
 from numba import njit, prange
 
+from ._jit import CACHE
+
 
 def as_float_array(a):
     """``a`` as a C-contiguous float32/float64 array (no copy if it already is one).
@@ -30,7 +32,7 @@ def out_size(size, k, stride, pad):
     return (size + 2 * pad - k) // stride + 1
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def im2col_image(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
     """Fill ``cols`` (C*kh*kw, OH*OW) from one image ``x`` (C, H, W). Serial: callers parallelise over images.
 
@@ -58,7 +60,7 @@ def im2col_image(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
                                 cols[r, base + ow] = 0
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def col2im_image(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
     """Add ``cols`` (C*kh*kw, OH*OW) into one image ``dx`` (C, H, W) (``dx`` is not zeroed here)."""
     C, H, W = dx.shape
@@ -77,13 +79,13 @@ def col2im_image(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
                             dx[c, h, v] += cols[r, base + ow]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _im2col_batch(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
     for n in prange(x.shape[0]):
         im2col_image(x[n], cols[n], kh, kw, sh, sw, ph, pw, OH, OW)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _col2im_batch(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
     # one image per iteration: images never overlap, so the scatter-add needs no atomics
     for n in prange(dx.shape[0]):

@@ -15,10 +15,11 @@ backward scatter-adds need no atomics.
 import numpy as np
 from numba import njit, prange
 
+from ._jit import CACHE
 from .im2col import out_size, as_float_array
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
     # x (NC, H, W), y / arg (NC, OH, OW)
     NC, H, W = x.shape
@@ -43,7 +44,7 @@ def _maxpool_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
                 arg[p, oh, ow] = bi
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool2x2_forward(x, y, arg):
     # _maxpool_forward for 2x2 windows, stride 2, no padding (the usual pooling layer): four loads
     # and three compare-selects per output, written without branches (a branch on random data is
@@ -71,7 +72,7 @@ def _maxpool2x2_forward(x, y, arg):
                 ap[oh * OW + ow] = c + i
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _maxpool_backward(dy, arg, dx):
     # dy / arg (NC, OH*OW), dx (NC, H*W): every output sends its gradient to its winner
     for p in prange(dy.shape[0]):
@@ -80,7 +81,7 @@ def _maxpool_backward(dy, arg, dx):
             dx[p, arg[p, k]] += dy[p, k]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_forward(x, y, kh, kw, sh, sw, ph, pw):
     # x (NC, H, W), y (NC, OH, OW); padding counts in the divisor, so it is always kh*kw
     NC, H, W = x.shape
@@ -99,7 +100,7 @@ def _avgpool_forward(x, y, kh, kw, sh, sw, ph, pw):
                 y[p, oh, ow] = s * inv
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=CACHE)
 def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw):
     # dy (NC, OH, OW), dx (NC, H, W)
     NC, H, W = dx.shape

@@ -23,7 +23,8 @@ most 4x the direct convolution's. In float64 both agree with each other to ~1e-1
 import numpy as np
 from numba import njit, prange, get_num_threads
 
-from ._threads import take_buffer, give_buffer
+from ._jit import CACHE
+from ._threads import take_buffer, give_buffer, one_blas_thread
 from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint
 from .im2col import as_float_array
@@ -45,7 +46,8 @@ GROUP_TILE_CHANNELS = 16384
 
 
 def _groups(N, TT, C, O):
-    """(threads, images per group): a group holds about GROUP_TILE_CHANNELS / (C + O) tiles (its V and M,
+    """(threads, ``per_group`` images per group; ``G`` is the kernel transform): a group holds about
+    GROUP_TILE_CHANNELS / (C + O) tiles (its V and M,
     16 (C + O) floats per tile, fill ~1 MB in float32), and the groups split evenly over the threads.
     Measured on one core, batch 128, against 8192: 5-15% faster on 8x8 images (more images per GEMM)
     and in the backward of 16x16 ones, the same elsewhere; 32768 was 3-8% slower on 32x32 images."""
@@ -84,8 +86,8 @@ def _fwd_sizes(C, O, TH, TW, GT):
     return [2 * half, 8 * (nz + 4), 8 * TH * R, 4 * TH * R, 16 * C * GT, 16 * O * GT]
 
 
-@njit(parallel=True, cache=True)
-def _forward(x, U, b, relu, y, work, sizes, G, ph, pw, TH, TW):
+@njit(parallel=True, cache=CACHE)
+def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW):
     # x (N, C, H, W), U (16, O, C), b (O,), y (N, O, OH, OW); work (T, sum(sizes)): one buffer per thread
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
@@ -98,8 +100,8 @@ def _forward(x, U, b, relu, y, work, sizes, G, ph, pw, TH, TW):
         pad, z, s, yp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
         pad[:] = 0                                         # the padding stays zero: only the image is copied in
         n_lo, n_hi = t * N // T, (t + 1) * N // T
-        for n0 in range(n_lo, n_hi, G):
-            n1 = min(n_hi, n0 + G)
+        for n0 in range(n_lo, n_hi, per_group):
+            n1 = min(n_hi, n0 + per_group)
             cnt = (n1 - n0) * TT
             V = buf[e[3]:e[3] + 16 * C * cnt]
             M = buf[e[4]:e[4] + 16 * O * cnt]
@@ -112,6 +114,7 @@ def _forward(x, U, b, relu, y, work, sizes, G, ph, pw, TH, TW):
                 output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu)
 
 
+@one_blas_thread
 def winograd_forward(x, w, b, ph, pw, relu=False):
     """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(2x2, 3x3);
     ``relu=True`` clamps the output at 0 in the output transform (fused inference).
@@ -124,14 +127,15 @@ def winograd_forward(x, w, b, ph, pw, relu=False):
     O = w.shape[0]
     OH, OW, TH, TW = tiles(H, W, ph, pw)
     TT = TH * (TW + 1)
-    T, G = _groups(N, TT, C, O)
+    T, per_group = _groups(N, TT, C, O)
     b = np.zeros(O, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
-    sizes = np.array(_fwd_sizes(C, O, TH, TW, G * TT), dtype=np.int64)
+    sizes = np.array(_fwd_sizes(C, O, TH, TW, per_group * TT), dtype=np.int64)
     total = int(sizes.sum())
     buf = take_buffer(T * total, x.dtype)
     try:
-        _forward(x, weight_tiles(w), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, G, ph, pw, TH, TW)
+        _forward(x, weight_tiles(w), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, per_group, ph, pw,
+                 TH, TW)
     finally:
         give_buffer(buf)
     return y
@@ -144,8 +148,9 @@ def _bwd_sizes(C, O, TH, TW, GT, P):
     return [2 * half, 2 * half, 8 * (nz + 4), 10 * TH * R, 16 * C * GT, 16 * O * GT, 16 * O * C, P]
 
 
-@njit(parallel=True, cache=True)
-def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, sizes, G, ph, pw, TH, TW):
+@njit(parallel=True, cache=CACHE)
+def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, sizes, per_group, ph, pw,
+              TH, TW):
     # x (N, C, H, W), U (16, O, C), UT (16, C, O), dy (N, O, OH, OW), dx (N, C, H, W) or dummy;
     # per thread t: dU_parts[t] (16, O, C), db_parts[t] (O,), work[t] (sum(sizes),)
     N, C, H, W = x.shape
@@ -166,8 +171,8 @@ def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, size
         dU[:] = 0
         db[:] = 0
         n_lo, n_hi = t * N // T, (t + 1) * N // T
-        for n0 in range(n_lo, n_hi, G):
-            n1 = min(n_hi, n0 + G)
+        for n0 in range(n_lo, n_hi, per_group):
+            n1 = min(n_hi, n0 + per_group)
             cnt = (n1 - n0) * TT
             V = buf[e[3]:e[3] + 16 * C * cnt]
             dM = buf[e[4]:e[4] + 16 * O * cnt]
@@ -188,6 +193,7 @@ def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, size
                     input_tiles_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
 
+@one_blas_thread
 def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True):
     """Gradients of :func:`winograd_forward`.
 
@@ -201,16 +207,16 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True):
     O = w.shape[0]
     OH, OW, TH, TW = tiles(H, W, ph, pw)
     TT = TH * (TW + 1)
-    T, Gn = _groups(N, TT, C, O)
+    T, per_group = _groups(N, TT, C, O)
     U = weight_tiles(w)
     dx = np.empty((N, C, H, W) if need_dx else (1, 1, 1, 1), dtype=x.dtype)
-    sizes = np.array(_bwd_sizes(C, O, TH, TW, Gn * TT, OH * OW), dtype=np.int64)
+    sizes = np.array(_bwd_sizes(C, O, TH, TW, per_group * TT, OH * OW), dtype=np.int64)
     total = int(sizes.sum())
     buf = take_buffer(T * (total + 16 * O * C + O), x.dtype)
     work, dU_parts, db_parts = _carve(buf, [T * total, T * 16 * O * C, T * O])
     try:
         _backward(x, U, np.ascontiguousarray(U.transpose(0, 2, 1)), dy, dx, need_dx, need_dw,
-                  dU_parts.reshape(T, 16, O, C), db_parts.reshape(T, O), work.reshape(T, total), sizes, Gn,
+                  dU_parts.reshape(T, 16, O, C), db_parts.reshape(T, O), work.reshape(T, total), sizes, per_group,
                   ph, pw, TH, TW)
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None

@@ -4,6 +4,7 @@ import numpy as np
 from .. import init, nn
 from ..nn import fusion
 from ..nn._checks import check_grad, check_input
+from ..nn.container import chain_backward
 
 
 class ShortcutA(nn.Module):
@@ -42,17 +43,21 @@ class ShortcutA(nn.Module):
         return dx
 
 
-class BasicBlock(nn.Residual):
-    """``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`` with 3x3 convolutions (bias=False).
+class BasicBlock(nn.Module):
+    """``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))`` with 3x3 convolutions (bias=False).
 
     The first convolution carries the stride; the shortcut is ``Identity`` when the shape is kept,
     ``ShortcutA`` otherwise. Shape: (N, C_in, H, W) -> (N, C_out, ceil(H/s), ceil(W/s)).
-    A ``Residual`` whose branch is conv1 .. bn2, followed by relu2; the layers keep their own
-    state-dict names (``conv1.weight``, ``bn2.running_var``, ...), as in the usual PyTorch code.
+    State-dict keys as in the usual PyTorch code (``conv1.weight``, ``bn2.running_var``, ...).
+    Every pass reads the registered children, so replacing one (``block.bn1 = nn.BatchNorm2d(16)``,
+    ``block.relu2 = nn.LeakyReLU()``) changes what the block computes, in training and inference.
+    The branch runs as a chain (``fusion.run_chain``); ``fuse = False`` runs it layer by layer.
     """
 
+    fuse = True
+
     def __init__(self, in_channels, out_channels, stride=1, rng=None):
-        nn.Module.__init__(self)  # not Residual's: the branch layers are registered one by one
+        super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False, rng=rng)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.relu1 = nn.ReLU()
@@ -61,18 +66,30 @@ class BasicBlock(nn.Residual):
         keep = stride == 1 and in_channels == out_channels
         self.shortcut = nn.Identity() if keep else ShortcutA(in_channels, out_channels, stride)
         self.relu2 = nn.ReLU()
-        # the branch as one module for Residual, not registered (it would rename the keys)
-        object.__setattr__(self, "branch", nn.Sequential(self.conv1, self.bn1, self.relu1,
-                                                         self.conv2, self.bn2))
+
+    def branch(self):
+        """The residual branch's layers, read from the registered children at every call."""
+        return [self.conv1, self.bn1, self.relu1, self.conv2, self.bn2]
 
     def forward(self, x):
-        if not nn.is_grad_enabled() and not self.relu2._forward_hooks:
-            object.__setattr__(self.relu2, "cache", None)  # not called: drop what it kept, as it would
-            return fusion.residual_relu_inference(x, self.branch, self.shortcut)
-        return self.relu2(super().forward(x))
+        y, s = fusion.run_chain(self.branch(), x, self.fuse), self.shortcut(x)
+        if y.shape != s.shape:
+            raise ValueError(f"BasicBlock: branch output {y.shape} and shortcut output {s.shape} differ")
+        inference = not nn.is_grad_enabled() and self.fuse and fusion.is_enabled()
+        if inference and fusion.fusable(self.relu2, nn.ReLU):
+            self.relu2.cache = None  # not called: drop a stale cache, as its call inside no_grad() would
+            return fusion.add_relu_(y, s, x)  # the sum and the clamp in place, in the branch's output
+        self.cache = (y.shape, y.dtype)
+        return self.relu2(y + s)
 
     def backward(self, dout, input_grad=True):
-        return super().backward(self.relu2.backward(dout), input_grad)
+        shape, dtype = self._saved()
+        self.cache = None
+        d = self.relu2.backward(dout)
+        check_grad(self, d, shape, dtype)
+        dx = chain_backward(self.branch(), d, input_grad)
+        ds = self.shortcut.backward(d, input_grad)
+        return dx + ds if input_grad else None
 
 
 def resnet32(in_shape, num_classes, rng, widths=(16, 32, 64), blocks=5):

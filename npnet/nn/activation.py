@@ -18,17 +18,29 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch."""
+    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch.
+
+    Cache: ``(out, masked)``. ``masked`` is True only when the layer before it clamped and will also
+    apply this ReLU's mask in its own backward (a BatchNorm, ``fusion.py``): then this backward
+    passes the gradient on unchanged instead of masking it twice.
+    """
 
     def forward(self, x):
         self._check(x)
         out = np.maximum(x, 0)
-        self.cache = out
+        self.cache = (out, False)
         return out
 
+    def keep_output(self, out, masked=False):
+        """Keep ``out = relu(x)`` as ``forward(x)`` would, when the layer before computed it in its
+        own output pass (fusion); ``masked``: that layer's backward also applies this ReLU's mask."""
+        self.cache = (out, bool(masked))
+
     def backward(self, dout, input_grad=True):
-        out = self._saved()
+        out, masked = self._saved()
         self._grad(dout, out)
+        if masked:  # the BatchNorm before masks dout inside its own backward passes
+            return dout
         return dout * (out > 0)  # one fused pass; np.where here measured ~6x slower
 
 

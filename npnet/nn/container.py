@@ -1,10 +1,17 @@
 """Sequential: children named "0", "1", ... as in PyTorch; backward runs them in reverse."""
 from . import fusion
-from .module import Module, is_grad_enabled
+from .module import Module
 
 
 class Sequential(Module):
-    """``Sequential(m0, m1, ...)``: ``forward`` chains the children, ``backward`` walks them back."""
+    """``Sequential(m0, m1, ...)``: ``forward`` chains the children, ``backward`` walks them back.
+
+    Neighbours that compute the same function as one pass run fused (``fusion.py``: BatchNorm -> ReLU
+    and Conv2d -> ReLU in training, Conv2d -> BatchNorm2d -> ReLU inside ``no_grad()``);
+    ``fusion.plan(list(seq))`` lists them. ``seq.fuse = False`` runs this container layer by layer.
+    """
+
+    fuse = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -30,23 +37,20 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        mods = list(self._modules.values())
-        if not is_grad_enabled():  # inference: Conv2d -> BatchNorm2d -> ReLU as one pass (fusion.py)
-            return fusion.run_sequential(mods, x)
-        x, fused = fusion.run_sequential_training(mods, x)  # BatchNorm -> ReLU as one layer
-        self.cache = fused
-        return x
+        return fusion.run_chain(list(self._modules.values()), x, self.fuse)
 
     def backward(self, dout, input_grad=True):
         """d loss / d input, or None when ``input_grad`` is False: then the children in front of
         the first trainable one are not visited and that one is asked for no ``dx``."""
-        mods = list(self._modules.values())
-        stop = 0
-        if not input_grad:
-            stop = next((i for i, m in enumerate(mods) if m.has_trainable_parameters()), len(mods))
-        fused = self.cache or ()  # ReLUs whose backward their BatchNorm does (fusion.py)
-        self.cache = None
-        for i in range(len(mods) - 1, stop - 1, -1):
-            if i not in fused:
-                dout = mods[i].backward(dout, input_grad or i > stop)
-        return dout if input_grad else None
+        return chain_backward(list(self._modules.values()), dout, input_grad)
+
+
+def chain_backward(mods, dout, input_grad=True):
+    """The backward of ``mods`` run one after another (``fusion.run_chain``): each in reverse order.
+    Without ``input_grad`` the modules in front of the first trainable one are not visited."""
+    stop = 0
+    if not input_grad:
+        stop = next((i for i, m in enumerate(mods) if m.has_trainable_parameters()), len(mods))
+    for i in range(len(mods) - 1, stop - 1, -1):
+        dout = mods[i].backward(dout, input_grad or i > stop)
+    return dout if input_grad else None

@@ -40,20 +40,21 @@ class Conv2d(Module):
         return self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
     def forward(self, x):
-        out = self._convolve(x)
+        out = self.convolve(x)
         self.cache = x
         return out
 
     def forward_relu(self, x):
-        """``relu(self(x))`` with the clamp in the convolution's output pass; the following ReLU's
-        backward is unchanged (``fusion.py`` gives it this output as its cache)."""
-        out = self._convolve(x, relu=True)
+        """``relu(self(x))`` with the clamp in the convolution's output pass, keeping this layer's
+        cache; the ReLU after it is handed the output (``ReLU.keep_output``, ``fusion.py``)."""
+        out = self.convolve(x, relu=True)
         self.cache = x
         return out
 
-    def _convolve(self, x, relu=False, weights=None):
-        """This layer's convolution of x, clamped at 0 if relu; ``weights``: None for the layer's own,
-        or a (weight, bias) pair to use instead (``fusion.py`` passes BatchNorm-folded ones)."""
+    def convolve(self, x, relu=False, weights=None):
+        """This layer's convolution of x, clamped at 0 if relu; keeps no cache (``forward`` does).
+        ``weights``: None for the layer's own, or a (weight, bias) pair to use instead (inference
+        fusion passes BatchNorm-folded ones, ``fusion.py``)."""
         if weights is None:
             weights = self.weight.data, None if self.bias is None else self.bias.data
         w, b = weights
@@ -62,12 +63,12 @@ class Conv2d(Module):
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        return kernels.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu)
+        return kernels.ops.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu)
 
     def backward(self, dout, input_grad=True):
         x = self._saved()
         check_grad(self, dout, (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)
-        dx, dw, db = kernels.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
+        dx, dw, db = kernels.ops.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
                                              need_dx=input_grad, need_dw=self.weight.requires_grad)
         if self.weight.requires_grad:
             self.weight.grad += dw

@@ -1,36 +1,138 @@
-"""Fusion: layers that follow each other run as one pass over the activations.
+"""Fusion: neighbouring layers of a chain run as one pass over the activations, where the result is the
+same function. ``Sequential`` and ResNet's ``BasicBlock`` run their children through :func:`run_chain`.
 
-Training (gradients enabled): a BatchNorm followed by a ReLU writes ``relu(bn(x))`` in its own output
-pass and, in the backward, takes the ReLU's output gradient and masks it inside its own two passes
-(``_BatchNorm.forward_relu``): the ReLU's full-size read and write are saved both ways. Outputs are
-bit-identical to the layer-by-layer path; gradients equal it to rounding (the compiler may fuse a
-multiply-add differently in the masked loop: ~1 ulp, ``tests/test_fusion.py``). A Conv2d followed by
-a ReLU clamps in the convolution's output pass (``Conv2d.forward_relu``) and hands the ReLU that
-output as its cache, so the ReLU's backward runs as usual: the forward saves a full-size pass,
-outputs and gradients are bit-identical.
+What is fused (:func:`plan` lists it for a chain of modules, in the current grad mode):
 
-Inference: Conv2d -> BatchNorm2d (eval) -> ReLU run as one convolution.
+* Training, ``BatchNorm -> ReLU`` (``"bn-relu"``): the BatchNorm writes ``relu(bn(x))`` in its own output
+  pass (``_BatchNorm.forward_relu``) and, in its backward, masks the gradient inside its own two passes;
+  the ReLU is handed the output (``ReLU.keep_output(out, masked=True)``) and passes the gradient on.
+  Outputs bit-identical to the layer-by-layer path, gradients equal to rounding (~1 ulp: the compiler
+  may fuse a multiply-add differently in the masked loop).
+* Training, ``Conv2d -> ReLU`` (``"conv-relu"``): the convolution clamps in its output pass
+  (``Conv2d.forward_relu``) and the ReLU is handed that output as its cache; its backward is unchanged.
+  Outputs and gradients bit-identical.
+* Inference (inside ``no_grad()``), ``Conv2d -> BatchNorm2d (eval) -> ReLU`` and the two-layer prefixes
+  ``Conv2d -> BatchNorm2d`` and ``Conv2d -> ReLU``: one convolution. An eval-mode BatchNorm is the affine
+  map ``y * s + t`` (s = gamma / sqrt(running_var + eps), t = beta - running_mean s); it folds into the
+  convolution's weight and bias (w s, b s + t, computed afresh at every call, so weights changed in
+  place are seen) and the ReLU becomes a clamp in the output pass. Folding rounds differently:
+  float32 outputs differ from the layer-by-layer path by ~1e-6 relative.
 
-Inside ``no_grad()`` nothing is kept for a backward pass, and a BatchNorm2d in eval mode is a fixed
-per-channel affine map ``y * s + t`` (s = gamma / sqrt(running_var + eps), t = beta - running_mean s).
-After a convolution it folds into the convolution's weight and bias (w s, b s + t), and a ReLU after
-them becomes a clamp in the convolution's output pass: the output is written once instead of being
-read and written again by each layer. The folded weight is computed at every call (O C kh kw values,
-next to nothing beside the convolution), so weights changed in place are always seen.
+The one rule (:func:`fusable`): a layer takes part only if it is an instance of the fused class whose
+type overrides none of the methods fusion calls, and it has no hook (``Module.has_hooks()``): a
+subclass's own code, and a hook's view of each layer's own tensors, are never skipped. A training-mode
+BatchNorm is never folded; any other activation (LeakyReLU, a ReLU subclass) breaks the chain. So a
+layer watched by ``LayerStats`` (which registers hooks) runs unfused, and so do its neighbours in that
+pair: e.g. cnn-bn's train step then pays the ReLU's own passes (``benchmarks/bench_hooks.py`` measures
+what the hooks cost).
 
-Only what is exactly equivalent is fused: the layers must be in that order, with no forward hook on
-any of them (a hook sees each layer's own output) and none a subclass with its own forward or
-backward, the BatchNorm in eval mode with as many features
-as the convolution has output channels. Anything else runs layer by layer. Folding rounds
-differently from the separate layers: float32 outputs differ by ~1e-6 relative
-(``tests/test_fusion.py``).
+The switch: :func:`set_enabled` (global) and ``Sequential.fuse`` / ``BasicBlock.fuse`` (per container)
+turn fusion off, e.g. to debug or to reproduce the layer-by-layer path bit for bit;
+``with fusion.disabled(): ...`` does it for a block of code.
 """
+import contextlib
+
 import numpy as np
 
 from .activation import ReLU
 from .conv import Conv2d
-from .module import is_grad_enabled
+from .grad_mode import is_grad_enabled
 from .normalization import BatchNorm2d, _BatchNorm
+
+_enabled = [True]
+
+# the methods fusion calls in place of a layer's forward: a subclass that overrides one is not fused
+_CALLED = {ReLU: ("forward", "backward", "keep_output"),
+           Conv2d: ("forward", "backward", "forward_relu", "convolve"),
+           _BatchNorm: ("forward", "backward", "forward_relu", "_forward"),
+           BatchNorm2d: ("forward", "backward", "forward_relu", "_forward")}
+
+
+def is_enabled():
+    """False after ``set_enabled(False)`` or inside ``disabled()``."""
+    return _enabled[0]
+
+
+def set_enabled(flag):
+    """Turns fusion on or off for every container; returns the previous setting."""
+    previous, _enabled[0] = _enabled[0], bool(flag)
+    return previous
+
+
+@contextlib.contextmanager
+def disabled():
+    """``with fusion.disabled():`` every chain runs layer by layer inside the block."""
+    previous = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def fusable(module, cls):
+    """The one eligibility rule: ``module`` is a ``cls`` running ``cls``'s own code (its type overrides
+    none of the methods fusion calls, so no subclass code is skipped) and has no hook (a hook sees the
+    layer's own input, output and gradient, which a fused pass never produces)."""
+    return (isinstance(module, cls) and not module.has_hooks()
+            and all(getattr(type(module), m) is getattr(cls, m) for m in _CALLED[cls]))
+
+
+def _match(mods, i, training):
+    """``(stop, kind)`` if a fused group starts at mods[i] (it spans mods[i:stop]), else None."""
+    nxt = mods[i + 1] if i + 1 < len(mods) else None
+    relu_next = nxt is not None and fusable(nxt, ReLU)
+    if training:
+        if relu_next and fusable(mods[i], _BatchNorm):
+            return i + 2, "bn-relu"
+        if relu_next and fusable(mods[i], Conv2d):
+            return i + 2, "conv-relu"
+        return None
+    conv = mods[i]
+    if not fusable(conv, Conv2d):
+        return None
+    if (nxt is not None and fusable(nxt, BatchNorm2d) and not nxt.training
+            and nxt.num_features == conv.out_channels):
+        after = mods[i + 2] if i + 2 < len(mods) else None
+        if after is not None and fusable(after, ReLU):
+            return i + 3, "conv-bn-relu"
+        return i + 2, "conv-bn"
+    return (i + 2, "conv-relu") if relu_next else None
+
+
+def plan(mods, training=None):
+    """The fused groups of the chain ``mods`` as ``[(start, stop, kind), ...]`` (mods[start:stop] run
+    as one pass); ``training``: gradients enabled (default: the current grad mode). Empty when fusion
+    is switched off."""
+    training = is_grad_enabled() if training is None else training
+    groups, i = [], 0
+    while i < len(mods) and is_enabled():
+        found = _match(mods, i, training)
+        if found:
+            groups.append((i, found[0], found[1]))
+        i = found[0] if found else i + 1
+    return groups
+
+
+def run_chain(mods, x, fuse=True):
+    """``mods[-1](... mods[0](x))``, the groups of :func:`plan` fused unless ``fuse`` is False."""
+    groups = {start: (stop, kind) for start, stop, kind in (plan(mods) if fuse else ())}
+    i, training = 0, is_grad_enabled()
+    while i < len(mods):
+        if i not in groups:
+            x = mods[i](x)
+            i += 1
+            continue
+        stop, kind = groups[i]
+        if training:  # "bn-relu" or "conv-relu": the first layer clamps, the ReLU keeps its output
+            x = mods[i].forward_relu(x)
+            mods[i + 1].keep_output(x, masked=kind == "bn-relu")
+        else:
+            bn = mods[i + 1] if kind.startswith("conv-bn") else None
+            x = conv_bn_relu(x, mods[i], bn, relu=kind.endswith("relu"))
+            for m in mods[i:stop]:
+                m.cache = None  # not called: drop a stale cache, as their call inside no_grad() would
+        i = stop
+    return x
 
 
 def folded_weights(conv, bn):
@@ -46,93 +148,16 @@ def folded_weights(conv, bn):
     return (conv.weight.data * s[:, None, None, None]).astype(dtype), b.astype(dtype)
 
 
-def _stock(module, cls):
-    """``module`` runs ``cls``'s own forward and backward (a subclass that overrides them is not
-    fused: fusing would skip its code)."""
-    return type(module).forward is cls.forward and type(module).backward is cls.backward
-
-
-def _plain(module, cls):
-    return not module._forward_hooks and _stock(module, cls)
-
-
-def _hookless(module, cls):
-    return not module._forward_hooks and not module._backward_hooks and _stock(module, cls)
-
-
-def relu_pair(mods, i, cls):
-    """True if mods[i] is a ``cls`` and mods[i + 1] a ReLU, neither with a hook (a hook sees each
-    layer's own output or gradient, which the fused pair does not produce)."""
-    return (i + 1 < len(mods) and isinstance(mods[i], cls) and isinstance(mods[i + 1], ReLU)
-            and _hookless(mods[i], cls) and _hookless(mods[i + 1], ReLU))
-
-
-def run_sequential_training(mods, x):
-    """The forward of a Sequential's children with gradients enabled: ``(output, fused)``, where
-    ``fused`` holds the indices of the ReLUs run inside the BatchNorm before them (their backward
-    is then part of that BatchNorm's, and ``Sequential.backward`` skips them)."""
-    fused, i = [], 0
-    while i < len(mods):
-        if relu_pair(mods, i, _BatchNorm):
-            x = mods[i].forward_relu(x)
-            fused.append(i + 1)
-            i += 2
-        elif relu_pair(mods, i, Conv2d):
-            x = mods[i].forward_relu(x)
-            object.__setattr__(mods[i + 1], "cache", x)  # what ReLU.forward keeps: its output
-            i += 2
-        else:
-            x = mods[i](x)
-            i += 1
-    return x, tuple(fused)
-
-
-def match(mods, i):
-    """``(conv, bn or None, relu: bool, count)`` if mods[i:] starts a fusable chain, else None."""
-    conv = mods[i]
-    if is_grad_enabled() or not isinstance(conv, Conv2d) or not _plain(conv, Conv2d):
-        return None
-    j, bn = i + 1, None
-    nxt = mods[j] if j < len(mods) else None
-    if (isinstance(nxt, BatchNorm2d) and not nxt.training and _plain(nxt, BatchNorm2d)
-            and nxt.num_features == conv.out_channels):
-        bn, j = nxt, j + 1
-    relu = j < len(mods) and isinstance(mods[j], ReLU) and _plain(mods[j], ReLU)
-    if bn is None and not relu:
-        return None
-    return conv, bn, relu, j - i + relu
-
-
 def conv_bn_relu(x, conv, bn=None, relu=False):
     """``relu(bn(conv(x)))`` (either part optional) in one convolution; for ``no_grad()`` only."""
-    return conv._convolve(x, relu, None if bn is None else folded_weights(conv, bn))
+    return conv.convolve(x, relu, None if bn is None else folded_weights(conv, bn))
 
 
-def run_sequential(mods, x):
-    """The forward of a Sequential's children ``mods`` inside ``no_grad()``, fusing where it can."""
-    i = 0
-    while i < len(mods):
-        chain = match(mods, i)
-        if chain is None:
-            x = mods[i](x)
-            i += 1
-            continue
-        conv, bn, relu, count = chain
-        x = conv_bn_relu(x, conv, bn, relu)
-        for m in mods[i:i + count]:
-            object.__setattr__(m, "cache", None)  # as Module.__call__ does inside no_grad()
-        i += count
-    return x
-
-
-def residual_relu_inference(x, branch, shortcut):
-    """``relu(branch(x) + shortcut(x))`` inside ``no_grad()``: the branch fused where it can, the sum
-    and the clamp done in place in the branch's fresh output (a ResNet basic block's ending)."""
-    y, s = branch(x), shortcut(x)
-    if y.shape != s.shape:
-        raise ValueError(f"Residual: branch output {y.shape} and shortcut output {s.shape} differ")
-    if np.shares_memory(y, x) or np.shares_memory(y, s) or y.dtype != np.result_type(y, s):
-        y = y + s  # not ours to overwrite, or a wider sum: a new array, as the layer-by-layer path
+def add_relu_(y, s, x):
+    """``relu(y + s)``, written into ``y`` where that is safe (a ResNet block's ending inside
+    ``no_grad()``: ``y`` the branch's output, ``s`` the shortcut's, ``x`` the block's input)."""
+    if y.dtype != np.result_type(y, s) or np.shares_memory(y, s) or np.shares_memory(y, x):
+        y = y + s  # a wider sum, or not ours to overwrite: a new array, as the layer-by-layer path
     else:
         y += s
     return np.maximum(y, 0, out=y)

@@ -25,7 +25,7 @@ class Linear(Module):
 
     def forward(self, x):
         check_input(self, x, (2,), f"(N, {self.in_features})", self.in_features)
-        out = kernels.matmul(x, self.weight.data.T)  # (N, out); why not @: see kernels.matmul
+        out = kernels.ops.matmul(x, self.weight.data.T)  # (N, out); why not @: see kernels.matmul
         if self.bias is not None:
             out += self.bias.data
         self.cache = x
@@ -35,8 +35,8 @@ class Linear(Module):
         x = self._saved()
         check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
         if self.weight.requires_grad:
-            self.weight.grad += kernels.matmul(dout.T, x)  # (out, in)
+            self.weight.grad += kernels.ops.matmul(dout.T, x)  # (out, in)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout.sum(axis=0)
         self.cache = None
-        return kernels.matmul(dout, self.weight.data) if input_grad else None  # (N, in)
+        return kernels.ops.matmul(dout, self.weight.data) if input_grad else None  # (N, in)

@@ -29,114 +29,14 @@ Conventions (written down once, here):
 * Parameters, buffers (e.g. BatchNorm running statistics) and sub-modules register themselves on
   attribute assignment. ``state_dict()`` keys are PyTorch's: ``"0.weight"``, ``"layer1.0.bn1.running_var"``.
 """
-from collections import OrderedDict, namedtuple
-import functools
-import inspect
-import itertools
+from collections import OrderedDict
 
 import numpy as np
 
-_grad_enabled = [True]  # a list so that no_grad can flip it in place
-
-
-class no_grad:
-    """Context manager (or decorator) for inference: forwards inside it keep no backward cache.
-
-    ``with npnet.no_grad(): logits = model(x)``. Nests; restores the previous state on exit.
-    """
-
-    def __enter__(self):
-        self._prev = _grad_enabled[0]
-        _grad_enabled[0] = False
-        return self
-
-    def __exit__(self, *exc):
-        _grad_enabled[0] = self._prev
-        return False
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with no_grad():
-                return fn(*args, **kwargs)
-        return wrapped
-
-
-def is_grad_enabled():
-    """False inside ``no_grad()``."""
-    return _grad_enabled[0]
-
-
-class Parameter:
-    """A trainable array and its accumulated gradient (same shape, same dtype).
-
-    ``requires_grad`` (default True): False freezes it (no gradient, no optimizer update).
-    """
-
-    def __init__(self, data, requires_grad=True):
-        data = np.asarray(data)
-        if not np.issubdtype(data.dtype, np.floating):
-            raise TypeError(f"Parameter: expected a floating-point array, got dtype {data.dtype}")
-        self.data = data
-        self.grad = np.zeros_like(data)
-        self.requires_grad = bool(requires_grad)
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    def zero_grad(self):
-        self.grad[...] = 0
-
-    def __repr__(self):
-        frozen = "" if self.requires_grad else ", requires_grad=False"
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{frozen})"
-
-
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = "What ``load_state_dict(..., strict=False)`` skipped, as in PyTorch."
-
-
-class RemovableHandle:
-    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
-
-    _ids = itertools.count()
-
-    def __init__(self, hooks):
-        self._hooks, self.id = hooks, next(RemovableHandle._ids)
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-
-def _with_backward_hooks(backward):
-    """Wraps a subclass's ``backward``: a module with no trainable parameter asked for no input
-    gradient has nothing to do and is skipped; backward hooks run after it (see the module
-    docstring). Only the most derived ``backward`` of a call runs the hooks, so a subclass that
-    calls ``super().backward`` does not fire them twice."""
-
-    takes_request = "input_grad" in inspect.signature(backward).parameters
-
-    @functools.wraps(backward)
-    def run(self, dout, input_grad=True):
-        if input_grad or self.has_trainable_parameters():
-            # a user's layer written as backward(self, dout) still works; it always returns dx
-            dx = backward(self, dout, input_grad) if takes_request else backward(self, dout)
-        else:  # nothing to compute: no dx wanted and no gradient of its own
-            object.__setattr__(self, "cache", None)
-            dx = None
-        hooks = self._backward_hooks
-        if hooks and type(self).backward is run:
-            for hook in list(hooks.values()):
-                new = hook(self, (dx,), (dout,))
-                if new is not None:
-                    dx = new[0]
-        return dx
-    return run
+from .grad_mode import is_grad_enabled, no_grad  # noqa: F401  (re-exported: nn.module.no_grad)
+from .hooks import RemovableHandle, with_backward_hooks
+from .parameter import Parameter
+from .state_dict import IncompatibleKeys, load_state  # noqa: F401  (re-exported)
 
 
 class Module:
@@ -149,7 +49,7 @@ class Module:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "backward" in cls.__dict__:
-            cls.backward = _with_backward_hooks(cls.__dict__["backward"])
+            cls.backward = with_backward_hooks(cls.__dict__["backward"])
 
     def __init__(self):
         for name in ("_parameters", "_buffers", "_modules", "_forward_hooks", "_backward_hooks"):
@@ -165,8 +65,12 @@ class Module:
             # ``self.running_mean *= m`` assigns the same array back: it stays a registered buffer
             object.__setattr__(self, name, value)
             return
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+        # a replaced parameter or child keeps its place (Sequential's order, the state-dict key order)
+        keep = ((isinstance(value, Parameter) and name in self._parameters)
+                or (isinstance(value, Module) and name in self._modules))
+        if not keep:
+            for registry in (self._parameters, self._buffers, self._modules):
+                registry.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -190,7 +94,7 @@ class Module:
 
     def __call__(self, x):
         out = self.forward(x)
-        if not _grad_enabled[0]:
+        if not is_grad_enabled():
             object.__setattr__(self, "cache", None)  # inference: free this layer's activations now
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
@@ -210,6 +114,11 @@ class Module:
         handle = RemovableHandle(self._backward_hooks)
         self._backward_hooks[handle.id] = hook
         return handle
+
+    def has_hooks(self):
+        """True if a forward or backward hook is registered on this module (not its children).
+        Fusion's one rule (``fusion.fusable``) reads it: a hooked layer always runs on its own."""
+        return bool(self._forward_hooks) or bool(self._backward_hooks)
 
     def has_trainable_parameters(self):
         """True if a parameter of this module (or of a sub-module) requires a gradient."""
@@ -330,44 +239,7 @@ class Module:
 
         Every problem found is listed in one ``ValueError``.
         """
-        own = self._state_targets()
-        missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in state_dict if k not in own]
-        problems, values = [], {}
-        if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
-        for key, (_, _, shape, dtype) in own.items():
-            if key in state_dict:
-                value, problem = _converted(key, state_dict[key], shape, dtype)
-                if problem:
-                    problems.append(problem)
-                values[key] = value
-        if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + " | ".join(problems))
-        for key, value in values.items():
-            mod, name, _, _ = own[key]
-            if name in mod._parameters:
-                p = mod._parameters[name]
-                p.data = value
-                if p.grad.shape != p.data.shape:
-                    p.grad = np.zeros_like(p.data)
-            else:
-                mod._set_buffer(name, value)
-        return IncompatibleKeys(missing, unexpected)
-
-    def _state_targets(self):
-        """``{key: (module, name, shape, dtype)}`` of every parameter and buffer."""
-        targets = OrderedDict()
-        for mod_name, mod in self.named_modules():
-            pre = f"{mod_name}." if mod_name else ""
-            for name, p in mod._parameters.items():
-                targets[pre + name] = (mod, name, p.data.shape, p.data.dtype)
-            for name in mod._buffers:
-                buf = np.asarray(getattr(mod, name))
-                targets[pre + name] = (mod, name, buf.shape, buf.dtype)
-        return targets
+        return load_state(self, state_dict, strict)
 
     # -- printing -----------------------------------------------------------------------------
     def extra_repr(self):
@@ -382,21 +254,3 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _converted(key, value, shape, dtype):
-    """``(copy of value as dtype, None)`` or ``(None, problem)`` for one state-dict entry."""
-    try:
-        value = np.asarray(value)
-    except Exception as e:  # e.g. a tensor on another device
-        return None, f"{key}: cannot be read as an array ({e})"
-    if value.shape != tuple(shape):
-        return None, f"{key}: shape mismatch, expected {tuple(shape)}, got {value.shape}"
-    if value.dtype == dtype or np.can_cast(value.dtype, dtype, "safe"):
-        return value.astype(dtype, copy=True), None
-    if np.issubdtype(value.dtype, np.integer) or value.dtype == np.bool_:
-        cast = value.astype(dtype)
-        if np.array_equal(cast.astype(value.dtype), value):
-            return cast, None
-    return None, (f"{key}: dtype {value.dtype} does not convert exactly to the module's {dtype}; "
-                  f"convert it first (e.g. .astype(np.{dtype}))")

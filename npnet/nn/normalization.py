@@ -62,14 +62,14 @@ class _BatchNorm(Module):
         # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
         scale = inv_std * self._weight64()
         shift = (self.bias.data if self.affine else 0) - mean * scale
-        out = kernels.channel_affine(x3, scale, shift, relu)
+        out = kernels.ops.channel_affine(x3, scale, shift, relu)
         self.cache = (x3, x.shape, mean, inv_std, self.training, out if relu else None)
         return out.reshape(x.shape)
 
     def _batch_stats(self, x3):
         """(mean, biased variance, values per channel) of x3 (N, C, L); ``SyncBatchNorm``
         (npnet.distributed) takes them over the global batch of every rank."""
-        mean, var = kernels.channel_stats(x3)
+        mean, var = kernels.ops.channel_stats(x3)
         return mean, var, x3.shape[0] * x3.shape[2]
 
     def _global_grad_sums(self, sum_d, sum_dxc, m):
@@ -94,7 +94,7 @@ class _BatchNorm(Module):
         check_grad(self, dout, shape, x3.dtype)
         self.cache = None
         dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
-        sum_d, sum_dxc = kernels.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
+        sum_d, sum_dxc = kernels.ops.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
         if self.affine and self.weight.requires_grad:
             self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
         if self.affine and self.bias.requires_grad:
@@ -104,15 +104,15 @@ class _BatchNorm(Module):
         a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
             if relu_out is None:
-                return kernels.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+                return kernels.ops.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
             zero = np.zeros_like(a)
-            return kernels.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
+            return kernels.ops.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
         # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
         # rewritten as a * dout + b * x + d so that one pass writes it.
         sum_d, sum_dxc, m = self._global_grad_sums(sum_d, sum_dxc, x3.shape[0] * x3.shape[2])
         b = -a * inv_std * inv_std * sum_dxc / m
         d = -a * sum_d / m - b * mean
-        return kernels.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
+        return kernels.ops.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -42,7 +42,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         self._out_shape(x)
-        out, argmax = kernels.maxpool2d_forward(x, *self._args())
+        out, argmax = kernels.ops.maxpool2d_forward(x, *self._args())
         self.cache = (argmax, x.shape, x.dtype)
         return out
 
@@ -50,7 +50,7 @@ class MaxPool2d(_Pool2d):
         argmax, shape, dtype = self._saved()
         check_grad(self, dout, argmax.shape, dtype)
         self.cache = None
-        return kernels.maxpool2d_backward(dout, argmax, shape[2], shape[3])
+        return kernels.ops.maxpool2d_backward(dout, argmax, shape[2], shape[3])
 
 
 class AvgPool2d(_Pool2d):
@@ -60,13 +60,13 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         out_shape = self._out_shape(x)
         self.cache = (out_shape, x.shape, x.dtype)
-        return kernels.avgpool2d_forward(x, *self._args())
+        return kernels.ops.avgpool2d_forward(x, *self._args())
 
     def backward(self, dout, input_grad=True):
         out_shape, shape, dtype = self._saved()
         check_grad(self, dout, out_shape, dtype)
         self.cache = None
-        return kernels.avgpool2d_backward(dout, shape[2], shape[3], *self._args())
+        return kernels.ops.avgpool2d_backward(dout, shape[2], shape[3], *self._args())
 
 
 class GlobalAvgPool2d(Module):
