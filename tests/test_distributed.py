@@ -284,3 +284,47 @@ def test_the_example_runs_under_mpiexec():
                           capture_output=True, text=True, env=one, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("epoch 1:") == 1 and "2 processes" in proc.stdout, proc.stdout
+
+
+def test_shards_of_every_global_batch_are_its_rows_in_order():
+    from npnet.data import DataLoader
+    x, y = np.arange(50, dtype=np.float32).reshape(50, 1), np.arange(50)
+    whole = [yb for _, yb in DataLoader(x, y, 16, seed=3)]
+    parts = []
+    for r in range(3):
+        loader = DataLoader(x, y, 16, seed=3)
+        loader.shard = (r, 3)  # what npnet.distributed.shard sets on rank r of 3
+        parts.append([yb for _, yb in loader])
+        assert len(loader) == 4 and loader.state_dict()["epoch"] == 1
+    assert [len(p) for p in parts] == [3, 4, 4]  # the last batch (2 images) leaves rank 0 out
+    for i, batch in enumerate(whole):
+        got = [p[i] for p in parts if i < len(p)]  # only the last batch misses a part
+        np.testing.assert_array_equal(np.concatenate(got), batch)
+        assert max(map(len, got)) - min(map(len, got)) <= 1
+
+
+def test_check_shards_names_the_problem():
+    from npnet.distributed import ShardError, check_shards
+    check_shards(50, 16, False, 2)
+    check_shards(50, 16, True, 3)  # the short last batch is dropped
+    with pytest.raises(ShardError, match="last batch of each epoch holds 2 image"):
+        check_shards(50, 16, False, 3)
+    with pytest.raises(ShardError, match="batch_size 2 is smaller than the 3 processes"):
+        check_shards(50, 2, False, 3)
+
+
+def test_sync_batchnorm_alone_is_batchnorm_and_still_fuses():
+    from npnet import distributed, nn
+    from npnet.nn import fusion
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 5, 5)).astype(np.float32)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, rng=1), nn.BatchNorm2d(4), nn.ReLU())
+    synced = nn.Sequential(nn.Conv2d(3, 4, 3, rng=1), nn.BatchNorm2d(4), nn.ReLU())
+    distributed.convert_sync_batchnorm(synced)
+    assert type(synced[1]).__name__ == "SyncBatchNorm2d" and isinstance(synced[1], nn.BatchNorm2d)
+    assert fusion.plan(list(synced), training=True) == fusion.plan(list(plain), training=True)
+    np.testing.assert_array_equal(synced(x), plain(x))
+    dout = rng.normal(size=plain(x).shape).astype(np.float32)
+    plain(x), synced(x)
+    np.testing.assert_array_equal(synced.backward(dout), plain.backward(dout))
+    assert list(synced.state_dict()) == list(plain.state_dict())
