@@ -33,6 +33,7 @@ class DataLoader:
         self._position = 0       # batches handed out in the current epoch
         self._epoch_state = None  # RNG state before the current epoch's permutation
         self._resume = False
+        self.shard = None  # (rank, world): see the class docstring
 
     @property
     def dataset_size(self):
@@ -52,11 +53,14 @@ class DataLoader:
         self._position = start
         for i in range(start, len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, len(self.x))
-            xb, yb = self._take(order, lo, hi)
+            if self.shard is not None:
+                lo, hi = _part(lo, hi, *self.shard)
             self._position = i + 1
             if self._position == len(self):
                 self.epoch += 1
-            yield (self.transform(xb) if self.transform is not None else xb), yb
+            if hi > lo:
+                xb, yb = self._take(order, lo, hi)
+                yield (self.transform(xb) if self.transform is not None else xb), yb
 
     def _take(self, order, lo, hi):
         if order is not None:
@@ -93,3 +97,10 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader(dataset_size={self.dataset_size}, batch_size={self.batch_size}, "
                 f"batches={len(self)}, shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+def _part(lo, hi, rank, world):
+    """Rank ``rank``'s rows of the batch ``[lo, hi)`` split over ``world`` ranks (sizes differ by
+    at most one)."""
+    n = hi - lo
+    return lo + n * rank // world, lo + n * (rank + 1) // world

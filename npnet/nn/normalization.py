@@ -50,11 +50,10 @@ class _BatchNorm(Module):
                              f"input of shape {self._desc} with N and every other size >= 1")
         x3 = np.ascontiguousarray(x).reshape(x.shape[0], self.num_features, -1)  # (N, C, L)
         if self.training:
-            n = x3.shape[0] * x3.shape[2]
+            mean, var, n = self._batch_stats(x3)  # (C,) float64, biased variance; n per channel
             if n < 2:
                 raise ValueError(f"{self._label()}: training needs more than 1 value per channel, "
                                  f"got input of shape {x.shape}")
-            mean, var = kernels.ops.channel_stats(x3)  # (C,) float64, biased variance
             self._update_running(mean, var * (n / (n - 1)))
         else:
             mean = self.running_mean.astype(np.float64)
@@ -66,6 +65,17 @@ class _BatchNorm(Module):
         out = kernels.ops.channel_affine(x3, scale, shift, relu)
         self.cache = (x3, x.shape, mean, inv_std, self.training, out if relu else None)
         return out.reshape(x.shape)
+
+    def _batch_stats(self, x3):
+        """(mean, biased variance, values per channel) of x3 (N, C, L); ``SyncBatchNorm``
+        (npnet.distributed) takes them over the global batch of every rank."""
+        mean, var = kernels.ops.channel_stats(x3)
+        return mean, var, x3.shape[0] * x3.shape[2]
+
+    def _global_grad_sums(self, sum_d, sum_dxc, m):
+        """The backward's two per-channel sums and their count as ``dx`` needs them: this
+        batch's here; summed over every rank in ``SyncBatchNorm``."""
+        return sum_d, sum_dxc, m
 
     def _weight64(self):
         return self.weight.data.astype(np.float64) if self.affine else 1.0
@@ -99,7 +109,7 @@ class _BatchNorm(Module):
             return kernels.ops.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
         # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
         # rewritten as a * dout + b * x + d so that one pass writes it.
-        m = x3.shape[0] * x3.shape[2]
+        sum_d, sum_dxc, m = self._global_grad_sums(sum_d, sum_dxc, x3.shape[0] * x3.shape[2])
         b = -a * inv_std * inv_std * sum_dxc / m
         d = -a * sum_d / m - b * mean
         return kernels.ops.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)

@@ -1,6 +1,9 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
 them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
 
+``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
+``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
+
 ``main(argv)`` returns the exit status: 0 ok, 1 a diverged run (non-finite loss) or a sweep
 with trials that failed, 2 bad arguments, config, data or checkpoint (nothing written), 130
 stopped by Ctrl-C (a run folder then holds a resumable ``last.npz``). Failures print one message that says
@@ -54,6 +57,9 @@ def _train_parser(sub, common):
     t.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run from its checkpoint (last.npz), in its own folder")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+    t.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N local processes (data-parallel over MPI, the same run as on "
+                        "one; pip install -e '.[mpi]'), each with cores / N threads")
 
 
 def _sweep_parser(sub, common):
@@ -123,7 +129,27 @@ def _sweep(args):
 
 
 def _train(args):
-    from .runner import resume_config, run_experiment
+    from .ranks import join_world, rank_progress, run_replica
+    from .runner import run_experiment
+    rank = None if args.nproc is not None else join_world()  # None: not under MPI
+    config = _train_config(args)
+    if args.nproc is not None and args.nproc != 1:
+        from .launch import check_launch, launch
+        check_launch(args.nproc, config)
+        return launch(args)
+    if rank:
+        return run_replica(config, args.resume)
+    log = (lambda *a, **k: None) if args.quiet else print
+    progress = False if args.quiet else rank_progress(None)
+    result = run_experiment(config, args.out or "runs", resume=args.resume, progress=progress,
+                            log=log)
+    return result["exit_code"]
+
+
+def _train_config(args):
+    """The validated config of ``npnet train`` from CONFIG, --set, --epochs, --name and --resume;
+    ConfigError / RunError before anything is written."""
+    from .runner import resume_config
     if args.config is None and args.resume is None:
         raise RunError("give a CONFIG file (see configs/), or --resume CHECKPOINT to continue a run")
     if args.epochs is not None and args.epochs < 1:
@@ -145,10 +171,7 @@ def _train(args):
             config["train"]["epochs"] = args.epochs
         if args.name:
             config["name"] = args.name
-    log = (lambda *a, **k: None) if args.quiet else print
-    result = run_experiment(config, args.out or "runs", resume=args.resume,
-                            progress=False if args.quiet else None, log=log)
-    return result["exit_code"]
+    return config
 
 
 def _summary(args):
@@ -198,18 +221,33 @@ def main(argv=None):
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, RunError) as e:
-        print(f"npnet {args.command}: {e}", file=sys.stderr)
-        return 2
+        return _failed(2, f"npnet {args.command}: {e}")
     except KeyboardInterrupt:
-        print(f"\nnpnet {args.command}: stopped by Ctrl-C", file=sys.stderr)
-        return 130
+        return _failed(130, f"\nnpnet {args.command}: stopped by Ctrl-C", every_rank=True)
     except Exception as e:  # noqa: BLE001  a bug: one message, the traceback on request
-        if args.traceback:
+        if args.traceback and _ranks() == 1:
             raise
-        print(f"npnet {args.command}: unexpected error: {type(e).__name__}: {e}\nThis is probably "
-              "a bug in npnet; run the same command with --traceback and report its output.",
-              file=sys.stderr)
-        return 2
+        if args.traceback:
+            import traceback
+            traceback.print_exc()
+        return _failed(2, f"npnet {args.command}: unexpected error: {type(e).__name__}: {e}\n"
+                       "This is probably a bug in npnet; run the same command with --traceback "
+                       "and report its output.")
+
+
+def _ranks():
+    """The MPI world size when this process is one rank of several (1 otherwise)."""
+    world = sys.modules.get("npnet.distributed.world")  # never imported: not under MPI
+    return 1 if world is None else world.world_size()
+
+
+def _failed(code, message, every_rank=False):
+    """Prints ``message`` and returns ``code``; as one rank of several, ends every rank with one
+    message (``distributed.world.fail``; ``every_rank``: an event all ranks see, said once)."""
+    if _ranks() > 1:
+        sys.modules["npnet.distributed.world"].fail(code, message, quiet=every_rank)
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

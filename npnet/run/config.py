@@ -109,6 +109,8 @@ SCHEMA = {
         "nesterov": Field("bool", False),
         "optimizer": Field("str", "sgd", choices=("sgd", "adam", "adamw")),
         "eval_batch_size": Field("int", 500, minimum=1),
+        "sync_bn": Field("bool", False, doc="on several processes (--nproc): BatchNorm with the "
+                                            "global batch's statistics (SyncBatchNorm)"),
     },
     "network": {
         "model": Field("str", None, doc="a name of npnet.models.MODELS (required)"),

@@ -10,7 +10,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .. import data, init, losses, nn, optim
+from .. import data, distributed, init, losses, nn, optim
 from ..models import build_model
 from ..train import Checkpoint, LayerStats, Trainer
 
@@ -151,7 +151,7 @@ def make_model(config, in_shape, num_classes):
 def _watch(config, run):
     """[LayerStats] when the config's ``log`` section asks for it, else []."""
     log = config["log"]
-    if not log["layer_stats"]:
+    if not log["layer_stats"] or not distributed.is_writer():  # on several ranks: rank 0's
         return []
     board = os.path.join(run, "tensorboard") if log["tensorboard"] else None
     return [LayerStats(log["layer_stats"], folder=run, tensorboard=board)]
@@ -168,7 +168,13 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
                                    seed=config["seed"])
     val_loader = None if x_val is None else data.DataLoader(
         x_val, y_val, t["eval_batch_size"], shuffle=False, transform=eval_tf)
+    try:  # on several processes every one of them needs an image of each batch
+        distributed.check_shards(len(x_tr), train_loader.batch_size, False, distributed.world_size())
+    except distributed.ShardError as e:
+        raise RunError(str(e)) from None
     model = make_model(config, x_tr.shape[1:], num_classes)
+    if t["sync_bn"]:
+        distributed.convert_sync_batchnorm(model)
     opt, sched = make_optimizer(config, model)
     monitor = "val_accuracy" if val_loader is not None else "train_accuracy"
     best = config["network"]["save_best"]

@@ -117,7 +117,7 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
                                              len(d.classes), progress, extra)
     trainer.interrupt_hint = False  # this runner says how to resume, in its own words
     if resume is not None:
-        _load(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
+        load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
     created = not os.path.isdir(run)
     os.makedirs(run, exist_ok=True)
     atomic_write_text(os.path.join(run, "config.yaml"), _yaml(config))
@@ -155,7 +155,7 @@ def _fit(trainer, loaders, config, run, created, log):
     return result
 
 
-def _load(trainer, loaders, path):
+def load_resume(trainer, loaders, path):
     """Loads the checkpoint into the freshly built trainer and its loaders before anything is
     written, so that a checkpoint that does not fit (other shapes, other optimizer state) is a
     message; ``fit`` then continues from this state without reading the file again."""

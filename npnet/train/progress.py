@@ -76,10 +76,11 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def ctrl_c_stops():
+def ctrl_c_stops(quiet=False):
     """Yields a ``StopRequest``. The first Ctrl-C sets it (the loop stops after the current
-    step); a second one raises KeyboardInterrupt at once. Only in the main thread (Python
-    delivers signals there only); elsewhere Ctrl-C is left as it is."""
+    step; ``quiet``: without saying so, e.g. on all ranks but the first); a second one raises
+    KeyboardInterrupt at once. Only in the main thread (Python delivers signals there only);
+    elsewhere Ctrl-C is left as it is."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -89,7 +90,9 @@ def ctrl_c_stops():
         if stop.requested:
             raise KeyboardInterrupt
         stop.requested = True
-        print("\nCtrl-C: stopping after this step (press again to abort at once)", file=sys.stderr)
+        if not quiet:
+            print("\nCtrl-C: stopping after this step (press again to abort at once)",
+                  file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, handler)
     try:

@@ -5,6 +5,11 @@ input gradient -> optimizer step. The scheduler (if any) steps once after each e
 from a checkpoint restores the model (parameters and buffers), the optimizer, the scheduler, the
 loaders' and the model's random generators, the callbacks and the history, so a resumed run
 continues bit for bit as the uninterrupted one would have.
+
+On several MPI ranks (``npnet.distributed``, world size > 1) ``fit`` trains one replica per rank
+on its slice of every global batch and sums the gradients (``distributed.replicate``); the
+History holds the global batch's numbers, evaluation is sharded and its counts summed, and rank 0
+alone writes checkpoints, the progress bar and messages: the same run as on one process.
 """
 import json
 import os
@@ -12,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .. import distributed
 from .._io import from_json_array
 from . import checkpoint as ckpt
 from . import progress, state
@@ -61,6 +67,7 @@ class Trainer:
         self.stop_training, self.last_checkpoint, self.meter = False, None, None
         self.interrupt_hint = True
         self._unfinished = None  # the Meter of an epoch stopped by Ctrl-C, continued by fit()
+        self._replicas = None  # during fit() on several ranks: distributed.Replicas
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, train_loader, val_loader=None, epochs=1, resume=None):
@@ -84,12 +91,19 @@ class Trainer:
         self.stop_training = False
         for cb in self.callbacks:
             cb.on_fit_begin(self)
-        with progress.ctrl_c_stops() as ctrl_c:
+        self._replicas = distributed.replicate(self.model, train_loader)
+        with progress.ctrl_c_stops(quiet=not distributed.is_writer()) as ctrl_c:
             while self.epoch < epochs and not self.stop_training:
                 self._run_epoch(epochs, ctrl_c)
-                if ctrl_c.requested:
+                stop = ctrl_c.requested
+                if self._replicas is not None:  # a Ctrl-C that reached any rank stops all
+                    stop = self._replicas.any(stop)
+                if stop:
                     self._interrupt()
                     break
+        if self._replicas is not None:
+            self._replicas.close()
+            self._replicas = None
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
@@ -98,7 +112,7 @@ class Trainer:
         e, lr = self.epoch + 1, self.optimizer.lr
         meter, self._unfinished = self._unfinished or Meter(), None
         self.meter = meter
-        show = progress.mode(self.progress)
+        show = progress.mode(self.progress) if distributed.is_writer() else None
         bar = progress.epoch_bar(e, epochs, len(self.train_loader), meter.steps, show == "bar")
         try:
             if not self._train_epoch(e, meter, bar, ctrl_c):
@@ -124,20 +138,25 @@ class Trainer:
     def _train_epoch(self, e, meter, bar, ctrl_c):
         """One pass over the training loader; False if stopped by Ctrl-C before its end."""
         self.model.train()
-        batches = len(self.train_loader)
+        batches, replicas = len(self.train_loader), self._replicas
         for x, y in self.train_loader:
             try:
-                loss, correct = train_step(self.model, self.loss, self.optimizer, x, y)
+                loss, correct = train_step(self.model if replicas is None else replicas.model,
+                                           self.loss, self.optimizer, x, y)
             except NonFiniteError as err:
                 raise self._non_finite(err.what, f"epoch {e}, step {meter.steps + 1} of {batches}",
                                        e, meter.steps + 1) from None
+            n, agreed = len(y), None
+            if replicas is not None:  # the global batch's numbers; Ctrl-C on any rank stops all
+                loss, correct, n, agreed = replicas.step(loss, correct, n, ctrl_c.requested)
             self.history.add_step(loss)
             self.global_step += 1
-            meter.update(loss, correct, len(y))
+            meter.update(loss, correct, n)
             progress.show_step(bar, meter)
             for cb in self.callbacks:
-                cb.on_batch_end(self, meter.steps, {"loss": loss, "batch_size": len(y)})
-            if ctrl_c.requested and meter.steps < batches:
+                cb.on_batch_end(self, meter.steps, {"loss": loss, "batch_size": n})
+            stop = ctrl_c.requested if agreed is None else agreed  # every rank alike
+            if stop and meter.steps < batches:
                 self._unfinished = meter
                 return False
         if meter.seen == 0:  # a loader whose len() promised batches that never came
@@ -166,16 +185,17 @@ class Trainer:
                  if self._unfinished else f"after epoch {self.epoch}")
         hint = (f"; resume with fit(..., resume={self.last_checkpoint!r})" if self.last_checkpoint
                 else "; no checkpoint was written (no Checkpoint callback)")
-        if self.interrupt_hint:
+        if self.interrupt_hint and distributed.is_writer():
             print(f"\nTraining interrupted {where}{hint}", file=sys.stderr)
 
     def _write_due_checkpoints(self):
         """Writes the state once to every path the callbacks ask for, after all of them ran."""
         paths = [p for cb in self.callbacks for p in cb.checkpoint_paths()]
         if paths:
-            arrays = self.state_dict()
+            arrays = self.state_dict() if distributed.is_writer() else None  # rank 0 writes
             for path in paths:
-                ckpt.save_checkpoint(path, arrays)
+                if arrays is not None:
+                    ckpt.save_checkpoint(path, arrays)
                 self.last_checkpoint = os.fspath(path)
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -189,6 +209,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         meter = Meter()
+        shards = distributed.sharded_evaluation(self.model, loader)  # None in one process
         try:
             for x, y in loader:
                 with no_grad():
@@ -200,6 +221,11 @@ class Trainer:
                 meter.update(self.loss(out, y), correct_count(out, y), len(y))
         finally:
             self.model.train(was_training)
+            if shards is not None:
+                shards.close()
+        if shards is not None:  # every rank's counts: the numbers of one process
+            meter.loss_sum, meter.correct, meter.seen = shards.total(meter.loss_sum, meter.correct,
+                                                                     meter.seen)
         if meter.seen == 0:
             raise ValueError(f"Trainer: {where}: the loader gave no batches")
         return {"loss": meter.loss, "accuracy": meter.accuracy, "n": meter.seen}
