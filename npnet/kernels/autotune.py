@@ -20,7 +20,6 @@ uses the choice at once.
   Different algorithms round differently (float32 outputs agree to ~1e-6 relative), so a run with
   autotuning can differ from one without in the last bits, and across machines whose choices differ.
 """
-import contextlib
 import hashlib
 import json
 import logging
@@ -30,31 +29,28 @@ import tempfile
 import threading
 import time
 
+from .._switch import Switch
+
 PASSES = ("forward", "input_grad", "weight_grad")
 _log = logging.getLogger("npnet.autotune")
 _lock = threading.Lock()
-_state = {"enabled": os.environ.get("NPNET_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off"),
-          "choices": {}, "used": {}, "loaded": None}
+_enabled = Switch(os.environ.get("NPNET_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off"))
+_state = {"choices": {}, "used": {}, "loaded": None}
 
 
 def is_enabled():
-    return _state["enabled"]
+    """False with ``NPNET_AUTOTUNE=0``, after ``set_enabled(False)`` or inside ``disabled()``."""
+    return _enabled.on
 
 
 def set_enabled(flag):
     """Turns autotuning on or off for the process; returns the previous setting."""
-    previous, _state["enabled"] = _state["enabled"], bool(flag)
-    return previous
+    return _enabled.set(flag)
 
 
-@contextlib.contextmanager
 def disabled():
     """``with autotune.disabled():`` convolutions use the fixed rule inside the block."""
-    previous = set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
+    return _enabled.turned(False)
 
 
 def choices():

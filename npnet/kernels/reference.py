@@ -13,8 +13,7 @@ A learner reads (and steps into) readable code; a kernel author rules a kernel i
 one line. Results agree with the kernels to rounding, not bit for bit (the kernels sum in another
 order). The mode is process-wide, like ``no_grad()``; it nests and restores the previous mode.
 """
-import contextlib
-
+from .._switch import Switch
 from .batchnorm import (channel_affine, channel_affine_ref, channel_affine2, channel_affine2_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_stats, channel_stats_ref)
 from .conv import conv2d_backward, conv2d_backward_ref, conv2d_forward, conv2d_forward_ref
@@ -37,24 +36,18 @@ PAIRS = {
     "channel_affine2": (channel_affine2, channel_affine2_ref),
 }
 
-_mode = {"reference": False}
+_reference = Switch(False)
 
 
 def reference_enabled():
     """True inside ``use_reference()``."""
-    return _mode["reference"]
+    return _reference.on
 
 
-@contextlib.contextmanager
 def use_reference(enabled=True):
     """Context manager: inside it, ``ops.<name>`` (what the layers call) is the NumPy twin of each
     kernel; ``use_reference(False)`` switches back to the Numba kernels within it."""
-    previous = _mode["reference"]
-    _mode["reference"] = bool(enabled)
-    try:
-        yield
-    finally:
-        _mode["reference"] = previous
+    return _reference.turned(enabled)
 
 
 class _Ops:
@@ -66,7 +59,7 @@ class _Ops:
         except KeyError:
             raise AttributeError(f"npnet.kernels.ops has no kernel {name!r}; kernels: "
                                  f"{', '.join(PAIRS)}") from None
-        return ref if _mode["reference"] else fast
+        return ref if _reference.on else fast
 
     def __dir__(self):
         return list(PAIRS)

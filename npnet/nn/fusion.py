@@ -30,16 +30,16 @@ The switch: :func:`set_enabled` (global) and ``Sequential.fuse`` / ``BasicBlock.
 turn fusion off, e.g. to debug or to reproduce the layer-by-layer path bit for bit;
 ``with fusion.disabled(): ...`` does it for a block of code.
 """
-import contextlib
-
 import numpy as np
+
+from .._switch import Switch
 
 from .activation import ReLU
 from .conv import Conv2d
 from .grad_mode import is_grad_enabled
 from .normalization import BatchNorm2d, _BatchNorm
 
-_enabled = [True]
+_enabled = Switch(True)
 
 # the methods fusion calls in place of a layer's forward: a subclass that overrides one is not fused
 _CALLED = {ReLU: ("forward", "backward", "keep_output"),
@@ -50,23 +50,17 @@ _CALLED = {ReLU: ("forward", "backward", "keep_output"),
 
 def is_enabled():
     """False after ``set_enabled(False)`` or inside ``disabled()``."""
-    return _enabled[0]
+    return _enabled.on
 
 
 def set_enabled(flag):
     """Turns fusion on or off for every container; returns the previous setting."""
-    previous, _enabled[0] = _enabled[0], bool(flag)
-    return previous
+    return _enabled.set(flag)
 
 
-@contextlib.contextmanager
 def disabled():
     """``with fusion.disabled():`` every chain runs layer by layer inside the block."""
-    previous = set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(previous)
+    return _enabled.turned(False)
 
 
 def fusable(module, cls):

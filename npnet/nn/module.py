@@ -240,20 +240,10 @@ class Module:
         return state
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copies arrays into this module with PyTorch's semantics; nothing is assigned unless
-        everything fits, so a failed load leaves the module as it was.
-
-        * strict=True: missing or unexpected keys are an error; strict=False skips them and
-          returns them as ``IncompatibleKeys(missing_keys, unexpected_keys)`` (also returned,
-          empty, by a strict load).
-        * A missing BatchNorm ``num_batches_tracked`` is accepted and keeps its current value,
-          as PyTorch does for a state dict without version metadata.
-        * Shapes must match. A dtype that differs from the module's is converted only where the
-          cast is exact (a widening float cast, or integers the target represents exactly);
-          anything else, e.g. float64 into a float32 model, is refused naming the key.
-
-        Every problem found is listed in one ``ValueError``.
-        """
+        """Copies ``state_dict``'s arrays into this module with PyTorch's ``strict`` semantics and
+        returns ``IncompatibleKeys``; all or nothing (a failed load changes nothing, every problem
+        in one ``ValueError``); the rules (missing ``num_batches_tracked``, exact casts only) are
+        those of ``npnet.nn.state_dict.load_state``."""
         return load_state(self, state_dict, strict)
 
     # -- printing -----------------------------------------------------------------------------
