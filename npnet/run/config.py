@@ -2,6 +2,7 @@
 
 A config has the sections ``train``, ``network``, ``data``, ``loss`` and the top-level keys
 ``seed`` and ``name``. Every key has a type and a default (``network.model`` is required).
+``network.options`` are the builder's keywords, e.g. ``head_activation: relu`` for cnn-small.
 ``validate_config`` fills in the defaults and rejects unknown keys, wrong types and values out of
 range (a learning rate <= 0, any NaN or infinity) with a ``ConfigError`` that lists every problem
 and the valid keys, before anything runs. PyYAML reads ``5e-4`` (no dot) as a string, so float
