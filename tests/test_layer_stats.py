@@ -227,3 +227,13 @@ def test_the_figure_has_a_saturation_panel(tmp_path):
     panel = fig.axes[titles.index("saturation")]
     assert [line.get_label() for line in panel.lines] == ["1"]
     assert panel.lines[0].get_ydata()[0] == 0.5
+
+
+def test_statistic_by_run_shares_one_y_scale_across_the_runs():
+    small = {"1": {"grad_norm": [(0, 1e-4), (1, 2e-4)]}}
+    large = {"1": {"grad_norm": [(0, 0.5), (1, 1.0)]}, "2": {"saturation": [(0, 0.3)]}}
+    fig = plots.plot_statistic_by_run({"a": small, "b": large}, "grad_norm")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]  # 1e-4 .. 1: four decades
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1]            # layer 2 has no grad_norm
+    fig = plots.plot_statistic_by_run({"b": large}, "grad_norm")
+    assert fig.axes[0].get_yscale() == "linear"

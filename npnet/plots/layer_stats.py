@@ -58,19 +58,23 @@ def plot_layer_stats(stats, path=None, title=None):
 
 def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
     """One ``LayerStats`` statistic for several runs side by side: a panel per run (``runs``: a
-    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y."""
+    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y
+    (a log scale when the values of all runs span more than two decades, as in plot_layer_stats)."""
     runs = {name: as_layer_stats(s) for name, s in runs.items()}
     fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
     axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
+    values = []
     for ax, (name, stats) in zip(axes, runs.items()):
         for layer, by_stat in stats.items():
             if statistic in by_stat:
                 steps, vals = zip(*by_stat[statistic])
                 ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer)
+                values += [v for v in vals if math.isfinite(v)]
         ax.set(title=name, xlabel="step")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
+    _decades_scale(axes[0], values)  # the panels share y, so its scale too
     axes[0].set_ylabel(ylabel or statistic)
     if title:
         fig.suptitle(title)
