@@ -9,7 +9,7 @@ framework, the validation loss and accuracy in eval mode (BatchNorm's running st
 same with the statistics of the validation batch itself (train-mode BatchNorm, no update kept),
 and how far the two models' weights and running statistics have drifted apart.
 
-    python benchmarks/resnet32_first_epoch.py [--steps N] [--threads 2]
+    python benchmarks/resnet32_first_epoch.py [--steps N] [--threads 2] [--float64]
 """
 import argparse
 import copy
@@ -25,12 +25,15 @@ def parse_args():
     p.add_argument("--steps", type=int, default=None, help="steps to train (default: one epoch)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--report", default="10,30,50", help="steps after which to evaluate too")
+    p.add_argument("--float64", action="store_true",
+                   help="both models and the data in float64: tells rounding from a real difference")
     return p.parse_args()
 
 
 def batches(seed):
-    """The embedded set split 9,000 / 1,000 as in the example: the epoch's augmented, normalised
-    training batches (a list of (x, y)) and the normalised validation set."""
+    """The embedded set split 9,000 / 1,000 as in examples/resnet32.py, its augmentations drawn from
+    the same generator in the same order: the epoch's augmented, normalised training batches (a
+    list of (x, y)) and the normalised validation set."""
     import numpy as np
     from npnet.data import (Compose, DataLoader, Normalize, RandomCrop, RandomHorizontalFlip,
                             load_dataset, train_val_split)
@@ -39,6 +42,9 @@ def batches(seed):
     norm = Normalize.for_dataset("fashion-mnist")
     rng = np.random.default_rng(seed)
     augment = Compose([RandomCrop(x_tr.shape[2:], padding=4, rng=rng), RandomHorizontalFlip(rng=rng)])
+    first = x_tr[[np.flatnonzero(y_tr == c)[0] for c in range(6)]]
+    for _ in range(3):  # the example draws its augmentation figure first: the same random numbers
+        augment(first)
     loader = DataLoader(x_tr, y_tr, BATCH, shuffle=True, seed=seed, transform=Compose([augment, norm]))
     return [(x.copy(), y.copy()) for x, y in loader], norm(x_val), y_val
 
@@ -109,12 +115,19 @@ def main():
     steps = args.steps or len(train)
     report = {int(s) for s in args.report.split(",") if s} | {steps}
     model = build_model("resnet32", (1, 28, 28), 10, rng=SEED)
+    if args.float64:
+        import numpy as np
+        model.astype(np.float64)
+        train = [(x.astype(np.float64), y) for x, y in train]
+        x_val = x_val.astype(np.float64)
+        torch.set_default_dtype(torch.float64)  # the twin is built in float64, then loaded
     twin = to_torch(model)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     topt = torch.optim.SGD(twin.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     criterion = losses.CrossEntropyLoss()
     print(f"ResNet-32, embedded set: {len(train)} batches of {BATCH} per epoch, {steps} steps, "
-          f"{args.threads} threads; {time.strftime('%Y-%m-%d %H:%M')}")
+          f"{'float64' if args.float64 else 'float32'}, {args.threads} threads; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
     print("step | framework | train loss | val loss (eval BN) | val acc (eval BN) | val loss (batch BN) "
           "| val acc (batch BN) | running var min..max | largest drift: weights / running (key)")
     for step in range(1, steps + 1):
