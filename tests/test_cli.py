@@ -133,7 +133,7 @@ def test_shipped_configs_validate():
         if os.path.exists(cifar):  # the same experiment as its CIFAR-10 twin, but for the data
             keys = differing_keys(config, load_config(cifar))
             assert all(k.startswith(("data.", "train.", "network.save_best", "network.init_prior",
-                                     "network.model")) for k in keys), keys
+                                     "network.model", "network.options")) for k in keys), keys
 
 
 def test_readme_train_line_runs_as_written(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""LayerStats: dead and healthy ReLUs, gradient norms, update ratios, its CSV / PNG / TensorBoard
-output and its resume state."""
+"""LayerStats: dead and healthy ReLUs, saturated Sigmoids and Tanhs, gradient norms, update
+ratios, layers found by type, its CSV / PNG / TensorBoard output and its resume state."""
 import os
 import struct
 
@@ -10,7 +10,8 @@ from npnet import nn, plots
 from npnet.data import DataLoader
 from npnet.losses import CrossEntropyLoss
 from npnet.optim import SGD
-from npnet.train import LayerStats, Trainer
+from npnet.train import LayerStats, Trainer, read_layer_stats_csv
+from npnet.train.layer_stats import saturation
 
 
 def data(n=64, seed=0):
@@ -104,7 +105,7 @@ def test_csv_and_png_are_written_atomically(tmp_path):
     csv_path = tmp_path / "layer_stats.csv"
     lines = csv_path.read_text().splitlines()
     assert lines[0] == "step,layer,statistic,value" and len(lines) == len(stats.rows()) + 1
-    assert plots._read_layer_stats(str(csv_path)) == {
+    assert read_layer_stats_csv(str(csv_path)) == {
         layer: {s: [(int(a), pytest.approx(b)) for a, b in pts] for s, pts in by.items()}
         for layer, by in stats.stats.items()}
     png = tmp_path / "layer_stats.png"
@@ -119,6 +120,13 @@ def test_csv_and_png_are_written_atomically(tmp_path):
     with pytest.raises(OSError):
         _io.atomic_write(csv_path, broken)
     assert csv_path.read_text().splitlines() == lines  # the old file is intact
+
+
+def test_the_csv_reader_refuses_another_file(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(ValueError, match="history.csv: not a layer_stats.csv"):
+        read_layer_stats_csv(path)
 
 
 def test_state_dict_round_trip_keeps_the_statistics():
@@ -149,3 +157,83 @@ def test_tensorboard_export_holds_the_scalars_and_histograms(tmp_path):
     tags = {(v.tag, v.HasField("histo")) for e in _events(tmp_path / "tb" / files[0]) for v in e.summary.value}
     assert ("dead_fraction/3", False) in tags and ("update_ratio/0.weight", False) in tags
     assert ("output/1", True) in tags
+
+
+def test_saturation_counts_the_flat_tails_by_hand():
+    y = np.array([[0.009, 0.011, 0.5, 0.989, 0.991, 0.999]], np.float32)  # 3 of 6 outside [.01, .99]
+    assert saturation(nn.Sigmoid(), y) == 0.5
+    t = np.array([0.995, -0.995, 0.985, -0.985, 0.0], np.float32)  # |y| > 0.99: 2 of 5
+    assert saturation(nn.Tanh(), t) == pytest.approx(0.4)
+    assert saturation(nn.ReLU(), y) is None and saturation(nn.Linear(2, 2), y) is None
+
+
+def head(activation, bias):
+    """Linear(6, 4) with zero weights and ``bias`` -> activation -> Linear(4, 2): at step 0 the
+    activation's outputs are activation(bias) for every sample."""
+    rng = np.random.default_rng(1)
+    net = nn.Sequential(nn.Linear(6, 4, rng=rng), activation, nn.Linear(4, 2, rng=rng))
+    net[0].weight.data[...] = 0.0
+    net[0].bias.data[...] = bias
+    return net
+
+
+@pytest.mark.parametrize("activation, bias", [
+    (nn.Sigmoid(), [10.0, -10.0, 0.0, 2.0]),   # 0.99995, 0.00005 saturated; 0.5, 0.88 not
+    (nn.Tanh(), [3.0, -3.0, 0.5, 2.5])])       # |tanh| 0.995, 0.995 saturated; 0.46, 0.987 not
+def test_saturation_through_the_hooks_of_a_training_run(activation, bias):
+    stats = LayerStats(every=1)
+    fit(head(activation, bias), stats, epochs=1)
+    step, value = stats.stats["1"]["saturation"][0]
+    assert step == 0 and value == 0.5
+    assert "zero_fraction" not in stats.stats["1"] and "dead_fraction" not in stats.stats["1"]
+    assert "saturation" not in stats.stats["0"] and "saturation" not in stats.stats["2"]
+
+
+def test_a_saturated_sigmoid_passes_back_less_gradient():
+    """Same net, same weights after the first layer: biases of +-8 (every output saturated)
+    against 0 (every output 0.5) shrink the gradient reaching the first layer's output."""
+    grads = {}
+    for b in (0.0, 8.0):
+        stats = LayerStats(every=1)
+        fit(head(nn.Sigmoid(), [b, -b, b, -b]), stats, epochs=1)
+        grads[b] = stats.stats["1"]["grad_norm"][0][1]
+        assert stats.stats["1"]["saturation"][0][1] == (1.0 if b else 0.0)
+    assert grads[8.0] < 0.01 * grads[0.0]  # sigmoid'(8) / sigmoid'(0) = 0.0013
+
+
+class Clipped(nn.ReLU):
+    """A user's subclass of ReLU: still a ReLU, so LayerStats counts its zeros."""
+
+
+class Reshape(nn.Flatten):
+    """A user's subclass of Flatten: only reshapes, so LayerStats skips it."""
+
+
+def test_layers_are_found_by_type_so_subclasses_count():
+    rng = np.random.default_rng(0)
+    net = nn.Sequential(nn.Linear(6, 8, rng=rng), Clipped(), Reshape(), nn.Linear(8, 2, rng=rng))
+    stats = LayerStats(every=1)
+    fit(net, stats, epochs=1)
+    assert set(stats.stats) == {"0", "1", "3", "0.weight", "0.bias", "3.weight", "3.bias"}
+    assert "zero_fraction" in stats.stats["1"] and "dead_fraction" in stats.stats["1"]
+
+
+def test_the_figure_has_a_saturation_panel(tmp_path):
+    stats = LayerStats(every=1, folder=tmp_path)
+    fit(head(nn.Sigmoid(), [10.0, -10.0, 0.0, 2.0]), stats, epochs=1)
+    fig = plots.plot_layer_stats(str(tmp_path / "layer_stats.csv"))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["out_mean", "out_std", "saturation", "grad_norm", "update_ratio"]
+    panel = fig.axes[titles.index("saturation")]
+    assert [line.get_label() for line in panel.lines] == ["1"]
+    assert panel.lines[0].get_ydata()[0] == 0.5
+
+
+def test_statistic_by_run_shares_one_y_scale_across_the_runs():
+    small = {"1": {"grad_norm": [(0, 1e-4), (1, 2e-4)]}}
+    large = {"1": {"grad_norm": [(0, 0.5), (1, 1.0)]}, "2": {"saturation": [(0, 0.3)]}}
+    fig = plots.plot_statistic_by_run({"a": small, "b": large}, "grad_norm")
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]  # 1e-4 .. 1: four decades
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1]            # layer 2 has no grad_norm
+    fig = plots.plot_statistic_by_run({"b": large}, "grad_norm")
+    assert fig.axes[0].get_yscale() == "linear"

@@ -150,3 +150,36 @@ def test_summary_table():
     assert model.training and all(m.cache is None for m in model.modules())
     text = summary(build_model("resnet32", (1, 28, 28), rng=0), (1, 28, 28))
     assert "BasicBlock" in text and "463,866" in text
+
+
+def test_cnn_small_head_activation_changes_only_the_hidden_layer():
+    default, relu = build_model("cnn-small", (1, 28, 28), rng=4), \
+        build_model("cnn-small", (1, 28, 28), rng=4, head_activation="relu")
+    assert [type(m).__name__ for m in default][-3:] == ["Linear", "Sigmoid", "Linear"]
+    assert [type(m).__name__ for m in relu][-3:] == ["Linear", "ReLU", "Linear"]
+    a, b = default.state_dict(), relu.state_dict()
+    assert list(a) == list(b)  # same keys: a Sigmoid-head checkpoint loads into a ReLU head
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])  # the option draws no random numbers
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert not np.allclose(default(x), relu(x))
+    assert build_model("cnn-small", head_activation="tanh")[-2].__class__.__name__ == "Tanh"
+    with pytest.raises(ValueError, match="unknown activation 'softplus'"):
+        build_model("cnn-small", head_activation="softplus")
+
+
+def test_summary_shows_the_head_activation():
+    rows = {line.split()[0]: line.split()[1] for line in
+            summary(build_model("cnn-small", rng=0, head_activation="relu"), (3, 32, 32)).splitlines()[2:-2]}
+    assert rows["11"] == "ReLU" and rows["1"] == "ReLU"
+    assert "11     Sigmoid" in summary(build_model("cnn-small", rng=0), (3, 32, 32))
+
+
+def test_cnn_small_with_relu_head_gradcheck():
+    """The whole net's input gradient, which flows back through every layer and the ReLU head,
+    against finite differences in float64 (8x8 inputs pool down to 1x1). Parameter gradients of
+    the head's layers (Linear, ReLU) are checked in test_layers_gradcheck; checking the 60,000
+    parameters of this net here would take minutes."""
+    model = build_model("cnn-small", (1, 8, 8), num_classes=3, rng=0, head_activation="relu")
+    x = np.random.default_rng(1).standard_normal((2, 1, 8, 8))
+    assert check_module(model, x, params=False)["input"] < 1e-6

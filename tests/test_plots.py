@@ -54,6 +54,18 @@ def test_learning_curves_side_by_side_gives_each_run_its_own_column(tmp_path):
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [1.5, 1.0, 0.5 + 1 / 3])
 
 
+def test_side_by_side_epoch_axes_keep_few_labels():
+    """400 full-batch GD epochs in a narrow column had 9 three-digit labels that ran together."""
+    gd = History()
+    for e in range(1, 401):
+        gd.add_epoch(epoch=e, train_loss=1 / e, train_accuracy=0.5, lr=0.1, time=1.0)
+    fig = plots.plot_learning_curves({"gd": gd, "cnn": history(0)}, side_by_side=True)
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert 2 <= len(ticks) <= 6 and all(t == int(t) for t in ticks), ticks
+
+
 def test_confusion_matrix_and_per_class_bars(tmp_path):
     cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 6]])
     fig = plots.plot_confusion_matrix(cm, NAMES, tmp_path / "cm.png")
@@ -85,6 +97,26 @@ def test_prediction_grid_marks_wrong_ones(tmp_path):
     assert titles[0].get_text() == "cat 90%" and titles[0].get_color() == "black"
     assert titles[3].get_text() == "cat 70%\n(true: ship)" and titles[3].get_color() == "red"
     assert_png(tmp_path / "pred.png")
+
+
+def test_accuracy_heatmap_colours_and_cells_share_one_percent_scale(tmp_path):
+    acc = np.array([[0.9, 0.25, np.nan], [0.0, 1.0, 0.555]])
+    fig = plots.plot_accuracy_heatmap(acc, ["CE", "focal"], NAMES, tmp_path / "h.png")
+    ax, bar = fig.axes
+    image = ax.images[0]
+    assert image.get_clim() == (0, 100) and bar.get_ylim() == (0, 100)
+    np.testing.assert_allclose(image.get_array().filled(np.nan), 100 * acc)
+    assert [t.get_text() for t in ax.texts] == ["90", "25", "0", "100", "56"]  # NaN stays blank
+    assert "%" in bar.get_ylabel()
+    assert_png(tmp_path / "h.png")
+
+
+def test_plots_package_keeps_the_flat_names():
+    from npnet.plots import layer_stats, run, sweep
+    assert plots.plot_learning_curves is run.plot_learning_curves
+    assert plots.plot_layer_stats is layer_stats.plot_layer_stats
+    assert plots.plot_accuracy_heatmap is sweep.plot_accuracy_heatmap
+    assert all(callable(getattr(plots, name)) for name in plots.__all__)
 
 
 def test_save_is_atomic(tmp_path):

@@ -6,6 +6,7 @@ keys ``seed`` and ``name``. Every key has a type and a default (``network.model`
 (``npnet.train.LayerStats``) every N training steps into the run folder's ``layer_stats.csv`` and
 ``layer_stats.png`` (their last values also go to ``metrics.json``), and ``log.tensorboard: true``
 (which needs ``layer_stats``) writes them as TensorBoard events to ``<run>/tensorboard`` too.
+``network.options`` are the builder's keywords, e.g. ``head_activation: relu`` for cnn-small.
 ``validate_config`` fills in the defaults and rejects unknown keys, wrong types and values out of
 range (a learning rate <= 0, any NaN or infinity) with a ``ConfigError`` that lists every problem
 (and, for an unknown key, the valid keys), before anything runs. PyYAML reads ``5e-4`` (no dot)

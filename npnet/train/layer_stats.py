@@ -4,6 +4,11 @@ Statistics (``LayerStats.STATISTICS``), each recorded against the global step:
 
 * ``out_mean``, ``out_std``: mean and standard deviation of a layer's output (training batches).
 * ``zero_fraction``: share of exact zeros in a ReLU's output.
+* ``saturation``: share of a Sigmoid's outputs below 0.01 or above 0.99, and of a Tanh's outputs
+  with ``|y| > 0.99``: where the local derivative, ``y (1 - y)`` or ``1 - y**2``, is below 4 %
+  (Sigmoid) or 2 % (Tanh) of its maximum, so that little gradient passes back. The Tanh bound is
+  the same output threshold rather than the exact image of the Sigmoid's (``tanh(x) = 2
+  sigmoid(2x) - 1`` maps 0.01 / 0.99 to -0.98 / 0.98); it is the stricter of the two.
 * ``dead_fraction``: share of a ReLU's *units* that were zero for every sample seen in the epoch,
   recorded at the end of each epoch. A unit is a feature of a (N, F) output and a channel (a whole
   feature map: one filter) of a (N, C, H, W) output.
@@ -12,21 +17,32 @@ Statistics (``LayerStats.STATISTICS``), each recorded against the global step:
 * ``update_ratio`` (per parameter, keyed by the parameter's name): ``||w_after - w_before|| /
   ||w_before||`` over one optimizer step; CS231n's rule of thumb puts a healthy value near 1e-3.
 
-All but ``dead_fraction`` are sampled every ``every`` training steps (the first step included), so
+Activations are recognised by type (``isinstance``, so subclasses count). All but
+``dead_fraction`` are sampled every ``every`` training steps (the first step included), so
 the cost of a step that is not sampled is one reduction per ReLU output (for the dead units).
 Evaluation passes (modules in eval mode) are ignored.
 """
-import csv
-import io
 import os
 
 import numpy as np
 
-from .._io import atomic_write_text, from_json_array, to_json_array
+from .. import nn
+from .._io import from_json_array, to_json_array
 from .callbacks import Callback
+from .layer_stats_csv import write_layer_stats_csv
 
-_ACTIVATIONS = ("ReLU",)
-_SKIPPED = ("Flatten", "Identity", "Dropout")
+_SKIPPED = (nn.Flatten, nn.Identity, nn.Dropout)  # they only reshape or mask: nothing to watch
+SATURATION_BOUND = 0.99  # Sigmoid: y < 1 - bound or y > bound; Tanh: |y| > bound
+
+
+def saturation(module, out):
+    """The share of ``out`` in the flat tails of a Sigmoid or Tanh ``module`` (module
+    docstring); None for any other module."""
+    if isinstance(module, nn.Sigmoid):
+        return float(np.mean((out < 1.0 - SATURATION_BOUND) | (out > SATURATION_BOUND)))
+    if isinstance(module, nn.Tanh):
+        return float(np.mean(np.abs(out) > SATURATION_BOUND))
+    return None
 
 
 class LayerStats(Callback):
@@ -41,7 +57,8 @@ class LayerStats(Callback):
     ``stats[layer][statistic]`` is a list of ``(step, value)``.
     """
 
-    STATISTICS = ("out_mean", "out_std", "zero_fraction", "dead_fraction", "grad_norm", "update_ratio")
+    STATISTICS = ("out_mean", "out_std", "zero_fraction", "saturation", "dead_fraction", "grad_norm",
+                  "update_ratio")
 
     def __init__(self, every=50, folder=None, layers=None, tensorboard=None):
         if int(every) != every or every < 1:
@@ -114,7 +131,7 @@ class LayerStats(Callback):
             if self.layers is not None:
                 if name in self.layers:
                     yield name, module
-            elif name and not module._modules and type(module).__name__ not in _SKIPPED:
+            elif name and not module._modules and not isinstance(module, _SKIPPED):
                 yield name, module
 
     def _snapshot(self, model, inputs, out):
@@ -123,14 +140,10 @@ class LayerStats(Callback):
             self._before = {k: p.data.copy() for k, p in self._params.items() if p.requires_grad}
 
     def _forward_hook(self, name):
-        relu = None
-
         def hook(module, inputs, out):
-            nonlocal relu
             if not module.training:
                 return
-            if relu is None:
-                relu = type(module).__name__ in _ACTIVATIONS
+            relu = isinstance(module, nn.ReLU)
             if relu:
                 self._track_active(name, out)
             if self._sampling:
@@ -138,6 +151,9 @@ class LayerStats(Callback):
                 self._add(name, "out_std", float(out.std()))
                 if relu:
                     self._add(name, "zero_fraction", float(np.mean(out == 0)))
+                tails = saturation(module, out)
+                if tails is not None:
+                    self._add(name, "saturation", tails)
                 if self._writer is not None:
                     self._writer.add_histogram(f"output/{name}", out, self._step)
         return hook
@@ -167,12 +183,9 @@ class LayerStats(Callback):
                 for stat, points in by_stat.items() for step, value in points]
 
     def to_csv(self, path):
-        """Writes ``step,layer,statistic,value`` rows to ``path`` atomically; returns the path."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["step", "layer", "statistic", "value"])
-        writer.writerows(self.rows())
-        return atomic_write_text(path, buf.getvalue())
+        """Writes ``step,layer,statistic,value`` rows to ``path`` atomically; returns the path.
+        Read it back with ``npnet.train.read_layer_stats_csv``."""
+        return write_layer_stats_csv(self.rows(), path)
 
     def last(self):
         """``{layer: {statistic: last value}}``, e.g. for a sweep's summary."""

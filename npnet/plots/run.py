@@ -1,36 +1,16 @@
-"""Figures of a training run, drawn with matplotlib's object API (no pyplot, no global backend).
-
-matplotlib is imported inside the functions, so ``import npnet`` does not import it. Every
-function returns the ``Figure``; given ``path`` it also saves it as PNG atomically (temporary file,
-then rename). Images are NCHW, uint8 in [0, 255] or floats (rescaled to [0, 1] per image).
-"""
+"""Figures of one training run: learning curves, confusion matrix, per-class accuracy, a linear
+classifier's weights as images, a grid of predictions. Images are NCHW, uint8 in [0, 255] or
+floats (rescaled to [0, 1] per image)."""
 import json
 import math
 import os
 
 import numpy as np
 
-from ._io import atomic_write
+from ._figure import _done, _figure
 
 __all__ = ["plot_learning_curves", "plot_confusion_matrix", "plot_per_class_accuracy",
-           "plot_linear_weights", "plot_predictions", "plot_layer_stats", "plot_statistic_by_run",
-           "plot_sweep_lines", "plot_accuracy_heatmap", "save_figure"]
-
-
-def _figure(width, height):
-    from matplotlib.figure import Figure
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def save_figure(fig, path, dpi=100):
-    """Writes ``fig`` as PNG to ``path`` atomically; returns the path."""
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
-
-
-def _done(fig, path):
-    if path is not None:
-        save_figure(fig, path)
-    return fig
+           "plot_linear_weights", "plot_predictions"]
 
 
 def _as_epochs(history):
@@ -73,7 +53,8 @@ def plot_learning_curves(histories, labels=None, path=None, title=None, side_by_
         for ax, metric in zip(axes, ("loss", "accuracy")):
             head = labels[runs[0]] if metric == "loss" else ""  # a column per run: its name on top
             ax.set(xlabel="epoch", ylabel=metric, title=head if side_by_side else metric)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            # at most ~6 epoch labels: a narrow column with 400 GD epochs had 9 that ran together
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5 if side_by_side else 8, integer=True))
             ax.grid(alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize="small")
@@ -192,145 +173,3 @@ def plot_predictions(images, labels, probs, class_names=None, path=None, ncols=8
         for spine in ax.spines.values():
             spine.set(color="red" if wrong else "lightgray", linewidth=3 if wrong else 0.5)
     return _done(fig, path)
-
-
-def _read_layer_stats(stats):
-    """``{layer: {statistic: [(step, value)]}}`` from ``LayerStats.stats`` or its CSV file."""
-    if not isinstance(stats, (str, os.PathLike)):
-        return stats
-    import csv
-    out = {}
-    with open(stats, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
-            points = out.setdefault(row["layer"], {}).setdefault(row["statistic"], [])
-            points.append((int(row["step"]), float(row["value"])))
-    return out
-
-
-def _decades_scale(ax, values):
-    """A log scale when the nonzero magnitudes span more than two decades (symlog if some values
-    are zero or negative, with its linear range below the smallest nonzero magnitude)."""
-    mags = [abs(v) for v in values if v != 0]
-    if not mags or max(mags) / min(mags) <= 100:
-        return
-    if min(values) > 0:
-        ax.set_yscale("log")
-    else:
-        ax.set_yscale("symlog", linthresh=min(mags))
-
-
-def plot_layer_stats(stats, path=None, title=None):
-    """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
-    the layers (parameters for update_ratio) as lines over the training steps. A panel whose
-    positive values span more than two decades gets a log scale."""
-    stats = _read_layer_stats(stats)
-    names = [s for s in ("out_mean", "out_std", "zero_fraction", "dead_fraction", "grad_norm",
-                         "update_ratio") if any(s in by_stat for by_stat in stats.values())]
-    if not names:
-        raise ValueError("plot_layer_stats: no statistics recorded")
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = _figure(4.2 * cols, 3.3 * rows)
-    axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for ax, stat in zip(axes, names):
-        values = []
-        for layer, by_stat in stats.items():
-            if stat in by_stat:
-                steps, vals = zip(*by_stat[stat])
-                ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer)
-                values += [v for v in vals if math.isfinite(v)]
-        _decades_scale(ax, values)
-        ax.set(title=stat, xlabel="step")
-        ax.grid(alpha=0.3)
-        if 0 < len(ax.lines) <= 12:
-            ax.legend(fontsize="x-small", title="parameter" if stat == "update_ratio" else "layer",
-                      title_fontsize="x-small")
-    for ax in axes[len(names):]:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    _done(fig, path)
-    return fig
-
-
-def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
-    """One ``LayerStats`` statistic for several runs side by side: a panel per run (``runs``: a
-    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y."""
-    runs = {name: _read_layer_stats(s) for name, s in runs.items()}
-    fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
-    axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
-    for ax, (name, stats) in zip(axes, runs.items()):
-        for layer, by_stat in stats.items():
-            if statistic in by_stat:
-                steps, vals = zip(*by_stat[statistic])
-                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer)
-        ax.set(title=name, xlabel="step")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
-    axes[0].set_ylabel(ylabel or statistic)
-    if title:
-        fig.suptitle(title)
-    _done(fig, path)
-    return fig
-
-
-def plot_sweep_lines(panels, xlabel, path=None, title=None, log_x=False, references=None):
-    """A metric against one swept value, one panel per metric. ``panels`` maps a y label to
-    ``{line label: (xs, means, stds)}``: ``xs`` are numbers, or strings placed evenly on one
-    axis shared by the lines, ``stds`` (None or 0 for one seed) are drawn as error bars.
-    ``references`` maps the same y labels to ``{label: (mean, std)}``, drawn as dashed horizontal
-    lines (runs that do not vary this value, e.g. a baseline)."""
-    fig = _figure(5.0 * len(panels), 3.8)
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (ylabel, lines) in zip(axes, panels.items()):
-        for label, (mean, std) in (references or {}).get(ylabel, {}).items():
-            ax.axhline(mean, color="gray", linestyle="--", label=f"{label} (reference)")
-            if std:
-                ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15)
-        _sweep_lines(ax, lines)
-        if log_x:
-            ax.set_xscale("log")
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-        if any(ax.get_legend_handles_labels()[1]):  # not for one unnamed line
-            ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    return _done(fig, path)
-
-
-def plot_accuracy_heatmap(acc, row_labels, class_names, path=None, title="Per-class accuracy"):
-    """Rows (e.g. the trials of a sweep) x classes: ``acc`` (R, C) accuracies in [0, 1] as
-    colours, each cell labelled in percent; NaN cells (a trial without results) stay blank."""
-    acc = np.asarray(acc, dtype=float)
-    if acc.shape != (len(row_labels), len(class_names)):
-        raise ValueError(f"plot_accuracy_heatmap: acc has shape {acc.shape}, expected "
-                         f"({len(row_labels)}, {len(class_names)}) rows x classes")
-    r, c = acc.shape
-    fig = _figure(max(6.0, 0.75 * c + 0.12 * max(len(s) for s in row_labels) + 1.5),
-                  max(2.5, 0.32 * r + 1.6))
-    ax = fig.subplots()
-    im = ax.imshow(acc, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    ax.set(xticks=range(c), yticks=range(r), title=title)
-    ax.set_xticklabels(class_names, rotation=45, ha="right")
-    ax.set_yticklabels(row_labels, fontsize="small")
-    for i in range(r):
-        for j in range(c):
-            if np.isfinite(acc[i, j]):
-                ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center",
-                        fontsize="x-small", color="black" if acc[i, j] > 0.6 else "white")
-    return _done(fig, path)
-
-
-def _sweep_lines(ax, lines):
-    """Draws ``{label: (xs, means, stds)}``; string xs share one evenly spaced axis."""
-    labels = list(dict.fromkeys(x for xs, _, _ in lines.values() for x in xs if isinstance(x, str)))
-    for label, (xs, means, stds) in lines.items():
-        pos = [labels.index(x) if isinstance(x, str) else float(x) for x in xs]
-        err = None if stds is None else np.nan_to_num(np.asarray(stds, float))
-        ax.errorbar(pos, means, yerr=err, marker="o", capsize=3, label=label)
-    if labels:
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels)

@@ -1,0 +1,82 @@
+"""Figures of ``npnet.train.LayerStats``: every statistic of one run, one statistic across runs.
+Each takes ``LayerStats.stats`` or the path of its ``layer_stats.csv``."""
+import math
+
+import numpy as np
+
+from ..train.layer_stats import LayerStats
+from ..train.layer_stats_csv import as_layer_stats
+from ._figure import _done, _figure
+
+__all__ = ["plot_layer_stats", "plot_statistic_by_run"]
+
+
+def _decades_scale(ax, values):
+    """A log scale when the nonzero magnitudes span more than two decades (symlog if some values
+    are zero or negative, with its linear range below the smallest nonzero magnitude)."""
+    mags = [abs(v) for v in values if v != 0]
+    if not mags or max(mags) / min(mags) <= 100:
+        return
+    if min(values) > 0:
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=min(mags))
+
+
+def plot_layer_stats(stats, path=None, title=None):
+    """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
+    the layers (parameters for update_ratio) as lines over the training steps. A panel whose
+    positive values span more than two decades gets a log scale."""
+    stats = as_layer_stats(stats)
+    names = [s for s in LayerStats.STATISTICS if any(s in by_stat for by_stat in stats.values())]
+    if not names:
+        raise ValueError("plot_layer_stats: no statistics recorded")
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _figure(4.2 * cols, 3.3 * rows)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, stat in zip(axes, names):
+        values = []
+        for layer, by_stat in stats.items():
+            if stat in by_stat:
+                steps, vals = zip(*by_stat[stat])
+                ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer)
+                values += [v for v in vals if math.isfinite(v)]
+        _decades_scale(ax, values)
+        ax.set(title=stat, xlabel="step")
+        ax.grid(alpha=0.3)
+        if 0 < len(ax.lines) <= 12:
+            ax.legend(fontsize="x-small", title="parameter" if stat == "update_ratio" else "layer",
+                      title_fontsize="x-small")
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    _done(fig, path)
+    return fig
+
+
+def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
+    """One ``LayerStats`` statistic for several runs side by side: a panel per run (``runs``: a
+    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y
+    (a log scale when the values of all runs span more than two decades, as in plot_layer_stats)."""
+    runs = {name: as_layer_stats(s) for name, s in runs.items()}
+    fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
+    axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
+    values = []
+    for ax, (name, stats) in zip(axes, runs.items()):
+        for layer, by_stat in stats.items():
+            if statistic in by_stat:
+                steps, vals = zip(*by_stat[statistic])
+                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer)
+                values += [v for v in vals if math.isfinite(v)]
+        ax.set(title=name, xlabel="step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
+    _decades_scale(axes[0], values)  # the panels share y, so its scale too
+    axes[0].set_ylabel(ylabel or statistic)
+    if title:
+        fig.suptitle(title)
+    _done(fig, path)
+    return fig
