@@ -20,6 +20,7 @@ uses the choice at once.
   Different algorithms round differently (float32 outputs agree to ~1e-6 relative), so a run with
   autotuning can differ from one without in the last bits, and across machines whose choices differ.
 """
+import functools
 import hashlib
 import json
 import logging
@@ -65,18 +66,31 @@ def shape_key(pass_, x, w, ph, pw):
     return f"{pass_} ({N}, {C}, {H}, {W}) -> {w.shape[0]} 3x3 pad ({ph}, {pw}) {x.dtype}"
 
 
+@functools.lru_cache(maxsize=None)
+def _fixed_setting():
+    """The parts of the setting that cannot change in a process, read once (reading them took
+    ~0.5 ms: too much for every convolution call)."""
+    from ._threads import blas_architecture
+    return (("cpu", _cpu_model()), ("blas", blas_architecture()), ("npnet", _npnet_version()))
+
+
 def machine_setting():
     """What a measured choice depends on: ``{"cpu", "blas", "threads", "npnet"}``."""
     from numba import get_num_threads
-    from ._threads import blas_architecture
-    return {"cpu": _cpu_model(), "blas": blas_architecture(), "threads": get_num_threads(),
-            "npnet": _npnet_version()}
+    return dict(_fixed_setting(), threads=get_num_threads())
 
 
 def cache_file():
-    setting = json.dumps(machine_setting(), sort_keys=True)
+    """The cache file of the current setting (Numba's thread count can change in a process)."""
+    from numba import get_num_threads
     folder = os.environ.get("NPNET_AUTOTUNE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npnet",
                                                                      "autotune")
+    return _cache_file(folder, get_num_threads())
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_file(folder, threads):
+    setting = json.dumps(dict(_fixed_setting(), threads=threads), sort_keys=True)
     return os.path.join(folder, hashlib.sha256(setting.encode()).hexdigest()[:16] + ".json")
 
 
@@ -120,8 +134,10 @@ def _read(path):
 
 
 def _load():
+    """The choices of the current setting's file replace those in memory (another thread count's
+    choices must not be used for this one)."""
     path = cache_file()
-    _state["choices"].update(_read(path))
+    _state["choices"] = _read(path)
     _state["loaded"] = path
 
 
