@@ -64,8 +64,8 @@ def convert_sync_batchnorm(model):
     place, and returns the model (PyTorch's ``SyncBatchNorm.convert_sync_batchnorm``).
 
     The layers keep their identity, parameters, buffers and state-dict names; only their class
-    changes (a replaced object would be missed by a block that holds its layers twice, like
-    ``BasicBlock``'s branch). A subclass of BatchNorm of your own is refused (TypeError): its
+    changes, so whatever holds a layer (a hook's closure, a user's reference) keeps holding the
+    synchronised one. A subclass of BatchNorm of your own is refused (TypeError): its
     code would be skipped."""
     for m in model.modules():
         if isinstance(m, _Sync) or not isinstance(m, _BatchNorm):
