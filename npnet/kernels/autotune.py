@@ -26,10 +26,10 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 
+from .._io import atomic_write_text
 from .._switch import Switch
 
 PASSES = ("forward", "input_grad", "weight_grad")
@@ -144,14 +144,11 @@ def _load():
 def _save(key, name):
     """Merges this choice into the cache file, written whole to a temporary file and renamed."""
     path = cache_file()
+    merged = _read(path)
+    merged[key] = name
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        merged = _read(path)
-        merged[key] = name
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".autotune-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"setting": machine_setting(), "choices": merged}, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"setting": machine_setting(), "choices": merged}, indent=1,
+                                           sort_keys=True))
     except OSError as e:  # a read-only home: the choice still holds for this process
         _log.warning("autotune: could not write %s (%s); choices are kept in memory only", path, e)
 
