@@ -221,3 +221,25 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
     for r in rows(out / "long"):
         assert r["status"] == "done" and r["epochs"] == "3"
         assert "resumed from" in open(os.path.join(r["run_dir"], "log.txt")).read()
+
+
+def test_a_key_added_since_a_trial_finished_is_no_change_but_a_changed_value_is(tmp_path):
+    """A sweep folder from an earlier npnet: its records lack a key added since (``train.sync_bn``
+    came with data-parallel runs). At the key's default that is the same trial and a rerun skips
+    it; a different value, or a key the schema no longer has, is another config and is refused."""
+    import copy
+    from npnet.run.experiment import RunError
+    from npnet.run.sweep_run import plan
+    sweep = load_sweep(write_sweep(tmp_path))
+    def records(edit):
+        out = {}
+        for t in sweep.trials:
+            config = copy.deepcopy(t.config)
+            edit(config)
+            out[t.id] = {"status": "done", "config": config}
+        return out
+    assert plan(sweep, records(lambda c: c["train"].pop("sync_bn"))) == []
+    with pytest.raises(RunError, match=r"differs at train\.sync_bn"):
+        plan(sweep, records(lambda c: c["train"].update(sync_bn=True)))
+    with pytest.raises(RunError, match=r"differs at train\.gone"):
+        plan(sweep, records(lambda c: c["train"].update(gone=1)))

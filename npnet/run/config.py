@@ -19,7 +19,7 @@ import os
 from .overrides import apply_overrides
 
 __all__ = ["ConfigError", "SCHEMA", "validate_config", "load_config", "read_yaml",
-           "describe_schema"]
+           "describe_schema", "as_current"]
 
 
 class ConfigError(ValueError):
@@ -214,6 +214,18 @@ def validate_config(raw):
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems) +
                           (f"\nvalid keys:\n{describe_schema()}" if keys else ""))
     return config
+
+
+def as_current(stored):
+    """A config stored by a run (a sweep's record, a run folder's config.yaml) as this version of
+    npnet reads it: validated, so that a key added since the run was made takes its default (a
+    run made before ``train.sync_bn`` existed ran with ``sync_bn: false``). A stored config that
+    no longer validates (a key removed or renamed since) is returned as stored, so that it
+    compares as different."""
+    try:
+        return validate_config(stored)
+    except ConfigError:
+        return stored
 
 
 def _check_values(config, problems):

@@ -20,6 +20,7 @@ import os
 import sys
 
 from .._io import atomic_write_text
+from .config import as_current
 from .experiment import RunError, load_data
 from .overrides import differing_keys
 from .stopper import Stopper
@@ -49,11 +50,12 @@ def save_records(folder, sweep, records):
 
 def plan(sweep, records):
     """The trials still to run; ``RunError`` if a finished trial's record was made with another
-    config (the sweep file or a base config changed since)."""
+    config (the sweep file or a base config changed since; a key that npnet added since, at its
+    default value, is no change: ``config.as_current``)."""
     for trial in sweep.trials:
         record = records.get(trial.id)
         if record and record["status"] in FINAL:
-            keys = differing_keys(record["config"], trial.config)
+            keys = differing_keys(as_current(record["config"]), trial.config)
             if keys:
                 raise RunError(f"trial {trial.id} finished earlier with another config (differs at "
                                f"{', '.join(keys)}); the sweep file or its base changed. Use "

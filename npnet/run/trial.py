@@ -23,7 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from .config import ConfigError, read_yaml
+from .config import ConfigError, as_current, read_yaml
 from .experiment import RunError
 from .overrides import differing_keys
 from .runner import checkpoint_config, run_experiment
@@ -92,7 +92,7 @@ def _finished(run, config):
     if not all(os.path.isfile(p) for p in paths):
         return None
     try:
-        if differing_keys(read_yaml(paths[0]), config):
+        if differing_keys(as_current(read_yaml(paths[0])), config):
             return None
     except ConfigError:  # an unreadable config.yaml: not a finished run of this config
         return None
