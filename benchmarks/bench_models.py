@@ -22,7 +22,9 @@ cnn-bn, resnet32 and cnn-small on (128, 3, 32, 32); mlp (3072-200-10 sigmoid) on
   the loss and the weight gradients of both are compared.
 * Time: median of the timed steps after warm-up; npnet and PyTorch alternate in blocks
   (``_common.time_interleaved``). GFLOP/s counts Conv2d/Linear MACs from the layer shapes
-  (``_common.forward_flops``): 2*MACs per forward, 3x that per train step.
+  (``_common.forward_flops``): 2*MACs per forward; a train step adds the weight and input
+  gradients, less the first layer's input gradient, which neither side computes
+  (``_common.train_flops``).
 * Peak memory: each (framework, model, pass) runs in a fresh subprocess, which imports its
   framework, warms its kernels on a tiny copy of the model, then resets the kernel's peak-RSS mark
   (``/proc/self/clear_refs``) and records the RSS. It then builds the model, optimizer and data and
@@ -179,8 +181,9 @@ def describe_model(name, model=None):
     if model is None:
         model = build_model(name, spec["in_shape"], 10, rng=0)
     flops = _common.forward_flops(model, spec["in_shape"]) * spec["batch"]
+    train = _common.train_flops(model, spec["in_shape"]) * spec["batch"]
     return {"model": name, "batch": spec["batch"], "params": model.num_parameters(),
-            "forward_gflop": flops / 1e9, "check": None, "passes": {}}
+            "forward_gflop": flops / 1e9, "train_gflop": train / 1e9, "check": None, "passes": {}}
 
 
 def time_model(name):
@@ -189,7 +192,6 @@ def time_model(name):
     model = build_model(name, spec["in_shape"], 10, rng=0)
     x, y = make_data(name, batch)
     result = describe_model(name, model)
-    flops = result["forward_gflop"] * 1e9
     twin = None
     if torch is not None:
         twin = _twin.to_torch(model)
@@ -203,8 +205,7 @@ def time_model(name):
         with _common.OtherLoad() as load:
             times = _common.time_interleaved(fns, ARGS.steps, ARGS.warmup, ARGS.rounds)
         result.setdefault("other_load", {})[mode] = load.share
-        work = flops * (3 if mode == "train" else 1)
-        stats = {side: _stats(t, batch, work) for side, t in times.items()}
+        stats = {side: _stats(t, batch) for side, t in times.items()}
         plain = stats.pop(PLAIN, None)
         result["passes"][mode] = stats
         if plain is not None:
@@ -216,11 +217,19 @@ def time_model(name):
     return result
 
 
-def _stats(t, batch, work):
+def _stats(t, batch):
     """The record of one side's per-step times ``t`` (seconds)."""
     return {"ms": _common.median(t) * 1e3, "min_ms": min(t) * 1e3, "spread": _common.spread(t), "n": len(t),
-            "images_per_s": batch / _common.median(t), "gflops": work / _common.median(t) / 1e9,
-            "samples_ms": [v * 1e3 for v in t]}
+            "images_per_s": batch / _common.median(t), "samples_ms": [v * 1e3 for v in t]}
+
+
+def gflops(record, mode, side):
+    """GFLOP/s of one side's median step: the pass's FLOPs from the layer shapes over its time
+    (computed when reporting, so that ``--merge`` of older ``--json`` files counts alike)."""
+    if "train_gflop" not in record:   # a --json file written before train_gflop was recorded
+        record["train_gflop"] = describe_model(record["model"])["train_gflop"]
+    work = record["forward_gflop"] if mode == "infer" else record["train_gflop"]
+    return work / (side["ms"] / 1e3)
 
 
 # -- peak memory (subprocess) ----------------------------------------------------------------------
@@ -286,19 +295,21 @@ def measure_memory(framework, name, mode):
 # -- report ----------------------------------------------------------------------------------------
 def speed_rows(results, peak=None):
     """One row per model and pass; ``peak``: the measured SGEMM GFLOP/s that "% of peak" divides by."""
-    def pct(side):
-        return f"{100 * side['gflops'] / peak:.0f}%" if peak and side else "-"
     rows = []
     for r in results:
         for mode, sides in r["passes"].items():
             n, t = sides["npnet"], sides.get("torch")
+            rate = {"n": gflops(r, mode, n), "t": gflops(r, mode, t) if t else None}
+
+            def pct(which):
+                return f"{100 * rate[which] / peak:.0f}%" if peak and rate[which] else "-"
             rows.append([r["model"], r["batch"], mode,
                          f"{n['ms']:.1f} ±{n['spread'] * 100:.0f}%",
                          f"{t['ms']:.1f} ±{t['spread'] * 100:.0f}%" if t else "-",
                          f"{n['ms'] / t['ms']:.2f}" if t else "-",
                          f"{n['min_ms'] / t['min_ms']:.2f}" if t else "-",
                          f"{n['images_per_s']:,.0f}", f"{t['images_per_s']:,.0f}" if t else "-",
-                         f"{n['gflops']:.1f}", f"{t['gflops']:.1f}" if t else "-", pct(n), pct(t),
+                         f"{rate['n']:.1f}", f"{rate['t']:.1f}" if t else "-", pct("n"), pct("t"),
                          _pct(r.get("other_load", {}).get(mode))])
     return rows
 
@@ -386,7 +397,8 @@ def main():
               f"machine at start: {LOAD_AT_START}" +
               ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else ""),
               f"FP32 peak as measured: {peak:.0f} GFLOP/s (NumPy's SGEMM, 2048^3, {ARGS.threads} threads, best of 5); "
-              "FLOPs = 2 x MACs of every Conv2d and Linear from its shapes, a train step 3x the forward"]
+              "FLOPs = 2 x MACs of every Conv2d and Linear from its shapes; a train step 3x the forward "
+              "less the first layer's input gradient (not computed by either side)"]
     report(results, header, peak)
     if ARGS.json:
         with open(ARGS.json, "w") as f:

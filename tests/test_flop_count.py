@@ -51,3 +51,29 @@ def test_record_layer_inputs_sees_every_fused_layer():
     seen = _common.record_layer_inputs(model, np.zeros((1, 3, 32, 32), np.float32))
     assert [type(m).__name__ for m, _ in seen][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
     assert len(seen) == len([m for m in model.modules() if not m._modules])
+
+
+FIRST_LAYER_MACS = {"cnn-small": conv(3, 32, 3, 32), "cnn-bn": conv(3, 32, 3, 32),
+                    "resnet32": conv(3, 16, 3, 32), "mlp": 3072 * 200, "linear": 3072 * 10}
+
+
+@pytest.mark.parametrize("name", list(HAND_MACS))
+def test_train_flops_leave_out_the_first_layers_input_gradient(name):
+    """A train step: forward, weight gradient and input gradient of every layer, but no gradient
+    for the images (the first layer's input)."""
+    model = build_model(name, (3, 32, 32), 10, rng=0)
+    assert _common.train_flops(model, (3, 32, 32)) == 2 * (3 * HAND_MACS[name] - FIRST_LAYER_MACS[name])
+
+
+def test_a_train_step_does_not_compute_the_first_layers_input_gradient():
+    """What train_flops assumes, seen on the model: the first Linear of the mlp is asked for no
+    input gradient by ``train_step``, the second is."""
+    from npnet import losses, nn, optim
+    from npnet.train import train_step
+    model = build_model("mlp", (3, 32, 32), 10, rng=0)
+    asked = []
+    for layer in [m for m in model.modules() if isinstance(m, nn.Linear)]:
+        layer.register_full_backward_hook(lambda mod, gin, gout: asked.append(gin[0] is not None))
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    train_step(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, np.arange(8) % 10)
+    assert asked == [True, False]   # backward order: the last Linear first
