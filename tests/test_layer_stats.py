@@ -4,6 +4,7 @@ import os
 import struct
 
 import numpy as np
+import matplotlib.colors
 import pytest
 
 from npnet import nn, plots
@@ -237,3 +238,13 @@ def test_statistic_by_run_shares_one_y_scale_across_the_runs():
     assert [len(ax.lines) for ax in fig.axes] == [1, 1]            # layer 2 has no grad_norm
     fig = plots.plot_statistic_by_run({"b": large}, "grad_norm")
     assert fig.axes[0].get_yscale() == "linear"
+
+
+def test_twelve_layers_get_twelve_colours_the_same_in_every_run():
+    # matplotlib's cycle has ten colours: layers 1 and 11 used to share one
+    run = {str(k): {"grad_norm": [(0, float(k)), (1, float(k))]} for k in range(1, 13)}
+    fig = plots.plot_statistic_by_run({"a": run, "b": run}, "grad_norm")
+    colours = [[tuple(matplotlib.colors.to_rgba(line.get_color())) for line in ax.lines] for ax in fig.axes]
+    assert len(set(colours[0])) == 12 and colours[0] == colours[1]
+    fig = plots.plot_layer_stats(run)
+    assert len({matplotlib.colors.to_rgba(line.get_color()) for line in fig.axes[0].lines}) == 12

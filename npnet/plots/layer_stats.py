@@ -23,6 +23,17 @@ def _decades_scale(ax, values):
         ax.set_yscale("symlog", linthresh=min(mags))
 
 
+def _colours(names):
+    """``{layer name: colour}``, one colour per layer and the same in every panel: matplotlib's
+    ten-colour cycle while it suffices, else viridis from the first layer to the last (the cycle
+    would give layers 1 and 11 the same colour)."""
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"]
+    return {name: cmap(0.92 * i / (len(names) - 1)) for i, name in enumerate(names)}
+
+
 def plot_layer_stats(stats, path=None, title=None):
     """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
     the layers (parameters for update_ratio) as lines over the training steps. A panel whose
@@ -37,11 +48,13 @@ def plot_layer_stats(stats, path=None, title=None):
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, stat in zip(axes, names):
         values = []
-        for layer, by_stat in stats.items():
-            if stat in by_stat:
-                steps, vals = zip(*by_stat[stat])
-                ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer)
-                values += [v for v in vals if math.isfinite(v)]
+        layers = [layer for layer, by_stat in stats.items() if stat in by_stat]
+        colours = _colours(layers)
+        for layer in layers:
+            steps, vals = zip(*stats[layer][stat])
+            ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer,
+                    color=colours[layer])
+            values += [v for v in vals if math.isfinite(v)]
         _decades_scale(ax, values)
         ax.set(title=stat, xlabel="step")
         ax.grid(alpha=0.3)
@@ -64,11 +77,13 @@ def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
     fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
     axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
     values = []
+    colours = _colours(list(dict.fromkeys(layer for stats in runs.values()
+                                          for layer, by_stat in stats.items() if statistic in by_stat)))
     for ax, (name, stats) in zip(axes, runs.items()):
         for layer, by_stat in stats.items():
             if statistic in by_stat:
                 steps, vals = zip(*by_stat[statistic])
-                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer)
+                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer, color=colours[layer])
                 values += [v for v in vals if math.isfinite(v)]
         ax.set(title=name, xlabel="step")
         ax.grid(alpha=0.3)
