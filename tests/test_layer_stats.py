@@ -248,3 +248,12 @@ def test_twelve_layers_get_twelve_colours_the_same_in_every_run():
     assert len(set(colours[0])) == 12 and colours[0] == colours[1]
     fig = plots.plot_layer_stats(run)
     assert len({matplotlib.colors.to_rgba(line.get_color()) for line in fig.axes[0].lines}) == 12
+
+
+def test_a_run_without_the_statistic_gets_a_panel_that_says_so():
+    sig = {"2": {"saturation": [(0, 0.1), (1, 0.4)]}}
+    relu = {"2": {"grad_norm": [(0, 1.0), (1, 2.0)]}}
+    fig = plots.plot_statistic_by_run({"sigmoid": sig, "relu": relu}, "saturation")
+    assert [len(ax.lines) for ax in fig.axes] == [1, 0]
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no layer records\nsaturation"]
+    assert not fig.axes[0].texts

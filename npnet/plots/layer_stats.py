@@ -89,6 +89,9 @@ def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
+        else:  # e.g. saturation in a run without Sigmoid or Tanh layers: say so, not a blank panel
+            ax.text(0.5, 0.5, f"no layer records\n{statistic}", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
     _decades_scale(axes[0], values)  # the panels share y, so its scale too
     axes[0].set_ylabel(ylabel or statistic)
     if title:
