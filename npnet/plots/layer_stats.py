@@ -34,6 +34,23 @@ def _colours(names):
     return {name: cmap(0.92 * i / (len(names) - 1)) for i, name in enumerate(names)}
 
 
+def _layers_with(stats, stat):
+    """The layers (or parameters) of one LayerStats ``stats`` dict that recorded ``stat``."""
+    return [layer for layer, by_stat in stats.items() if stat in by_stat]
+
+
+def _plot_layers(ax, stats, stat, colours, markers_below=None):
+    """One line per layer that recorded ``stat``, in its colour of ``colours``; a marker on every
+    point, or only on lines of fewer than ``markers_below`` points. Returns the finite values."""
+    values = []
+    for layer in _layers_with(stats, stat):
+        steps, vals = zip(*stats[layer][stat])
+        marker = "o" if markers_below is None or len(steps) < markers_below else None
+        ax.plot(steps, vals, marker=marker, ms=3, lw=1, label=layer, color=colours[layer])
+        values += [v for v in vals if math.isfinite(v)]
+    return values
+
+
 def plot_layer_stats(stats, path=None, title=None):
     """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
     the layers (parameters for update_ratio) as lines over the training steps. A panel whose
@@ -47,14 +64,7 @@ def plot_layer_stats(stats, path=None, title=None):
     fig = _figure(4.2 * cols, 3.3 * rows)
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, stat in zip(axes, names):
-        values = []
-        layers = [layer for layer, by_stat in stats.items() if stat in by_stat]
-        colours = _colours(layers)
-        for layer in layers:
-            steps, vals = zip(*stats[layer][stat])
-            ax.plot(steps, vals, marker="o" if len(steps) < 20 else None, ms=3, lw=1, label=layer,
-                    color=colours[layer])
-            values += [v for v in vals if math.isfinite(v)]
+        values = _plot_layers(ax, stats, stat, _colours(_layers_with(stats, stat)), markers_below=20)
         _decades_scale(ax, values)
         ax.set(title=stat, xlabel="step")
         ax.grid(alpha=0.3)
@@ -77,14 +87,11 @@ def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
     fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
     axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
     values = []
+    # one colour per layer across the runs, so that a layer looks the same in every panel
     colours = _colours(list(dict.fromkeys(layer for stats in runs.values()
-                                          for layer, by_stat in stats.items() if statistic in by_stat)))
+                                          for layer in _layers_with(stats, statistic))))
     for ax, (name, stats) in zip(axes, runs.items()):
-        for layer, by_stat in stats.items():
-            if statistic in by_stat:
-                steps, vals = zip(*by_stat[statistic])
-                ax.plot(steps, vals, marker="o", ms=3, lw=1, label=layer, color=colours[layer])
-                values += [v for v in vals if math.isfinite(v)]
+        values += _plot_layers(ax, stats, statistic, colours)
         ax.set(title=name, xlabel="step")
         ax.grid(alpha=0.3)
         if ax.lines:
