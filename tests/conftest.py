@@ -23,3 +23,17 @@ def kernel_mode(request):
     Layer test files opt in with ``pytestmark = pytest.mark.usefixtures("kernel_mode")``."""
     with kernels.use_reference(request.param == "reference"):
         yield request.param
+
+
+@pytest.fixture
+def tuning(tmp_path, monkeypatch):
+    """Autotuning on (the suite runs the fixed rule), with an empty cache folder of its own and no
+    choices in memory."""
+    from npnet.kernels import autotune
+    monkeypatch.setenv("NPNET_AUTOTUNE_CACHE", str(tmp_path))
+    monkeypatch.setitem(autotune._state, "choices", {})
+    monkeypatch.setitem(autotune._state, "used", {})
+    monkeypatch.setitem(autotune._state, "loaded", None)
+    previous = autotune.set_enabled(True)
+    yield tmp_path
+    autotune.set_enabled(previous)

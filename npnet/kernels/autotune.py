@@ -1,14 +1,17 @@
 """Choosing a convolution's algorithm by measurement, as cuDNN's benchmark mode does.
 
-The first time a 3x3 stride-1 convolution of a given shape runs (the one case with two algorithms,
-im2col and Winograd F(2x2, 3x3)), each pass is timed with both and the faster is kept: the forward,
-the input gradient and the weight gradient are chosen separately, since no fixed rule picked the
-better one on every layer and BLAS kernel set (benchmarks/README.md). Every later call of that shape
-uses the choice at once.
+The first time a 3x3 stride-1 convolution of a given shape runs (the one case with several
+algorithms: im2col, Winograd F(2x2, 3x3) and F(4x4, 3x3)), each pass is timed with every algorithm
+and the fastest is kept, since no fixed rule picked the best one on every layer and BLAS kernel set
+(benchmarks/README.md). The passes are chosen separately: the forward; the backward with both
+gradients (timed as one call, since both share the transform of dy); the input gradient alone (a
+frozen weight) and the weight gradient alone (a first layer, whose input needs no gradient). Every
+later call of that shape uses the choice at once.
 
 * **Where choices live.** In memory, and in one JSON file per machine setting under
   ``~/.cache/npnet/autotune/`` (``$NPNET_AUTOTUNE_CACHE`` to move it), named by a hash of what the
-  timing depends on: CPU model, SciPy's BLAS kernel set, Numba's thread count and npnet's version
+  timing depends on: CPU model (with its family, model and stepping: "AMD EPYC" alone names Zen 3, 4
+  and 5 alike), SciPy's BLAS kernel set, Numba's thread count, npnet's version and the algorithms
   (all written inside the file too). The file is rewritten whole through a temporary file and a
   rename, merged with what other processes wrote meanwhile, so that concurrent processes (sweep
   trials, data-parallel ranks) never read half a file; two processes tuning the same shape at once
@@ -17,9 +20,15 @@ uses the choice at once.
   logger (INFO) with both times.
 * **The switch.** ``NPNET_AUTOTUNE=0`` in the environment, :func:`set_enabled` or ``with
   autotune.disabled():`` keep the fixed rule of :func:`conv.conv_algorithm` (bit-reproducible runs).
-  Different algorithms round differently (float32 outputs agree to ~1e-6 relative), so a run with
-  autotuning can differ from one without in the last bits, and across machines whose choices differ.
+* **The candidates.** ``NPNET_AUTOTUNE_ALGORITHMS=im2col,winograd`` or :func:`set_algorithms` /
+  ``with autotune.only(...)`` limit what the tuner may choose from (one name: that algorithm wherever
+  it applies, unmeasured). Different algorithms round differently: against the exact result, the
+  float32 error of im2col and of Winograd F(2x2, 3x3) is ~2-6e-7 of the largest output, that of
+  F(4x4, 3x3) ("winograd4") ~2-8e-6 (``winograd.py``). So a run with autotuning can differ from one
+  without in the last bits, and across machines whose choices differ; leaving "winograd4" out keeps
+  every convolution at the smaller error.
 """
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,11 +41,47 @@ import time
 from .._io import atomic_write_text
 from .._switch import Switch
 
-PASSES = ("forward", "input_grad", "weight_grad")
+PASSES = ("forward", "backward", "input_grad", "weight_grad")
+#: the convolution algorithms (``conv.py``); part of the setting, so that a cache measured before an
+#: algorithm existed is not read as if it had been measured against it
+ALGORITHMS = ("im2col", "winograd", "winograd4")
 _log = logging.getLogger("npnet.autotune")
 _lock = threading.Lock()
 _enabled = Switch(os.environ.get("NPNET_AUTOTUNE", "1").strip().lower() not in ("0", "false", "no", "off"))
 _state = {"choices": {}, "used": {}, "loaded": None}
+
+
+def _parse_algorithms(names):
+    names = tuple(n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip())
+    unknown = [n for n in names if n not in ALGORITHMS]
+    if not names or unknown:
+        raise ValueError(f"autotune: algorithms must be a non-empty selection of {ALGORITHMS}, got {names!r}")
+    return tuple(a for a in ALGORITHMS if a in names)
+
+
+_algorithms = [_parse_algorithms(os.environ.get("NPNET_AUTOTUNE_ALGORITHMS") or ALGORITHMS)]
+
+
+def algorithms():
+    """The algorithms the tuner chooses from (all of ``ALGORITHMS`` unless limited)."""
+    return _algorithms[0]
+
+
+def set_algorithms(names):
+    """Limits the tuner to ``names`` (a sequence, or a comma-separated string); returns the previous
+    selection. Each selection has a cache file of its own."""
+    previous, _algorithms[0] = _algorithms[0], _parse_algorithms(names)
+    return previous
+
+
+@contextlib.contextmanager
+def only(*names):
+    """``with autotune.only("im2col", "winograd"):`` the tuner chooses among these inside the block."""
+    previous = set_algorithms(names)
+    try:
+        yield
+    finally:
+        set_algorithms(previous)
 
 
 def is_enabled():
@@ -75,9 +120,9 @@ def _fixed_setting():
 
 
 def machine_setting():
-    """What a measured choice depends on: ``{"cpu", "blas", "threads", "npnet"}``."""
+    """What a measured choice depends on: ``{"cpu", "blas", "threads", "npnet", "algorithms"}``."""
     from numba import get_num_threads
-    return dict(_fixed_setting(), threads=get_num_threads())
+    return dict(_fixed_setting(), threads=get_num_threads(), algorithms=list(algorithms()))
 
 
 def cache_file():
@@ -85,19 +130,25 @@ def cache_file():
     from numba import get_num_threads
     folder = os.environ.get("NPNET_AUTOTUNE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "npnet",
                                                                      "autotune")
-    return _cache_file(folder, get_num_threads())
+    return _cache_file(folder, get_num_threads(), algorithms())
 
 
 @functools.lru_cache(maxsize=None)
-def _cache_file(folder, threads):
-    setting = json.dumps(dict(_fixed_setting(), threads=threads), sort_keys=True)
+def _cache_file(folder, threads, names):
+    setting = json.dumps(dict(_fixed_setting(), threads=threads, algorithms=list(names)), sort_keys=True)
     return os.path.join(folder, hashlib.sha256(setting.encode()).hexdigest()[:16] + ".json")
 
 
 def choose(pass_, key, candidates):
     """``(name, result or None)``: the chosen algorithm for ``key``; when it was measured now, also
     the winner's result, so the call that measures does not compute it again.
-    ``candidates``: ``{name: function of no arguments}``, each computing the same pass."""
+    ``candidates``: ``{name: function of no arguments}``, each computing the same pass; a single
+    candidate is returned at once, unmeasured and not written to the cache."""
+    if len(candidates) == 1:
+        name = next(iter(candidates))
+        with _lock:
+            _state["used"][key] = name
+        return name, None
     with _lock:
         if _state["loaded"] != cache_file():
             _load()
@@ -154,14 +205,20 @@ def _save(key, name):
 
 
 def _cpu_model():
+    """The CPU's model name with its family, model and stepping where /proc/cpuinfo has them."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break                                   # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
+    return f"{name} ({', '.join(ids)})" if ids else name
 
 
 def _npnet_version():

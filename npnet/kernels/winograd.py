@@ -1,24 +1,33 @@
-"""3x3 stride-1 convolution by Winograd F(2x2, 3x3), forward and backward, and plain NumPy references.
+"""3x3 stride-1 convolution by Winograd F(2x2, 3x3) and F(4x4, 3x3), forward and backward, and plain
+NumPy references.
 
 Shapes: x (N, C, H, W), w (O, C, 3, 3), b (O,) or None, y / dy (N, O, OH, OW), OH = H + 2 ph - 2.
 Same results as :func:`conv.conv2d_forward` / ``conv2d_backward`` with kernel 3x3 and stride 1, up to
-rounding: 16 products per 2x2 output tile instead of 36, so the GEMMs do 2.25x fewer multiplications.
+rounding. F(m x m, 3x3) computes an m x m output tile from an (m + 2) x (m + 2) input tile with
+(m + 2)^2 products instead of 9 m^2: m = 2 does 2.25x fewer multiplications than the direct
+convolution, m = 4 4x fewer (counting the tile rows' junk tile, see ``_wino_tiles``: 2.1x and 3.6x on
+32x32 images, 1.8x and 2.4x on 8x8), for larger transforms and larger rounding errors (below).
 
-Algorithm (Lavin & Gray 2016; the tile transforms are in ``_wino_tiles`` and ``_wino_grad_tiles``): per
-2x2 output tile and input channel, V = B^T d B (4x4, from the 4x4 input tile d); per kernel,
-U = G g G^T (4x4). For each of the 16 positions a, M[a] (O x T) = U[a] (O x C) @ V[a] (C x T) over T tiles: one GEMM per position and group
-of images. The output tile is A^T M A (2x2), plus the bias. Backward: dM = A dY A^T per tile; then
-dU[a] = sum over tiles of dM[a] @ V[a]^T, dw = G^T dU G; dV[a] = U[a]^T @ dM[a] and dx = the adjoint of
-the input transform (B dV B^T per tile, overlapping tiles summed). Threads: ``prange`` over groups of
-whole images, each worker with its own buffers and its own dU, summed at the end in a fixed order.
+Algorithm (Lavin & Gray 2016; the tile transforms are in ``_wino_tiles`` / ``_wino_grad_tiles`` for
+m = 2 and ``_wino4_tiles`` / ``_wino4_grad_tiles`` for m = 4): per output tile and input channel,
+V = B^T d B (from the input tile d); per kernel, U = G g G^T. For each of the P = (m + 2)^2 positions a,
+M[a] (O x T) = U[a] (O x C) @ V[a] (C x T) over T tiles: one GEMM per position and group of images. The
+output tile is A^T M A, plus the bias. Backward: dM = A dY A^T per tile; then dU[a] = sum over tiles of
+dM[a] @ V[a]^T, dw = G^T dU G; dV[a] = U[a]^T @ dM[a] and dx = the adjoint of the input transform
+(B dV B^T per tile, overlapping tiles summed). Threads: ``prange`` over groups of whole images, each
+worker with its own buffers and its own dU, summed at the end in a fixed order. Both m run through the
+same two parallel kernels; m selects the tile functions.
 
 Float32 error against the exact (float64) convolution, measured (batch 4, random normal x and dy,
 Kaiming-scaled w, C = O = 16 on 16x16 and 32x32, C = O = 64 on 8x8 and 16x16; max abs error and the
-same divided by max |exact|): y 1.0-1.9e-6 abs, 1.6-3.1e-7 relative (the direct float32 convolution:
-2.1-3.3e-6, 3.7-5.6e-7, it sums 9C products per output where Winograd sums C); dx 1.1-1.8e-6,
+same divided by max |exact|). F(2x2): y 1.0-1.9e-6 abs, 1.6-3.1e-7 relative (the direct float32
+convolution: 2.1-3.3e-6, 3.7-5.6e-7, it sums 9C products per output where Winograd sums C); dx 1.1-1.8e-6,
 1.8-2.6e-7 (direct 0.8-1.3e-6, 1.3-1.8e-7); dw 1.8e-5-1.5e-4 abs, 2.7-7.0e-7 relative (direct
-1.3-6.8e-5, 1.9-3.3e-7). ``tests/test_kernels_winograd.py`` asserts relative errors below 1e-6 and at
-most 4x the direct convolution's. In float64 both agree with each other to ~1e-15 relative.
+1.3-6.8e-5, 1.9-3.3e-7). F(4x4) (its transforms have coefficients up to 8 and G has 1/6, 1/12, 1/24): y
+3.4-7.8e-6 relative, dx 1.7-3.9e-6, dw 2.0-2.7e-6, i.e. 10-25x the direct convolution's.
+``tests/test_kernels_winograd.py`` asserts relative errors below 1e-6 and at most 4x the direct
+convolution's for F(2x2), below 1.5e-5 and at most 40x for F(4x4). In float64 F(2x2) agrees with the
+direct convolution to ~1e-15 relative, F(4x4) to ~1e-13.
 """
 import numpy as np
 from numba import njit, prange, get_num_threads
@@ -27,50 +36,69 @@ from ._jit import CACHE
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint
+from ._wino4_tiles import plane_sizes4, input_tiles4, output_tiles4
+from ._wino4_grad_tiles import dy_tiles4, input_tiles4_adjoint
 from .im2col import as_float_array
 from .matmul import matmul
 
-# transform matrices (exact in binary floating point)
+# transform matrices of F(2x2, 3x3) and F(4x4, 3x3) (_wino4_tiles), by output tile size m; B^T and A^T are
+# exact in binary floating point, G of F(4x4) is not (1/6, 1/12, 1/24): U is computed in float64
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
+AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+               dtype=np.float64)
+MATRICES = {2: (BT, G, AT), 4: (BT4, G4, AT4)}
+TILE_SIZES = tuple(MATRICES)
 
 
-def tiles(H, W, ph, pw):
-    """(OH, OW, TH, TW): output size and 2x2 tiles per column and row (a tile row also holds one junk tile)."""
+def _check_m(m):
+    if m not in MATRICES:
+        raise ValueError(f"winograd: output tile size m must be one of {TILE_SIZES}, got {m!r}")
+    return m
+
+
+def tiles(H, W, ph, pw, m=2):
+    """(OH, OW, TH, TW): output size and m x m tiles per column and row (a tile row also holds one junk tile)."""
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
-    return OH, OW, (OH + 1) // 2, (OW + 1) // 2
+    return OH, OW, -(-OH // m), -(-OW // m)
 
 
-GROUP_TILE_CHANNELS = 16384
+GROUP_FLOATS = 16 * 16384
 
 
-def _groups(N, TT, C, O):
-    """(threads, ``per_group`` images per group; ``G`` is the kernel transform): a group holds about
-    GROUP_TILE_CHANNELS / (C + O) tiles (its V and M,
-    16 (C + O) floats per tile, fill ~1 MB in float32), and the groups split evenly over the threads.
-    Measured on one core, batch 128, against 8192: 5-15% faster on 8x8 images (more images per GEMM)
-    and in the backward of 16x16 ones, the same elsewhere; 32768 was 3-8% slower on 32x32 images."""
+def _groups(N, TT, C, O, P):
+    """(threads, ``per_group`` images per group) for P = (m + 2)^2 transform positions: a group holds
+    about GROUP_FLOATS / (P (C + O)) tiles (its V and M, P (C + O) floats per tile, fill ~1 MB in
+    float32), and the groups split evenly over the threads. Measured for F(2x2) on one core, batch 128,
+    against half this size: 5-15% faster on 8x8 images (more images per GEMM) and in the backward of
+    16x16 ones, the same elsewhere; twice the size was 3-8% slower on 32x32 images."""
     T = max(1, min(get_num_threads(), N))
-    per_group = max(1, (GROUP_TILE_CHANNELS // (C + O)) // TT)
+    per_group = max(1, (GROUP_FLOATS // (P * (C + O))) // TT)
     per_thread = -(-N // T)
     groups_per_thread = -(-per_thread // per_group)
     return T, -(-per_thread // groups_per_thread)
 
 
-GG = np.kron(G, G)     # (16, 9): GG[4i + j, 3k + l] = G[i, k] G[j, l], so vec(G g G^T) = GG @ vec(g)
-GG_T = np.ascontiguousarray(GG.T)
+# kron(G, G) (P, 9): row (r i + j), column (3k + l) is G[i, k] G[j, l], so vec(G g G^T) = GG @ vec(g)
+GG = {m: np.kron(g, g) for m, (_, g, _) in MATRICES.items()}
+GG_T = {m: np.ascontiguousarray(gg.T) for m, gg in GG.items()}
 
 
-def weight_tiles(w):
-    """U (16, O, C) = G g G^T for every 3x3 kernel g of w (O, C, 3, 3), in w's dtype (computed in float64).
+def weight_tiles(w, m=2):
+    """U (P, O, C) = G g G^T for every 3x3 kernel g of w (O, C, 3, 3), P = (m + 2)^2, in w's dtype
+    (computed in float64).
 
-    One (16 x 9) @ (9 x OC) product on Numba's pool (``matmul``): einsum spent ~0.2 ms a call choosing
+    One (P x 9) @ (9 x OC) product on Numba's pool (``matmul``): einsum spent ~0.2 ms a call choosing
     its path; NumPy's ``@`` would wake NumPy's own BLAS threads, which then spin next to the kernels.
     """
     O, C = w.shape[:2]
-    U = matmul(GG, w.reshape(O * C, 9).T.astype(np.float64))
-    return np.ascontiguousarray(U.reshape(16, O, C), dtype=w.dtype)
+    U = matmul(GG[m], w.reshape(O * C, 9).T.astype(np.float64))
+    return np.ascontiguousarray(U.reshape(-1, O, C), dtype=w.dtype)
 
 
 def _carve(buf, sizes):
@@ -79,19 +107,64 @@ def _carve(buf, sizes):
     return [buf[e - n:e] for n, e in zip(sizes, ends)]
 
 
-def _fwd_sizes(C, O, TH, TW, GT):
+def _scratch_sizes(C, TH, TW, m):
+    """(pad, z, s, yp, dyp): per-thread scratch of the tile transforms (see ``_wino_tiles`` and
+    ``_wino4_tiles``): the padded image, the column-pass tiles, the output pass, the gradient's tiles."""
+    RT = TH * (TW + 1)
+    if m == 2:
+        half, nz = plane_sizes(C, TH, TW)
+        return 2 * half, 8 * (nz + 4), 8 * RT, 4 * RT, 10 * RT
+    plane, nz = plane_sizes4(C, TH, TW)
+    return 4 * plane, 24 * (nz + 4), 24 * RT, 16 * RT, 40 * RT
+
+
+def _fwd_sizes(C, O, TH, TW, GT, m):
     """Per-thread buffer pieces of the forward: pad, z, s, yp, V, M."""
-    half, nz = plane_sizes(C, TH, TW)
-    R = TW + 1
-    return [2 * half, 8 * (nz + 4), 8 * TH * R, 4 * TH * R, 16 * C * GT, 16 * O * GT]
+    pad, z, s, yp, _ = _scratch_sizes(C, TH, TW, m)
+    P = (m + 2) ** 2
+    return [pad, z, s, yp, P * C * GT, P * O * GT]
+
+
+# F(m x m, 3x3)'s tile functions for one image, by m (2: _wino_tiles, 4: _wino4_tiles); m is the same for
+# a whole call, so the branch costs nothing measurable next to the transforms
+@njit(cache=CACHE)
+def _in_tiles(m, xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
+    if m == 2:
+        input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T)
+    else:
+        input_tiles4(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T)
+
+
+@njit(cache=CACHE)
+def _out_tiles(m, M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
+    if m == 2:
+        output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu)
+    else:
+        output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu)
+
+
+@njit(cache=CACHE)
+def _grad_tiles(m, dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T):
+    if m == 2:
+        dy_tiles(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T)
+    else:
+        dy_tiles4(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T)
+
+
+@njit(cache=CACHE)
+def _in_tiles_adjoint(m, V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
+    if m == 2:
+        input_tiles_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn)
+    else:
+        input_tiles4_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn)
 
 
 @njit(parallel=True, cache=CACHE)
-def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW):
-    # x (N, C, H, W), U (16, O, C), b (O,), y (N, O, OH, OW); work (T, sum(sizes)): one buffer per thread
+def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW, m):
+    # x (N, C, H, W), U (P, O, C), b (O,), y (N, O, OH, OW); work (T, sum(sizes)): one buffer per thread
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    T = work.shape[0]
+    T, P = work.shape[0], U.shape[0]
     TT = TH * (TW + 1)
     xf, yf = x.reshape(-1), y.reshape(-1)
     for t in prange(T):
@@ -103,66 +176,67 @@ def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW):
         for n0 in range(n_lo, n_hi, per_group):
             n1 = min(n_hi, n0 + per_group)
             cnt = (n1 - n0) * TT
-            V = buf[e[3]:e[3] + 16 * C * cnt]
-            M = buf[e[4]:e[4] + 16 * O * cnt]
+            V = buf[e[3]:e[3] + P * C * cnt]
+            M = buf[e[4]:e[4] + P * O * cnt]
             for n in range(n0, n1):
-                input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-            V3, M3 = V.reshape((16, C, cnt)), M.reshape((16, O, cnt))
-            for a in range(16):
+                _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+            V3, M3 = V.reshape((P, C, cnt)), M.reshape((P, O, cnt))
+            for a in range(P):
                 np.dot(U[a], V3[a], M3[a])
             for n in range(n0, n1):
-                output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu)
+                _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu)
 
 
 @one_blas_thread
-def winograd_forward(x, w, b, ph, pw, relu=False):
-    """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(2x2, 3x3);
-    ``relu=True`` clamps the output at 0 in the output transform (fused inference).
+def winograd_forward(x, w, b, ph, pw, relu=False, m=2):
+    """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(m x m, 3x3), m = 2
+    or 4; ``relu=True`` clamps the output at 0 in the output transform (fused inference).
 
     Shape: x (N, C, H, W), w (O, C, 3, 3), b (O,) or None -> y (N, O, H + 2ph - 2, W + 2pw - 2), dtype of x.
     """
+    _check_m(m)
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     N, C, H, W = x.shape
     O = w.shape[0]
-    OH, OW, TH, TW = tiles(H, W, ph, pw)
+    OH, OW, TH, TW = tiles(H, W, ph, pw, m)
     TT = TH * (TW + 1)
-    T, per_group = _groups(N, TT, C, O)
+    T, per_group = _groups(N, TT, C, O, (m + 2) ** 2)
     b = np.zeros(O, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
-    sizes = np.array(_fwd_sizes(C, O, TH, TW, per_group * TT), dtype=np.int64)
+    sizes = np.array(_fwd_sizes(C, O, TH, TW, per_group * TT, m), dtype=np.int64)
     total = int(sizes.sum())
     buf = take_buffer(T * total, x.dtype)
     try:
-        _forward(x, weight_tiles(w), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, per_group, ph, pw,
-                 TH, TW)
+        _forward(x, weight_tiles(w, m), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, per_group,
+                 ph, pw, TH, TW, m)
     finally:
         give_buffer(buf)
     return y
 
 
-def _bwd_sizes(C, O, TH, TW, GT, P):
+def _bwd_sizes(C, O, TH, TW, GT, PIX, m):
     """Per-thread buffer pieces of the backward: pad, dpad, z, dyp, V (also dV), dM, tmp dU, ones."""
-    half, nz = plane_sizes(C, TH, TW)
-    R = TW + 1
-    return [2 * half, 2 * half, 8 * (nz + 4), 10 * TH * R, 16 * C * GT, 16 * O * GT, 16 * O * C, P]
+    pad, z, _, _, dyp = _scratch_sizes(C, TH, TW, m)
+    P = (m + 2) ** 2
+    return [pad, pad, z, dyp, P * C * GT, P * O * GT, P * O * C, PIX]
 
 
 @njit(parallel=True, cache=CACHE)
 def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, sizes, per_group, ph, pw,
-              TH, TW):
-    # x (N, C, H, W), U (16, O, C), UT (16, C, O), dy (N, O, OH, OW), dx (N, C, H, W) or dummy;
-    # per thread t: dU_parts[t] (16, O, C), db_parts[t] (O,), work[t] (sum(sizes),)
+              TH, TW, m):
+    # x (N, C, H, W), U (P, O, C), UT (P, C, O), dy (N, O, OH, OW), dx (N, C, H, W) or dummy;
+    # per thread t: dU_parts[t] (P, O, C), db_parts[t] (O,), work[t] (sum(sizes),)
     N, C, H, W = x.shape
     O, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
-    T = work.shape[0]
+    T, P = work.shape[0], U.shape[0]
     TT = TH * (TW + 1)
     xf, dyf, dxf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
     for t in prange(T):
         e = np.cumsum(sizes)
         buf = work[t]
         pad, dpad, z, dyp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
-        tmp = buf[e[5]:e[6]].reshape((16, O, C))
+        tmp = buf[e[5]:e[6]].reshape((P, O, C))
         ones = buf[e[6]:e[7]]
         pad[:] = 0
         dyp[:] = 0
@@ -174,55 +248,57 @@ def _backward(x, U, UT, dy, dx, need_dx, need_dw, dU_parts, db_parts, work, size
         for n0 in range(n_lo, n_hi, per_group):
             n1 = min(n_hi, n0 + per_group)
             cnt = (n1 - n0) * TT
-            V = buf[e[3]:e[3] + 16 * C * cnt]
-            dM = buf[e[4]:e[4] + 16 * O * cnt]
+            V = buf[e[3]:e[3] + P * C * cnt]
+            dM = buf[e[4]:e[4] + P * O * cnt]
             for n in range(n0, n1):
-                dy_tiles(dyf, n * O * OH * OW, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
+                _grad_tiles(m, dyf, n * O * OH * OW, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
                 db += np.dot(dy[n].reshape((O, OH * OW)), ones)
-            V3, dM3 = V.reshape((16, C, cnt)), dM.reshape((16, O, cnt))
+            V3, dM3 = V.reshape((P, C, cnt)), dM.reshape((P, O, cnt))
             if need_dw:     # a frozen weight skips the input transform and these products
                 for n in range(n0, n1):
-                    input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-                for a in range(16):
+                    _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+                for a in range(P):
                     np.dot(dM3[a], V3[a].T, tmp[a])
                 dU += tmp
             if need_dx:     # V's buffer now holds dV
-                for a in range(16):
+                for a in range(P):
                     np.dot(UT[a], dM3[a], V3[a])
                 for n in range(n0, n1):
-                    input_tiles_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
+                    _in_tiles_adjoint(m, V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
 
 @one_blas_thread
-def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True):
-    """Gradients of :func:`winograd_forward`.
+def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
+    """Gradients of :func:`winograd_forward` (the same m).
 
     Shape: x (N, C, H, W), w (O, C, 3, 3), dy (N, O, OH, OW) -> dx (N, C, H, W) or None if not
     ``need_dx``, dw (O, C, 3, 3) or None if not ``need_dw``, db (O,); dtype of x.
     """
+    _check_m(m)
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     N, C, H, W = x.shape
     O = w.shape[0]
-    OH, OW, TH, TW = tiles(H, W, ph, pw)
+    OH, OW, TH, TW = tiles(H, W, ph, pw, m)
     TT = TH * (TW + 1)
-    T, per_group = _groups(N, TT, C, O)
-    U = weight_tiles(w)
+    P = (m + 2) ** 2
+    T, per_group = _groups(N, TT, C, O, P)
+    U = weight_tiles(w, m)
     dx = np.empty((N, C, H, W) if need_dx else (1, 1, 1, 1), dtype=x.dtype)
-    sizes = np.array(_bwd_sizes(C, O, TH, TW, per_group * TT, OH * OW), dtype=np.int64)
+    sizes = np.array(_bwd_sizes(C, O, TH, TW, per_group * TT, OH * OW, m), dtype=np.int64)
     total = int(sizes.sum())
-    buf = take_buffer(T * (total + 16 * O * C + O), x.dtype)
-    work, dU_parts, db_parts = _carve(buf, [T * total, T * 16 * O * C, T * O])
+    buf = take_buffer(T * (total + P * O * C + O), x.dtype)
+    work, dU_parts, db_parts = _carve(buf, [T * total, T * P * O * C, T * O])
     try:
         _backward(x, U, np.ascontiguousarray(U.transpose(0, 2, 1)), dy, dx, need_dx, need_dw,
-                  dU_parts.reshape(T, 16, O, C), db_parts.reshape(T, O), work.reshape(T, total), sizes, per_group,
-                  ph, pw, TH, TW)
+                  dU_parts.reshape(T, P, O, C), db_parts.reshape(T, O), work.reshape(T, total), sizes, per_group,
+                  ph, pw, TH, TW, m)
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None
         if need_dw:
-            dU = dU_parts.reshape(T, 16, O * C).sum(axis=0).astype(np.float64)
-            dw = np.ascontiguousarray(matmul(GG_T, dU).T.reshape(O, C, 3, 3), dtype=x.dtype)  # G^T dU G
+            dU = dU_parts.reshape(T, P, O * C).sum(axis=0).astype(np.float64)
+            dw = np.ascontiguousarray(matmul(GG_T[m], dU).T.reshape(O, C, 3, 3), dtype=x.dtype)  # G^T dU G
     finally:
         give_buffer(buf)
     return (dx if need_dx else None), dw, db
@@ -230,53 +306,61 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True):
 
 # ------------------------------------------------------------------------------------ NumPy references
 
-def _input_tiles_ref(x, ph, pw, TH, TW):
-    """(N, C, TH, TW, 4, 4): the 4x4 input tile of every output tile, from the zero-padded x."""
+def _input_tiles_ref(x, ph, pw, TH, TW, m):
+    """(N, C, TH, TW, m + 2, m + 2): the input tile of every m x m output tile, from the zero-padded x."""
     N, C, H, W = x.shape
-    xp = np.zeros((N, C, 2 * TH + 2, 2 * TW + 2), dtype=x.dtype)
+    r = m + 2
+    xp = np.zeros((N, C, m * TH + 2, m * TW + 2), dtype=x.dtype)
     xp[:, :, ph:ph + H, pw:pw + W] = x
-    d = np.empty((N, C, TH, TW, 4, 4), dtype=x.dtype)
-    for i in range(4):
-        for j in range(4):
-            d[..., i, j] = xp[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2]
+    d = np.empty((N, C, TH, TW, r, r), dtype=x.dtype)
+    for i in range(r):
+        for j in range(r):
+            d[..., i, j] = xp[:, :, i:i + m * TH:m, j:j + m * TW:m]
     return d
 
 
-def winograd_forward_ref(x, w, b, ph, pw, relu=False):
+def winograd_forward_ref(x, w, b, ph, pw, relu=False, m=2):
     """Plain NumPy :func:`winograd_forward` (same transforms, einsum for every step)."""
     N, C, H, W = x.shape
     O = w.shape[0]
-    OH, OW, TH, TW = tiles(H, W, ph, pw)
-    bt, g, at = (m.astype(x.dtype) for m in (BT, G, AT))
-    V = np.einsum("ik,nchwkl,jl->nchwij", bt, _input_tiles_ref(x, ph, pw, TH, TW), bt)
-    U = np.einsum("ik,ockl,jl->ocij", g, w, g)
+    OH, OW, TH, TW = tiles(H, W, ph, pw, _check_m(m))
+    bt, at = (a.astype(x.dtype) for a in MATRICES[m][::2])
+    V = np.einsum("ik,nchwkl,jl->nchwij", bt, _input_tiles_ref(x, ph, pw, TH, TW, m), bt)
+    U = weight_tiles_ref(w, m)
     M = np.einsum("ocij,nchwij->nohwij", U, V)
-    y = np.einsum("ki,nohwij,lj->nohkwl", at, M, at).reshape(N, O, 2 * TH, 2 * TW)[:, :, :OH, :OW]
+    y = np.einsum("ki,nohwij,lj->nohkwl", at, M, at).reshape(N, O, m * TH, m * TW)[:, :, :OH, :OW]
     y = y + b[:, None, None] if b is not None else y
     return (np.maximum(y, 0) if relu else y).astype(x.dtype)
 
 
-def winograd_backward_ref(x, w, dy, ph, pw, need_dx=True, need_dw=True):
+def weight_tiles_ref(w, m=2):
+    """Plain NumPy :func:`weight_tiles`, as (O, C, m + 2, m + 2): G g G^T, computed in float64."""
+    g = MATRICES[m][1]
+    return np.einsum("ik,ockl,jl->ocij", g, w.astype(np.float64), g).astype(w.dtype)
+
+
+def winograd_backward_ref(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
     """Plain NumPy :func:`winograd_backward`: each step is the adjoint of a step of the forward."""
     N, C, H, W = x.shape
     O = w.shape[0]
-    OH, OW, TH, TW = tiles(H, W, ph, pw)
-    bt, g, at = (m.astype(x.dtype) for m in (BT, G, AT))
-    dyp = np.zeros((N, O, 2 * TH, 2 * TW), dtype=x.dtype)
+    OH, OW, TH, TW = tiles(H, W, ph, pw, _check_m(m))
+    bt, g, at = MATRICES[m]
+    bt, at = bt.astype(x.dtype), at.astype(x.dtype)
+    dyp = np.zeros((N, O, m * TH, m * TW), dtype=x.dtype)
     dyp[:, :, :OH, :OW] = dy
-    dY = dyp.reshape(N, O, TH, 2, TW, 2).transpose(0, 1, 2, 4, 3, 5)          # (N, O, TH, TW, 2, 2)
+    dY = dyp.reshape(N, O, TH, m, TW, m).transpose(0, 1, 2, 4, 3, 5)          # (N, O, TH, TW, m, m)
     dM = np.einsum("ki,nohwkl,lj->nohwij", at, dY, at)                           # A dY A^T
     dx = dw = None
     if need_dw:
-        V = np.einsum("ik,nchwkl,jl->nchwij", bt, _input_tiles_ref(x, ph, pw, TH, TW), bt)
+        V = np.einsum("ik,nchwkl,jl->nchwij", bt, _input_tiles_ref(x, ph, pw, TH, TW, m), bt)
         dU = np.einsum("nohwij,nchwij->ocij", dM, V)
-        dw = np.einsum("ki,ockl,lj->ocij", g, dU, g)                              # G^T dU G
+        dw = np.einsum("ki,ockl,lj->ocij", g, dU.astype(np.float64), g).astype(x.dtype)  # G^T dU G
     if need_dx:
-        dV = np.einsum("ocij,nohwij->nchwij", np.einsum("ik,ockl,jl->ocij", g, w, g), dM)
+        dV = np.einsum("ocij,nohwij->nchwij", weight_tiles_ref(w, m), dM)
         dd = np.einsum("ki,nchwkl,lj->nchwij", bt, dV, bt)                        # B dV B^T
-        dxp = np.zeros((N, C, 2 * TH + 2, 2 * TW + 2), dtype=x.dtype)
-        for i in range(4):
-            for j in range(4):
-                dxp[:, :, i:i + 2 * TH:2, j:j + 2 * TW:2] += dd[..., i, j]
+        dxp = np.zeros((N, C, m * TH + 2, m * TW + 2), dtype=x.dtype)
+        for i in range(m + 2):
+            for j in range(m + 2):
+                dxp[:, :, i:i + m * TH:m, j:j + m * TW:m] += dd[..., i, j]
         dx = dxp[:, :, ph:ph + H, pw:pw + W].copy()
     return dx, dw, dy.sum(axis=(0, 2, 3))
