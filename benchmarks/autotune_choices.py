@@ -4,7 +4,8 @@
 
 For each model (batch 128, 3x32x32, float32): an empty autotune cache of its own, one train step and
 one ``no_grad`` forward with autotuning on, then a table of every 3x3 stride-1 convolution with the
-algorithm chosen for its forward, input gradient and weight gradient (and both times measured);
+algorithm chosen for its forward and its backward (both gradients in one call; a first layer needs
+only the weight gradient), and every algorithm's time measured;
 then train steps and inference with the choices against the fixed rule (``kernels.conv_algorithm``),
 interleaved, medians. The first-step cost of measuring is printed too.
 """
@@ -56,7 +57,7 @@ def layer_rows(model, x, measured):
             continue
         full = (x.shape[0],) + tuple(shape[1:])
         probe = np.empty(full, np.float32)
-        keys = [autotune.shape_key(p, probe, m.weight.data, *m.padding) for p in autotune.PASSES]
+        keys = [autotune.shape_key(p, probe, m.weight.data, *m.padding) for p in ("forward", "backward", "weight_grad")]
         rows.append([f"{shape[1]}->{m.out_channels} on {shape[2]}x{shape[3]}"] +
                     [measured.lines.get(k, autotune.choices().get(k, "-")) for k in keys])
     unique = []
@@ -85,7 +86,7 @@ def main():
         model.train()
         first = time.perf_counter() - t0
         print(f"\n{name}: first train step + inference with measuring: {first:.1f} s")
-        _common.print_table(["layer (batch 128)", "forward", "input gradient", "weight gradient"],
+        _common.print_table(["layer (batch 128)", "forward", "backward (both gradients)", "weight gradient only"],
                             layer_rows(model, x, measured), markdown=True)
         fns = {}
         for mode in ("train", "infer"):

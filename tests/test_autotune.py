@@ -37,7 +37,7 @@ def test_each_pass_is_chosen_once_and_cached(tuning, monkeypatch):
     chosen = autotune.choices()
     assert sorted(k.split()[0] for k in chosen) == sorted(autotune.PASSES)
     assert set(chosen.values()) <= set(K.CONV_ALGORITHMS) and K.CONV_ALGORITHMS == autotune.ALGORITHMS
-    measured = 4 * len(K.CONV_ALGORITHMS) * 2                # 4 passes x each algorithm x 2 timings
+    measured = 4 * len(K.CONV_ALGORITHMS) * autotune.ROUNDS  # 4 passes x each algorithm x rounds
     assert len(timed) == measured
     K.conv2d_forward(x, w, b, 1, 1, 1, 1)
     K.conv2d_backward(x, w, dy, 1, 1, 1, 1)
@@ -83,7 +83,7 @@ def test_a_cache_without_an_algorithm_is_another_setting(tuning, monkeypatch):
     real = autotune._timed
     monkeypatch.setattr(autotune, "_timed", lambda run: (timed.append(1), real(run))[1])
     K.conv2d_forward(x, w, b, 1, 1, 1, 1)
-    assert len(timed) == 2 * len(K.CONV_ALGORITHMS)           # measured again, against every algorithm
+    assert len(timed) == autotune.ROUNDS * len(K.CONV_ALGORITHMS)  # measured again, against every algorithm
     assert Path(autotune.cache_file()).name != name
     if Path("/proc/cpuinfo").exists():
         assert "cpu family" in autotune.machine_setting()["cpu"]
@@ -141,11 +141,11 @@ def test_the_candidates_can_be_limited(tuning, monkeypatch):
     full_file = autotune.cache_file()
     with autotune.only("im2col", "winograd"):
         K.conv2d_forward(x, w, b, 1, 1, 1, 1)
-        assert len(timed) == 4 and autotune.cache_file() != full_file
+        assert len(timed) == 2 * autotune.ROUNDS and autotune.cache_file() != full_file
         assert autotune.machine_setting()["algorithms"] == ["im2col", "winograd"]
     with autotune.only("winograd4"):
         y = K.conv2d_forward(x[:1], w, b, 1, 1, 1, 1)
-        assert len(timed) == 4                                # a single candidate is not measured
+        assert len(timed) == 2 * autotune.ROUNDS              # a single candidate is not measured
     np.testing.assert_array_equal(y, K.conv2d_forward(x[:1], w, b, 1, 1, 1, 1, algorithm="winograd4"))
     assert autotune.algorithms() == autotune.ALGORITHMS
     with pytest.raises(ValueError, match="non-empty selection of"):

@@ -36,3 +36,67 @@ def test_matmul_refuses_mixed_or_integer_dtypes():
     with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 2\)"):
         K.matmul(np.ones((2, 3)), np.ones((2, 2)))
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 30), k=st.integers(0, 300), p=st.integers(1, 20), k0=st.integers(0, 7),
+       accumulate=st.booleans(), seed=st.integers(0, 2**16))
+def test_matmul_of_column_blocks_into_out(dtype, m, k, p, k0, accumulate, seed):
+    """Blocks of columns (row stride longer than the row) are read in place, and ``out`` receives the
+    product or the product added to it, in both splits (K > 8 M takes the inner split)."""
+    rng = np.random.default_rng(seed)
+    big_a = rng.standard_normal((m, k + 9)).astype(dtype)
+    big_b = rng.standard_normal((p, k + 9)).astype(dtype)
+    a, b = big_a[:, k0:k0 + k], big_b[:, k0:k0 + k].T                # (m, k), (k, p) views
+    out = rng.standard_normal((m, p)).astype(dtype)
+    want = (out if accumulate else 0) + a @ b
+    got = K.matmul(a, b, out=out, accumulate=accumulate)
+    assert got is out
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(k, 1) ** 0.5)
+    ref = rng.standard_normal((m, p)).astype(dtype)
+    ref_want = (ref if accumulate else 0) + a @ b
+    np.testing.assert_allclose(K.matmul_ref(a, b, out=ref, accumulate=accumulate), ref_want, rtol=tol,
+                               atol=tol * max(k, 1) ** 0.5)
+
+
+def test_matmul_into_a_non_contiguous_out_and_bad_out():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((5, 40)).astype(np.float32), rng.standard_normal((40, 6)).astype(np.float32)
+    out = np.ones((6, 5), np.float32).T                               # F-ordered
+    K.matmul(a, b, out=out, accumulate=True)
+    np.testing.assert_allclose(out, 1 + a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"out must be a float32 array of shape \(5, 6\)"):
+        K.matmul(a, b, out=np.zeros((5, 7), np.float32))
+    with pytest.raises(ValueError, match="accumulate=True needs out"):
+        K.matmul(a, b, accumulate=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(0, 12), k=st.integers(0, 40), p=st.integers(0, 12), ta=st.booleans(), tb=st.booleans(),
+       beta=st.sampled_from([0.0, 1.0, -0.5]), seed=st.integers(0, 2**16))
+def test_gemm_matches_its_reference(dtype, m, k, p, ta, tb, beta, seed):
+    """``blas.gemm`` (called from Numba code) on row-major, transposed and column-block views, with
+    beta 0 (c's old values ignored, NaN included), 1 and -0.5, against ``gemm_ref``."""
+    from numba import njit
+    from npnet.kernels.blas import gemm, gemm_ref
+
+    @njit
+    def run(a, b, c, beta):
+        gemm(a, b, c, beta)
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k + 3, m) if ta else (m, k + 3)).astype(dtype)
+    b = rng.standard_normal((p, k + 3) if tb else (k + 3, p)).astype(dtype)
+    a = a.T[:, 1:k + 1] if ta else a[:, 1:k + 1]                     # (m, k), a block of columns
+    b = b.T[1:k + 1] if tb else b[1:k + 1]                           # (k, p)
+    c0 = rng.standard_normal((m, p + 2)).astype(dtype)
+    if beta == 0 and m and p:
+        c0[0, 1] = np.nan                                            # inside the view
+    got, want = c0.copy(), c0.copy()
+    run(a, b, got[:, 1:p + 1], dtype(beta))
+    gemm_ref(a, b, want[:, 1:p + 1], dtype(beta))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(k, 1) ** 0.5)

@@ -34,8 +34,8 @@ class Linear(Module):
     def backward(self, dout, input_grad=True):
         x = self._saved()
         check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
-        if self.weight.requires_grad:
-            self.weight.grad += kernels.ops.matmul(dout.T, x)  # (out, in)
+        if self.weight.requires_grad:  # weight.grad += dout^T x (out, in), added by BLAS itself
+            kernels.ops.matmul(dout.T, x, out=self.weight.grad, accumulate=True)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout.sum(axis=0)
         self.cache = None
