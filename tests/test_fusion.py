@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 import npnet
 from npnet import kernels as K, nn
 from npnet.models import build_model
+from npnet.kernels import autotune
 from npnet.models.resnet import BasicBlock
 from npnet.nn import fusion
 from test_kernels import assert_close, geometry, rand
@@ -250,6 +251,36 @@ def test_basic_block_and_resnet32(stride):
     model = randomize_batchnorm(build_model("resnet32", (3, 16, 16), 10, rng=0))
     x = rand(rng, (4, 3, 16, 16), np.float32)
     assert_close(fused(model, x), layer_by_layer(model, x))
+
+
+@pytest.mark.parametrize("stride, algorithm", [(1, "im2col"), (1, "winograd"), (1, "winograd4"), (2, "winograd")])
+def test_block_ending_adds_the_shortcut_in_conv2s_output_pass(stride, algorithm, monkeypatch, tuning):
+    """Inside no_grad() the shortcut is added and relu2 clamps in conv2's output pass (the in-place sum
+    afterwards is not used); the result is the layer-by-layer one, for each algorithm of conv2."""
+    rng = np.random.default_rng(16)
+    block = randomize_batchnorm(BasicBlock(16, 32 if stride == 2 else 16, stride, rng=rng))
+    x = rand(rng, (3, 16, 8, 8), np.float32)
+    want = layer_by_layer(block, x)
+    monkeypatch.setattr(fusion, "add_relu_", lambda *a: pytest.fail("the sum ran after the branch"))
+    with autotune.only(algorithm):
+        got = fused(block, x)
+    assert_close(got, want)
+    assert autotune.choices() == {} or set(autotune.choices().values()) == {algorithm}
+    assert block.relu2.cache is None and block.conv2.cache is None and block.bn2.cache is None
+
+
+def test_block_ending_falls_back_where_the_branch_ends_otherwise(monkeypatch):
+    """A branch that does not end with Conv2d -> BatchNorm2d (here a BatchNorm with a hook) keeps the
+    sum after the branch, with the same result as layer by layer."""
+    rng = np.random.default_rng(17)
+    block = randomize_batchnorm(BasicBlock(8, 8, 1, rng=rng))
+    block.bn2.register_forward_hook(lambda m, inp, out: None)
+    x = rand(rng, (2, 8, 6, 6), np.float32)
+    calls = []
+    real = fusion.add_relu_
+    monkeypatch.setattr(fusion, "add_relu_", lambda *a: (calls.append(1), real(*a))[1])
+    assert_close(fused(block, x), layer_by_layer(block, x))
+    assert calls == [1]
 
 
 def test_fused_block_still_checks_shapes():

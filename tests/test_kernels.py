@@ -70,6 +70,11 @@ def test_conv_matches_ref(dtype, g, O, bias, need_dx, need_dw, seed):
     b = rand(rng, (O,), dtype) if bias else None
     y = K.conv2d_forward(x, w, b, sh, sw, ph, pw)
     assert_close(y, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw))
+    res = rand(rng, y.shape, dtype)                       # fused inference: + residual, then the clamp
+    for relu in (False, True):
+        got = K.conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm="im2col", relu=relu, residual=res)
+        assert_close(got, K.conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm="im2col", relu=relu, residual=res))
+        assert_close(got, np.maximum(y + res, 0) if relu else y + res)
     dy = rand(rng, y.shape, dtype)
     got = K.conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
     want = K.conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)

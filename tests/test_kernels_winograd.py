@@ -30,15 +30,16 @@ def geometry(draw):
 @pytest.mark.parametrize("m", TILES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @SETTINGS
-@given(g=geometry(), bias=st.booleans(), relu=st.booleans(), need_dx=st.booleans(), need_dw=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_winograd_matches_ref(m, dtype, g, bias, relu, need_dx, need_dw, seed):
+@given(g=geometry(), bias=st.booleans(), relu=st.booleans(), residual=st.booleans(), need_dx=st.booleans(),
+       need_dw=st.booleans(), seed=st.integers(0, 2**16))
+def test_winograd_matches_ref(m, dtype, g, bias, relu, residual, need_dx, need_dw, seed):
     N, C, O, H, W, ph, pw = g
     rng = np.random.default_rng(seed)
     x, w = rand(rng, (N, C, H, W), dtype), rand(rng, (O, C, 3, 3), dtype)
     b = rand(rng, (O,), dtype) if bias else None
-    y = K.winograd_forward(x, w, b, ph, pw, relu, m=m)
-    assert_close(y, K.winograd_forward_ref(x, w, b, ph, pw, relu, m=m))
+    res = rand(rng, (N, O, H + 2 * ph - 2, W + 2 * pw - 2), dtype) if residual else None
+    y = K.winograd_forward(x, w, b, ph, pw, relu, m=m, residual=res)
+    assert_close(y, K.winograd_forward_ref(x, w, b, ph, pw, relu, m=m, residual=res))
     assert y.dtype == dtype
     dy = rand(rng, y.shape, dtype)
     got = K.winograd_backward(x, w, dy, ph, pw, need_dx, need_dw, m=m)
@@ -105,6 +106,8 @@ def test_algorithm_choice():
         K.conv2d_forward(x, w5[:, :, :3, :3], None, 2, 2, 0, 0, algorithm="winograd4")
     with pytest.raises(ValueError, match="output tile size m must be one of"):
         K.winograd_forward(x, w5[:, :, :3, :3], None, 0, 0, m=3)
+    with pytest.raises(ValueError, match=r"residual must have the output's shape \(1, 2, 4, 4\)"):
+        K.conv2d_forward(x, w5[:, :, :3, :3], None, 1, 1, 0, 0, residual=np.zeros((1, 2, 6, 6), np.float32))
     with pytest.raises(ValueError, match="algorithm must be one of"):
         K.conv2d_backward(x, w5, np.zeros((1, 2, 2, 2), np.float32), 1, 1, 0, 0, algorithm="fft")
 

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import CACHE
-from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy
+from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy, finish_row
 
 FIVE = u(5)
 F2, F4, F5, F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
@@ -133,13 +133,14 @@ def _cols_out(src, s0, D, dst, d0, bias, n, relu):
 
 
 @njit(cache=CACHE)
-def output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
-    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b of the products M (flat (36, O, T), tiles from t0),
-    clamped at 0 if ``relu``.
+def output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
+    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b (+ the residual) of the products M (flat (36, O, T),
+    tiles from t0), clamped at 0 if ``relu``.
 
     b: (O,) bias (zeros for none); s: flat scratch (4, 6, TH*R); yp: flat (4, TH, 4R), the output rows
-    of each phase (row 4th + r in plane r).
+    of each phase (row 4th + r in plane r); res: as in ``output_tiles``.
     """
+    clamp = relu and res.size == 0
     R = TW + 1
     TT = TH * R
     D = u(6 * TT)
@@ -149,7 +150,7 @@ def output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
         for j in range(6):
             _rows_out(M, u((j * O + o) * T + t0), u(6 * O * T), s, u(j * TT), D, TT)
         for r in range(4):
-            _cols_out(s, u(r) * D, u(TT), yp, u(r * P), bias, TT, relu)
+            _cols_out(s, u(r) * D, u(TT), yp, u(r * P), bias, TT, clamp)
         for th in range(TH):
             for r in range(min(4, OH - 4 * th)):
-                _copy(yp, u(r * P + th * 4 * R), yf, u(yn + (o * OH + 4 * th + r) * OW), OW)
+                finish_row(yp, u(r * P + th * 4 * R), yf, u(yn + (o * OH + 4 * th + r) * OW), OW, res, relu)

@@ -119,13 +119,28 @@ def _cols_out(src, s0, D, dst, d0, bias, n, relu):
 
 
 @njit(cache=CACHE)
-def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
-    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b of the products M (flat (16, O, T), tiles from t0),
-    clamped at 0 if ``relu``.
+def finish_row(src, s0, dst, d0, n, res, relu):
+    """dst[d0:d0+n] = src[s0:s0+n] + res[d0:d0+n], clamped at 0 if ``relu``: an output row, with a
+    residual added (a ResNet block's shortcut, fused inference) before the clamp; an empty ``res``
+    means none (then ``relu`` has been applied already and this is a copy)."""
+    if res.size == 0:
+        _copy(src, s0, dst, d0, n)
+        return
+    for q in range(n):
+        v = src[s0 + u(q)] + res[d0 + u(q)]
+        dst[d0 + u(q)] = (0 if v < 0 else v) if relu else v
+
+
+@njit(cache=CACHE)
+def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
+    """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b (+ the residual) of the products M (flat (16, O, T),
+    tiles from t0), clamped at 0 if ``relu``.
 
     b: (O,) bias (zeros for none: a typed zero keeps the arithmetic in the array's dtype);
-    s: flat scratch (2, 4, TH*R); yp: flat (2, TH, 2R), the even and odd output rows.
+    s: flat scratch (2, 4, TH*R); yp: flat (2, TH, 2R), the even and odd output rows; res: flat, the
+    residual in y's layout (added before the clamp), or empty for none.
     """
+    clamp = relu and res.size == 0
     R = TW + 1
     TT = TH * R
     D = u(4 * TT)
@@ -133,9 +148,9 @@ def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
         bias = b[o]
         for j in range(4):
             _rows_out(M, u((j * O + o) * T + t0), u(O * T), s, u(j * TT), D, TT)
-        _cols_out(s, u(0), u(TT), yp, u(0), bias, TT, relu)
-        _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT, relu)
+        _cols_out(s, u(0), u(TT), yp, u(0), bias, TT, clamp)
+        _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT, clamp)
         for th in range(TH):
-            _copy(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW)
+            finish_row(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW, res, relu)
             if 2 * th + 1 < OH:
-                _copy(yp, u((TH + th) * 2 * R), yf, u(yn + (o * OH + 2 * th + 1) * OW), OW)
+                finish_row(yp, u((TH + th) * 2 * R), yf, u(yn + (o * OH + 2 * th + 1) * OW), OW, res, relu)

@@ -25,7 +25,8 @@ from ._jit import CACHE
 from . import autotune
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array
-from .winograd import winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref
+from .winograd import (winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref,
+                       residual_array)
 
 ALGORITHMS = autotune.ALGORITHMS                 # im2col (this file), Winograd F(2x2, 3x3), F(4x4, 3x3)
 WINOGRAD_M = {"winograd": 2, "winograd4": 4}   # algorithm -> output tile size m of Winograd F(m x m, 3x3)
@@ -56,8 +57,9 @@ def _pick(algorithm, w, sh, sw):
 
 
 @njit(parallel=True, cache=CACHE)
-def _conv_forward(x, w2, b, has_bias, relu, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
-    # x (N, C, H, W), w2 (O, K), y (N, O, P), work (T, K, P): one column buffer per thread
+def _conv_forward(x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
+    # x (N, C, H, W), w2 (O, K), res (N, O, P) or empty, y (N, O, P), work (T, K, P): one column buffer
+    # per thread
     N, T = x.shape[0], work.shape[0]
     for t in prange(T):
         cols = work[t]                                     # (K, P)
@@ -65,7 +67,13 @@ def _conv_forward(x, w2, b, has_bias, relu, y, work, kh, kw, sh, sw, ph, pw, OH,
             im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
             yn = y[n]                                      # (O, P)
             np.dot(w2, cols, yn)
-            if relu:                                       # y[n] is still in cache: bias and clamp now
+            if res.size:                                   # y[n] is still in cache: bias, residual, clamp now
+                for o in range(yn.shape[0]):
+                    yo, ro, bo = yn[o], res[n, o], b[o]
+                    for p in range(yo.shape[0]):
+                        v = yo[p] + bo + ro[p]
+                        yo[p] = (0 if v < 0 else v) if relu else v
+            elif relu:
                 for o in range(yn.shape[0]):
                     yo, bo = yn[o], b[o]
                     for p in range(yo.shape[0]):
@@ -115,30 +123,32 @@ def _tunable(algorithm, w, sh, sw):
 
 
 @one_blas_thread
-def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
-    """Convolution (cross-correlation, like PyTorch) with zero padding; ``relu=True`` returns
-    ``max(y, 0)`` instead, clamped in the same pass that adds the bias (for fused inference).
+def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):
+    """Convolution (cross-correlation, like PyTorch) with zero padding; ``residual`` (the output's
+    shape) is added and ``relu=True`` returns ``max(y, 0)`` instead, both in the same pass that adds
+    the bias (for fused inference: a ResNet block's shortcut and ReLU).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, OH, OW), dtype of x.
     ``algorithm``: None (measured once per shape by ``autotune``, or :func:`conv_algorithm`'s rule
-    when autotuning is off), ``"im2col"`` or ``"winograd"``.
+    when autotuning is off), ``"im2col"``, ``"winograd"`` (F(2x2, 3x3)) or ``"winograd4"`` (F(4x4, 3x3)).
     """
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
+    args = (x, w, b, sh, sw, ph, pw, relu, residual)
     if _tunable(algorithm, w, sh, sw):
-        run = {a: (lambda a=a: _forward_by(a, x, w, b, sh, sw, ph, pw, relu)) for a in autotune.algorithms()}
+        run = {a: (lambda a=a: _forward_by(a, *args)) for a in autotune.algorithms()}
         name, y = autotune.choose("forward", autotune.shape_key("forward", x, w, ph, pw), run)
         return y if y is not None else run[name]()
-    return _forward_by(_pick(algorithm, w, sh, sw), x, w, b, sh, sw, ph, pw, relu)
+    return _forward_by(_pick(algorithm, w, sh, sw), *args)
 
 
-def _forward_by(name, x, w, b, sh, sw, ph, pw, relu):
+def _forward_by(name, x, w, b, sh, sw, ph, pw, relu, residual):
     if name in WINOGRAD_M:
-        return winograd_forward(x, w, b, ph, pw, relu, m=WINOGRAD_M[name])
-    return _im2col_forward(x, w, b, sh, sw, ph, pw, relu)
+        return winograd_forward(x, w, b, ph, pw, relu, m=WINOGRAD_M[name], residual=residual)
+    return _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual)
 
 
-def _im2col_forward(x, w, b, sh, sw, ph, pw, relu):
+def _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual=None):
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -146,9 +156,11 @@ def _im2col_forward(x, w, b, sh, sw, ph, pw, relu):
     has_bias = b is not None
     b = np.ascontiguousarray(b, dtype=x.dtype) if has_bias else np.zeros(O, dtype=x.dtype)
     y = np.empty((N, O, P), dtype=x.dtype)
+    res = residual_array(residual, y.reshape(N, O, OH, OW)).reshape(-1, O, P) if residual is not None else \
+        np.empty((0, O, P), dtype=x.dtype)
     buf = take_buffer(T * K * P, x.dtype)
     try:
-        _conv_forward(x, w.reshape(O, K), b, has_bias, bool(relu), y, buf[:T * K * P].reshape(T, K, P),
+        _conv_forward(x, w.reshape(O, K), b, has_bias, bool(relu), res, y, buf[:T * K * P].reshape(T, K, P),
                       kh, kw, sh, sw, ph, pw, OH, OW)
     finally:
         give_buffer(buf)
@@ -216,12 +228,12 @@ def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
     return (dx if need_dx else None), dw, db
 
 
-def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
+def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):
     """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul; where
     ``algorithm`` picks Winograd (as in :func:`conv2d_forward`), its NumPy reference."""
     name = _pick(algorithm, w, sh, sw)
     if name in WINOGRAD_M:
-        return winograd_forward_ref(x, w, b, ph, pw, relu, m=WINOGRAD_M[name])
+        return winograd_forward_ref(x, w, b, ph, pw, relu, m=WINOGRAD_M[name], residual=residual)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -229,6 +241,8 @@ def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False):
     y = np.matmul(w.reshape(O, -1), cols)                         # (N, O, P)
     if b is not None:
         y += b[:, None]
+    if residual is not None:
+        y += residual.reshape(N, O, -1)
     if relu:
         y = np.maximum(y, 0)
     return y.reshape(N, O, OH, OW)

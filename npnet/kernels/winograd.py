@@ -101,6 +101,15 @@ def weight_tiles(w, m=2):
     return np.ascontiguousarray(U.reshape(-1, O, C), dtype=w.dtype)
 
 
+def residual_array(residual, y):
+    """The residual as the kernels take it: C-ordered in y's shape and dtype, or an empty array for none."""
+    if residual is None:
+        return np.empty((0, 0, 0, 0), dtype=y.dtype)
+    if residual.shape != y.shape:
+        raise ValueError(f"conv2d: the residual must have the output's shape {y.shape}, got {residual.shape}")
+    return np.ascontiguousarray(residual, dtype=y.dtype)
+
+
 def _carve(buf, sizes):
     """Consecutive 1-D pieces of ``buf`` with the given sizes."""
     ends = np.cumsum(sizes)
@@ -136,11 +145,11 @@ def _in_tiles(m, xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
 
 
 @njit(cache=CACHE)
-def _out_tiles(m, M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu):
+def _out_tiles(m, M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
     if m == 2:
-        output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu)
+        output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res)
     else:
-        output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu)
+        output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res)
 
 
 @njit(cache=CACHE)
@@ -160,13 +169,14 @@ def _in_tiles_adjoint(m, V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
 
 
 @njit(parallel=True, cache=CACHE)
-def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW, m):
-    # x (N, C, H, W), U (P, O, C), b (O,), y (N, O, OH, OW); work (T, sum(sizes)): one buffer per thread
+def _forward(x, U, b, relu, res, y, work, sizes, per_group, ph, pw, TH, TW, m):
+    # x (N, C, H, W), U (P, O, C), b (O,), res (N, O, OH, OW) or empty, y (N, O, OH, OW);
+    # work (T, sum(sizes)): one buffer per thread
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     T, P = work.shape[0], U.shape[0]
     TT = TH * (TW + 1)
-    xf, yf = x.reshape(-1), y.reshape(-1)
+    xf, yf, rf = x.reshape(-1), y.reshape(-1), res.reshape(-1)
     for t in prange(T):
         e = np.cumsum(sizes)
         buf = work[t]
@@ -184,13 +194,14 @@ def _forward(x, U, b, relu, y, work, sizes, per_group, ph, pw, TH, TW, m):
             for a in range(P):
                 np.dot(U[a], V3[a], M3[a])
             for n in range(n0, n1):
-                _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu)
+                _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
 
 
 @one_blas_thread
-def winograd_forward(x, w, b, ph, pw, relu=False, m=2):
+def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
     """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(m x m, 3x3), m = 2
-    or 4; ``relu=True`` clamps the output at 0 in the output transform (fused inference).
+    or 4; ``residual`` (y's shape) is added and ``relu=True`` clamps at 0, both in the output
+    transform (fused inference).
 
     Shape: x (N, C, H, W), w (O, C, 3, 3), b (O,) or None -> y (N, O, H + 2ph - 2, W + 2pw - 2), dtype of x.
     """
@@ -204,12 +215,13 @@ def winograd_forward(x, w, b, ph, pw, relu=False, m=2):
     T, per_group = _groups(N, TT, C, O, (m + 2) ** 2)
     b = np.zeros(O, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
+    res = residual_array(residual, y)
     sizes = np.array(_fwd_sizes(C, O, TH, TW, per_group * TT, m), dtype=np.int64)
     total = int(sizes.sum())
     buf = take_buffer(T * total, x.dtype)
     try:
-        _forward(x, weight_tiles(w, m), b, bool(relu), y, buf[:T * total].reshape(T, total), sizes, per_group,
-                 ph, pw, TH, TW, m)
+        _forward(x, weight_tiles(w, m), b, bool(relu), res, y, buf[:T * total].reshape(T, total), sizes,
+                 per_group, ph, pw, TH, TW, m)
     finally:
         give_buffer(buf)
     return y
@@ -319,7 +331,7 @@ def _input_tiles_ref(x, ph, pw, TH, TW, m):
     return d
 
 
-def winograd_forward_ref(x, w, b, ph, pw, relu=False, m=2):
+def winograd_forward_ref(x, w, b, ph, pw, relu=False, m=2, residual=None):
     """Plain NumPy :func:`winograd_forward` (same transforms, einsum for every step)."""
     N, C, H, W = x.shape
     O = w.shape[0]
@@ -330,6 +342,7 @@ def winograd_forward_ref(x, w, b, ph, pw, relu=False, m=2):
     M = np.einsum("ocij,nchwij->nohwij", U, V)
     y = np.einsum("ki,nohwij,lj->nohkwl", at, M, at).reshape(N, O, m * TH, m * TW)[:, :, :OH, :OW]
     y = y + b[:, None, None] if b is not None else y
+    y = y + residual if residual is not None else y
     return (np.maximum(y, 0) if relu else y).astype(x.dtype)
 
 

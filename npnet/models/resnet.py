@@ -72,15 +72,27 @@ class BasicBlock(nn.Module):
         return [self.conv1, self.bn1, self.relu1, self.conv2, self.bn2]
 
     def forward(self, x):
-        y, s = fusion.run_chain(self.branch(), x, self.fuse), self.shortcut(x)
-        if y.shape != s.shape:
-            raise ValueError(f"BasicBlock: branch output {y.shape} and shortcut output {s.shape} differ")
         inference = not nn.is_grad_enabled() and self.fuse and fusion.is_enabled()
         if inference and fusion.fusable(self.relu2, nn.ReLU):
+            s = self.shortcut(x)
+            y = fusion.run_chain_add_relu(self.branch(), x, s)  # sum and clamp in conv2's output pass
             self.relu2.cache = None  # not called: drop a stale cache, as its call inside no_grad() would
+            if y is not None:
+                return y
+            y = self._checked(fusion.run_chain(self.branch(), x, self.fuse), s)
             return fusion.add_relu_(y, s, x)  # the sum and the clamp in place, in the branch's output
+        y = fusion.run_chain(self.branch(), x, self.fuse)
+        s = self.shortcut(x)  # after the branch: hooks see the layers in this order
+        y = self._checked(y, s)
         self.cache = (y.shape, y.dtype)
         return self.relu2(y + s)
+
+    @staticmethod
+    def _checked(y, s):
+        """The branch output y, once it is known to have the shortcut output s's shape."""
+        if y.shape != s.shape:
+            raise ValueError(f"BasicBlock: branch output {y.shape} and shortcut output {s.shape} differ")
+        return y
 
     def backward(self, dout, input_grad=True):
         shape, dtype = self._saved()

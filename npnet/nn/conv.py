@@ -51,10 +51,11 @@ class Conv2d(Module):
         self.cache = x
         return out
 
-    def convolve(self, x, relu=False, weights=None):
-        """This layer's convolution of x, clamped at 0 if relu; keeps no cache (``forward`` does).
-        ``weights``: None for the layer's own, or a (weight, bias) pair to use instead (inference
-        fusion passes BatchNorm-folded ones, ``fusion.py``)."""
+    def convolve(self, x, relu=False, weights=None, residual=None):
+        """This layer's convolution of x, plus ``residual`` if given (an array of the output's shape),
+        clamped at 0 if relu; keeps no cache (``forward`` does). ``weights``: None for the layer's own,
+        or a (weight, bias) pair to use instead (inference fusion passes BatchNorm-folded ones and a
+        ResNet block's shortcut, ``fusion.py``)."""
         if weights is None:
             weights = self.weight.data, None if self.bias is None else self.bias.data
         w, b = weights
@@ -63,7 +64,7 @@ class Conv2d(Module):
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        return kernels.ops.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu)
+        return kernels.ops.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu, residual=residual)
 
     def backward(self, dout, input_grad=True):
         x = self._saved()
