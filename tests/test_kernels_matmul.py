@@ -78,25 +78,32 @@ def test_matmul_into_a_non_contiguous_out_and_bad_out():
 @given(m=st.integers(0, 12), k=st.integers(0, 40), p=st.integers(0, 12), ta=st.booleans(), tb=st.booleans(),
        beta=st.sampled_from([0.0, 1.0, -0.5]), seed=st.integers(0, 2**16))
 def test_gemm_matches_its_reference(dtype, m, k, p, ta, tb, beta, seed):
-    """``blas.gemm`` (called from Numba code) on row-major, transposed and column-block views, with
-    beta 0 (c's old values ignored, NaN included), 1 and -0.5, against ``gemm_ref``."""
+    """``blas.gemm`` (called from Numba code) on blocks of row-major and transposed matrices (leading
+    dimensions longer than the rows), with beta 0 (C's old values ignored, NaN included), 1 and -0.5,
+    against ``gemm_ref``; the matrices around the blocks are left alone."""
     from numba import njit
     from npnet.kernels.blas import gemm, gemm_ref
 
     @njit
-    def run(a, b, c, beta):
-        gemm(a, b, c, beta)
+    def run(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+        gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc)
 
     rng = np.random.default_rng(seed)
-    a = rng.standard_normal((k + 3, m) if ta else (m, k + 3)).astype(dtype)
-    b = rng.standard_normal((p, k + 3) if tb else (k + 3, p)).astype(dtype)
-    a = a.T[:, 1:k + 1] if ta else a[:, 1:k + 1]                     # (m, k), a block of columns
-    b = b.T[1:k + 1] if tb else b[1:k + 1]                           # (k, p)
-    c0 = rng.standard_normal((m, p + 2)).astype(dtype)
+    lda, ldb, ldc = (m if ta else k) + 3, (k if tb else p) + 2, p + 4
+    a = rng.standard_normal(((k if ta else m) + 1) * lda).astype(dtype)
+    b = rng.standard_normal(((p if tb else k) + 1) * ldb).astype(dtype)
+    c0 = rng.standard_normal((m + 2) * ldc).astype(dtype)
     if beta == 0 and m and p:
-        c0[0, 1] = np.nan                                            # inside the view
+        c0[ldc + 1] = np.nan                                          # inside C (its element (0, 0))
     got, want = c0.copy(), c0.copy()
-    run(a, b, got[:, 1:p + 1], dtype(beta))
-    gemm_ref(a, b, want[:, 1:p + 1], dtype(beta))
+    args = (ta, tb, m, p, k, a[1:], lda, b[1:], ldb, dtype(beta))
+    run(*args, got[ldc + 1:], ldc)
+    gemm_ref(*args, want[ldc + 1:], ldc)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(k, 1) ** 0.5)
+    A = np.lib.stride_tricks.as_strided(a[1:], (k, m) if ta else (m, k), (lda * a.itemsize, a.itemsize))
+    B = np.lib.stride_tricks.as_strided(b[1:], (p, k) if tb else (k, p), (ldb * b.itemsize, b.itemsize))
+    C = want[ldc + 1:ldc + 1 + m * ldc].reshape(m, ldc)[:, :p] if m else np.zeros((0, p))
+    C0 = c0[ldc + 1:ldc + 1 + m * ldc].reshape(m, ldc)[:, :p] if m else np.zeros((0, p))
+    expect = (A.T if ta else A) @ (B.T if tb else B) + (0 if beta == 0 else beta * C0)
+    np.testing.assert_allclose(C, expect, rtol=tol, atol=tol * max(k, 1) ** 0.5)

@@ -1,16 +1,21 @@
-"""``gemm`` callable from Numba code: C = A @ B + beta C on strided 2-D views, with a NumPy reference.
+"""``gemm`` callable from Numba code: BLAS's matrix product with leading dimensions and beta, and its
+NumPy reference.
 
 Numba's ``np.dot`` inside ``@njit`` code multiplies contiguous arrays only (it copies any other) and
 always overwrites its output. ``gemm`` calls the same BLAS entry point that ``np.dot`` calls
 (``numba_xxgemm`` of Numba's helper library, which forwards to the ``sgemm`` / ``dgemm`` of
 ``scipy.linalg.cython_blas``; Numba's own ``np.linalg.pinv`` calls it the same way), with the
-leading dimensions and the ``beta`` that BLAS takes, so that a block of columns of a matrix is
-multiplied where it lies, and a product can be added into an accumulator. It runs on the calling
-thread: inside npnet's kernels SciPy's BLAS is at one thread (``_threads.one_blas_thread``).
+leading dimensions and the ``beta`` that BLAS takes, so that a block of a matrix is multiplied where
+it lies, and a product can be added into an accumulator. It runs on the calling thread: inside
+npnet's kernels SciPy's BLAS is at one thread (``_threads.one_blas_thread``).
 
-Shapes: a (M, K), b (K, N), c (M, N); each of a and b has one axis of adjacent elements (a row-major
-block such as ``x[:, k0:k1]``, or a transposed one such as ``w.T``); c is row-major (``c.strides[1]``
-is one element). float32 or float64, all three alike.
+Matrices are given as BLAS gives them, row-major here: a flat array holding the matrix from its first
+element, and its leading dimension (the distance between rows). One compiled version per dtype
+serves every layout (views of every layout would each compile their own).
+
+    C[i, j] = sum_k A[i, k] B[k, j] + beta C[i, j],  i < M, j < N, k < K
+    A[i, k] = a[i lda + k], or a[k lda + i] if ``ta`` (a holds A^T); B likewise with ``tb``;
+    C[i, j] = c[i ldc + j].
 """
 import numpy as np
 from numba import njit, types
@@ -42,45 +47,54 @@ def _xxgemm_of_dtype(tb, ta, N, M, K, ab, b, ldb, a, lda, c, ldc):
 
 
 @njit(cache=CACHE)
-def _layout(x):
-    """(trans, ld) of a 2-D view as BLAS reads it in column-major order: a row-major view is its own
-    transpose with leading dimension = its row stride; a column-major one is itself."""
-    isz = x.itemsize
-    if x.shape[1] == 1 or x.strides[1] == isz:
-        return ord("n"), max(1, x.strides[0] // isz, x.shape[1])
-    return ord("t"), max(1, x.strides[1] // isz, x.shape[0])
+def gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+    """C = A @ B + beta C (beta 0: C's old values are not read, NaN included), as in the module docstring.
 
-
-@njit(cache=CACHE)
-def gemm(a, b, c, beta):
-    """c[...] = a @ b + beta * c (beta 0: c's old values are not read, even NaN ones).
-
-    Row-major c is column-major c^T = b^T a^T: BLAS gets b first. Raises ValueError on a layout BLAS
-    cannot take (an array with no axis of adjacent elements)."""
-    M, K = a.shape
-    N = b.shape[1]
-    if M == 0 or N == 0:
+    a, b, c: flat arrays of one dtype (float32 or float64), each starting at its matrix's first
+    element. In BLAS's column-major terms this is C^T (N x M) = B^T A^T: BLAS gets b first."""
+    if M <= 0 or N <= 0:
         return
-    if K == 0:                                          # an empty sum: BLAS would only scale c
+    if K <= 0:                                          # an empty sum: BLAS would only scale C
         for i in range(M):
             for j in range(N):
-                c[i, j] = 0 if beta == 0 else beta * c[i, j]
+                c[i * ldc + j] = 0 if beta == 0 else beta * c[i * ldc + j]
         return
-    isz = a.itemsize
-    if (a.strides[1] != isz and a.strides[0] != isz) or (b.strides[1] != isz and b.strides[0] != isz) \
-            or (c.strides[1] != isz and N > 1):
-        raise ValueError("gemm: every operand needs an axis of adjacent elements, and c rows of them")
-    tb, ldb = _layout(b)
-    ta, lda = _layout(a)
-    ldc = max(1, c.strides[0] // isz, N)
     ab = np.empty(2, dtype=c.dtype)
     ab[0], ab[1] = 1, beta
-    # in BLAS's column-major terms: c^T (N x M) = op(b) (N x K) op(a) (K x M)
-    r = _xxgemm(tb, ta, N, M, K, ab, b, ldb, a, lda, c, ldc)
+    r = _xxgemm(ord("t") if tb else ord("n"), ord("t") if ta else ord("n"), N, M, K, ab, b, ldb, a, lda, c, ldc)
     if r < 0:
         raise ValueError("gemm: BLAS reported an invalid argument")
 
 
-def gemm_ref(a, b, c, beta):
+def _matrix(x, rows, cols, ld):
+    """The (rows, cols) matrix that flat x holds with leading dimension ld, as a NumPy view."""
+    return np.lib.stride_tricks.as_strided(x, (rows, cols), (ld * x.itemsize, x.itemsize), writeable=False)
+
+
+def gemm_ref(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
     """Plain NumPy :func:`gemm`."""
-    c[...] = a @ b if beta == 0 else a @ b + beta * c
+    if M <= 0 or N <= 0:
+        return
+    A = _matrix(a, K, M, lda).T if ta else _matrix(a, M, K, lda)
+    B = _matrix(b, N, K, ldb).T if tb else _matrix(b, K, N, ldb)
+    C = np.lib.stride_tricks.as_strided(c, (M, N), (ldc * c.itemsize, c.itemsize))
+    C[...] = A @ B if beta == 0 else A @ B + beta * C
+
+
+def blas_operand(x):
+    """(flat, transposed, ld) of a 2-D array as :func:`gemm` takes it, without a copy where one of its
+    axes holds adjacent elements (a C-ordered array, a transposed one, a block of columns or rows);
+    any other view is copied to C order first."""
+    isz = x.itemsize
+    rows, cols = x.shape
+    if cols == 1 or x.strides[1] == isz:
+        base, trans, ld = x, False, max(1, cols, x.strides[0] // isz)
+    elif rows == 1 or x.strides[0] == isz:
+        base, trans, ld = x.T, True, max(1, rows, x.strides[1] // isz)
+    else:
+        return blas_operand(np.ascontiguousarray(x))
+    if base.size == 0:
+        return np.zeros(1, x.dtype), trans, ld
+    # the flat array from the first element to the last one the matrix touches
+    n = (base.shape[0] - 1) * ld + base.shape[1]
+    return np.lib.stride_tricks.as_strided(base, (n,), (isz,)), trans, ld

@@ -18,32 +18,26 @@ from numba import njit, prange, get_num_threads
 
 from ._jit import CACHE
 from ._threads import one_blas_thread
-from .blas import gemm
-
-
-def _adjacent(x):
-    """x itself if one of its axes holds adjacent elements (what ``gemm`` takes), else a C copy."""
-    isz = x.itemsize
-    return x if x.strides[1] == isz or x.strides[0] == isz or x.shape[1] == 1 else np.ascontiguousarray(x)
+from .blas import gemm, blas_operand
 
 
 @njit(parallel=True, cache=CACHE)
-def _matmul_rows(a, b, out, beta, T):
-    # out[rows of block t] = a[rows of block t] @ b + beta out[...], one block per worker
-    M = a.shape[0]
+def _matmul_rows(ta, tb, M, N, K, a, lda, b, ldb, beta, c, T):
+    # C[rows of block t] = A[rows of block t] @ B + beta C[...], one block per worker; C is (M, N) C-ordered
     for t in prange(T):
         lo, hi = t * M // T, (t + 1) * M // T
         if hi > lo:
-            gemm(a[lo:hi], b, out[lo:hi], beta)
+            gemm(ta, tb, hi - lo, N, K, a[lo:] if ta else a[lo * lda:], lda, b, ldb, beta, c[lo * N:], N)
 
 
 @njit(parallel=True, cache=CACHE)
-def _matmul_inner(a, b, parts):
-    # parts[t] = a[:, block t] @ b[block t]: the inner dimension split over workers, blocks read in place
-    K, T = b.shape[0], parts.shape[0]
+def _matmul_inner(ta, tb, M, N, K, a, lda, b, ldb, parts):
+    # parts[t] = A[:, block t] @ B[block t]: the inner dimension split over workers, blocks read in place
+    T = parts.shape[0]
     for t in prange(T):
         lo, hi = t * K // T, (t + 1) * K // T
-        gemm(a[:, lo:hi], b[lo:hi], parts[t], 0.0)
+        gemm(ta, tb, M, N, hi - lo, a[lo * lda:] if ta else a[lo:], lda, b[lo:] if tb else b[lo * ldb:], ldb,
+             0.0, parts[t].reshape(-1), N)
 
 
 @one_blas_thread
@@ -54,27 +48,29 @@ def matmul(a, b, out=None, accumulate=False):
 
     Usually the rows of ``a`` are split over the workers; when the inner dimension K is much longer
     than M, K is split instead and the blocks' products summed. a and b may be views (a transposed
-    weight, a block of columns): BLAS reads them in place (``blas.gemm``); a view with no axis of
-    adjacent elements is copied first.
+    weight, a block of columns): BLAS reads them where they lie (``blas.blas_operand``); a view with
+    no axis of adjacent elements is copied first.
     """
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64):
         raise TypeError(f"matmul: expected two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: cannot multiply shapes {a.shape} and {b.shape}")
-    M, K = a.shape
+    (M, K), N = a.shape, b.shape[1]
     if out is None:
         if accumulate:
             raise ValueError("matmul: accumulate=True needs out")
-        out = np.empty((M, b.shape[1]), dtype=a.dtype)
-    elif out.shape != (M, b.shape[1]) or out.dtype != a.dtype:
-        raise ValueError(f"matmul: out must be a {a.dtype} array of shape {(M, b.shape[1])}, got {out.dtype} "
-                         f"{out.shape}")
+        out = np.empty((M, N), dtype=a.dtype)
+    elif out.shape != (M, N) or out.dtype != a.dtype:
+        raise ValueError(f"matmul: out must be a {a.dtype} array of shape {(M, N)}, got {out.dtype} {out.shape}")
     elif not out.flags.c_contiguous:                    # BLAS writes C-ordered rows: go through a temporary
         product = matmul(a, b)
         return np.add(out, product, out=out) if accumulate else np.copyto(out, product) or out
     if out.size == 0:
         return out
-    a, b = _adjacent(a), _adjacent(b)
+    if K == 0:
+        out[...] = out if accumulate else 0
+        return out
+    (af, ta, lda), (bf, tb, ldb) = blas_operand(a), blas_operand(b)
     T = get_num_threads()
     if K > 4 * M and T > 1:
         # few rows, long inner dimension (dW of a full-batch linear model: (10, 54000) @ (54000, 784);
@@ -83,10 +79,11 @@ def matmul(a, b, out=None, accumulate=False):
         # of all of it. Measured on Zen 4, 2 threads: the mlp's (500, 3072) @ (3072, 200) 3.7 ms
         # against 4.0 by rows; its weight gradient (200, 500) @ (500, 3072), K = 2.5 M, 4.8 against
         # 4.4 ms by rows, hence 4 M (8 M until 6 December)
-        parts = np.empty((T,) + out.shape, dtype=a.dtype)
-        _matmul_inner(a, b, parts)
+        parts = np.empty((T, M, N), dtype=a.dtype)
+        _matmul_inner(ta, tb, M, N, K, af, lda, bf, ldb, parts)
         return np.add(out, parts.sum(axis=0), out=out) if accumulate else np.sum(parts, axis=0, out=out)
-    _matmul_rows(a, b, out, a.dtype.type(1 if accumulate else 0), max(1, min(T, M)))
+    _matmul_rows(ta, tb, M, N, K, af, lda, bf, ldb, a.dtype.type(1 if accumulate else 0), out.reshape(-1),
+                 max(1, min(T, M)))
     return out
 
 
