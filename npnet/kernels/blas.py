@@ -51,7 +51,8 @@ def gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
     """C = A @ B + beta C (beta 0: C's old values are not read, NaN included), as in the module docstring.
 
     a, b, c: flat arrays of one dtype (float32 or float64), each starting at its matrix's first
-    element. In BLAS's column-major terms this is C^T (N x M) = B^T A^T: BLAS gets b first."""
+    element; beta a Python float (every caller passing a float64 keeps one compiled version per
+    dtype). In BLAS's column-major terms this is C^T (N x M) = B^T A^T: BLAS gets b first."""
     if M <= 0 or N <= 0:
         return
     if K <= 0:                                          # an empty sum: BLAS would only scale C

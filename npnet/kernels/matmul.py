@@ -82,7 +82,7 @@ def matmul(a, b, out=None, accumulate=False):
         parts = np.empty((T, M, N), dtype=a.dtype)
         _matmul_inner(ta, tb, M, N, K, af, lda, bf, ldb, parts)
         return np.add(out, parts.sum(axis=0), out=out) if accumulate else np.sum(parts, axis=0, out=out)
-    _matmul_rows(ta, tb, M, N, K, af, lda, bf, ldb, a.dtype.type(1 if accumulate else 0), out.reshape(-1),
+    _matmul_rows(ta, tb, M, N, K, af, lda, bf, ldb, 1.0 if accumulate else 0.0, out.reshape(-1),
                  max(1, min(T, M)))
     return out
 
