@@ -25,6 +25,30 @@ def pin_threads(n):
         sys.path.insert(0, REPO)
 
 
+ISAS = ("native", "avx2")
+
+
+def emulate_isa(isa):
+    """``--isa avx2``: run every library's AVX2 code on this (AVX-512) CPU, as on an AVX2-only machine
+    (AMD Zen 2/3, Intel Haswell to Skylake client parts): SciPy's OpenBLAS with its Haswell kernels,
+    Numba compiling for Zen 3 with no AVX-512 instruction, PyTorch's ATen at AVX2, oneDNN at AVX2 and
+    MKL at AVX2. The clock, caches and memory stay this machine's: a model of an AVX2 CPU's code
+    paths, not a measurement of such a CPU. Sets environment variables, so call it, like
+    :func:`pin_threads`, before NumPy, Numba or PyTorch is imported; returns a line for the report."""
+    if isa == "native":
+        return "ISA: native (every library picks its own kernels for this CPU)"
+    if isa != "avx2":
+        raise ValueError(f"--isa must be one of {ISAS}, got {isa!r}")
+    import llvmlite.binding as ll
+    wide = ("avx512", "evex512", "amx", "avx10", "avxvnni", "avxifma", "avxneconvert")
+    features = ",".join(("+" if on and not name.startswith(wide) else "-") + name
+                        for name, on in ll.get_host_cpu_features().items())
+    os.environ.update(OPENBLAS_CORETYPE="Haswell", NUMBA_CPU_NAME="znver3", NUMBA_CPU_FEATURES=features,
+                      ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
+    return ("ISA: AVX2 emulated on this CPU (OPENBLAS_CORETYPE=Haswell, NUMBA_CPU_NAME=znver3 without "
+            "AVX-512 features, ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2)")
+
+
 def load_frameworks(n, want_torch=True):
     """Import npnet (and PyTorch if wanted and installed) with ``n`` threads everywhere.
 

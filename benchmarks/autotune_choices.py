@@ -21,10 +21,13 @@ import _common
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--models", nargs="+", default=["resnet32", "cnn-small"])
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--isa", choices=_common.ISAS, default="native",
+               help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
 ap.add_argument("--steps", type=int, default=6)
 ap.add_argument("--rounds", type=int, default=3)
 ARGS = ap.parse_args()
 _common.pin_threads(ARGS.threads)
+ISA = _common.emulate_isa(ARGS.isa)
 _common.load_frameworks(ARGS.threads, want_torch=False)
 
 import os  # noqa: E402
@@ -73,6 +76,7 @@ def main():
     logging.getLogger("npnet.autotune").setLevel(logging.INFO)
     print(f"threads: {_common.thread_report(None)}")
     print(_common.openblas_report())
+    print(ISA)
     print(f"machine at start: {_common.machine_state()}")
     for name in ARGS.models:
         x = np.random.default_rng(0).standard_normal((128, 3, 32, 32)).astype(np.float32)

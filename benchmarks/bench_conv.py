@@ -27,6 +27,8 @@ import sys
 
 _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _ap.add_argument("--threads", type=int, default=2)
+_ap.add_argument("--isa", choices=("native", "avx2"), default="native",
+                 help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
 _ap.add_argument("--repeat", type=int, default=9, help="timed calls per block")
 _ap.add_argument("--rounds", type=int, default=3, help="alternating npnet/torch blocks")
 _ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -45,6 +47,10 @@ if ARGS.clock == "cpu" and ARGS.threads != 1:
 # thread counts must be in the environment before NumPy, Numba or PyTorch start their thread pools
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402  (imports nothing heavy)
+
+ISA = _common.emulate_isa(ARGS.isa)      # also before the libraries load
 
 import time  # noqa: E402
 
@@ -54,7 +60,6 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from npnet import kernels  # noqa: E402
 
-import _common  # noqa: E402  (after the thread settings; it sets none itself)
 
 numba.set_num_threads(ARGS.threads)
 torch = None
@@ -226,6 +231,7 @@ def main():
     print(f"threads: Numba {numba.get_num_threads()} ({numba.threading_layer()}), "
           f"torch {torch.get_num_threads() if torch else '-'}, SciPy BLAS inside Numba workers "
           f"{kernels.blas_setup()['threads']}; max other load per block {ARGS.max_load} cores")
+    print(ISA)
     print(f"{_common.openblas_report()}; clock: "
           f"{'CPU time of the calling thread' if ARGS.clock == 'cpu' else 'wall time'}")
     for case in CONV_CASES:

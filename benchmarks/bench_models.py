@@ -61,6 +61,8 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
     ap.add_argument("--rounds", type=int, default=3, help="alternating npnet/torch blocks")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every side")
+    ap.add_argument("--isa", choices=_common.ISAS, default="native",
+                    help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for other processes to leave the CPUs idle")
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
@@ -88,6 +90,7 @@ def parse_args(argv=None):
 
 ARGS = parse_args()
 _common.pin_threads(ARGS.threads)   # before NumPy, Numba or PyTorch load their thread pools
+ISA = _common.emulate_isa(ARGS.isa)  # likewise (the memory children inherit both)
 torch = _common.load_frameworks(ARGS.threads, want_torch=not ARGS.no_torch)
 
 import numpy as np  # noqa: E402
@@ -393,7 +396,7 @@ def main():
     wall = time.perf_counter() - t0
     peak = _common.sgemm_peak_gflops(ARGS.threads)
     header = [f"command: python benchmarks/bench_models.py {' '.join(sys.argv[1:])}  ({wall:.0f} s)",
-              f"threads: {_common.thread_report(torch)}", _common.openblas_report(),
+              f"threads: {_common.thread_report(torch)}", _common.openblas_report(), ISA,
               f"machine at start: {LOAD_AT_START}" +
               ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else ""),
               f"FP32 peak as measured: {peak:.0f} GFLOP/s (NumPy's SGEMM, 2048^3, {ARGS.threads} threads, best of 5); "

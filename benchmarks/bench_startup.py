@@ -59,6 +59,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--isa", choices=_common.ISAS, default="native",
+                    help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
     ap.add_argument("--model", default="cnn-small")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--default-cache", action="store_true",
@@ -66,6 +68,7 @@ def main():
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     _common.pin_threads(args.threads)          # the children inherit the thread settings
+    isa = _common.emulate_isa(args.isa)        # and these
     env = dict(os.environ, PYTHONPATH=_common.REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = CHILD.format(model=args.model, batch=args.batch)
     machine = _common.machine_state()
@@ -89,6 +92,7 @@ def main():
     print(f"command: python benchmarks/bench_startup.py {' '.join(sys.argv[1:])}")
     print(f"{args.model}, batch {args.batch}, {args.threads} threads; seconds")
     print(f"machine at start: {machine}")
+    print(isa)
     print()
     _common.print_table(["run", "numba cache", "to first step", "process wall", "import numpy",
                          "import npnet", "build", "first step", "second step"], rows, args.markdown)

@@ -28,6 +28,8 @@ def parse_args():
     ap.add_argument("--models", nargs="+", default=["cnn-bn", "resnet32"])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--isa", choices=_common.ISAS, default="native",
+                    help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for other processes to leave the CPUs idle")
     ap.add_argument("--markdown", action="store_true")
@@ -37,6 +39,7 @@ def parse_args():
 
 ARGS = parse_args()
 _common.pin_threads(ARGS.threads)
+ISA = _common.emulate_isa(ARGS.isa)
 _common.load_frameworks(ARGS.threads, want_torch=False)
 
 import numpy as np  # noqa: E402
@@ -133,6 +136,7 @@ def cprofile_top(name):
 
 def main():
     print(f"threads: {_common.thread_report(None)}")
+    print(ISA)
     print(f"machine at start: {_common.machine_state(ARGS.wait_quiet)}")
     for name in ARGS.models:
         wall, per = layer_breakdown(name)

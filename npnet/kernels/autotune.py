@@ -11,8 +11,8 @@ later call of that shape uses the choice at once.
 * **Where choices live.** In memory, and in one JSON file per machine setting under
   ``~/.cache/npnet/autotune/`` (``$NPNET_AUTOTUNE_CACHE`` to move it), named by a hash of what the
   timing depends on: CPU model (with its family, model and stepping: "AMD EPYC" alone names Zen 3, 4
-  and 5 alike), SciPy's BLAS kernel set, Numba's thread count, npnet's version and the algorithms
-  (all written inside the file too). The file is rewritten whole through a temporary file and a
+  and 5 alike), SciPy's BLAS kernel set, the CPU Numba compiles for, Numba's thread count, npnet's
+  version and the algorithms (all written inside the file too). The file is rewritten whole through a temporary file and a
   rename, merged with what other processes wrote meanwhile, so that concurrent processes (sweep
   trials, data-parallel ranks) never read half a file; two processes tuning the same shape at once
   both measure it and the last write wins.
@@ -120,12 +120,15 @@ def shape_key(pass_, x, w, ph, pw):
 def _fixed_setting():
     """The parts of the setting that cannot change in a process, read once (reading them took
     ~0.5 ms: too much for every convolution call)."""
+    from numba import config
     from ._threads import blas_architecture
-    return (("cpu", _cpu_model()), ("blas", blas_architecture()), ("npnet", _npnet_version()))
+    target = "host" if config.CPU_NAME is None else config.CPU_NAME + ("" if config.CPU_FEATURES is None else "+set features")
+    return (("cpu", _cpu_model()), ("blas", blas_architecture()), ("npnet", _npnet_version()), ("numba_cpu", target))
 
 
 def machine_setting():
-    """What a measured choice depends on: ``{"cpu", "blas", "threads", "npnet", "algorithms"}``."""
+    """What a measured choice depends on: ``{"cpu", "blas", "numba_cpu", "threads", "npnet",
+    "algorithms"}`` (``numba_cpu``: "host", or the target NUMBA_CPU_NAME sets)."""
     from numba import get_num_threads
     return dict(_fixed_setting(), threads=get_num_threads(), algorithms=list(algorithms()))
 
