@@ -42,8 +42,10 @@ def _train_parser(sub, common):
         epilog="config keys (any of them can be set with --set KEY=VALUE):\n"
                + describe_schema(verbose=True)
                + "\n\nenvironment: NPNET_AUTOTUNE=0 keeps the fixed im2col/Winograd rule for 3x3 convolutions "
-                 "(by default each pass is timed once per shape and the faster kept; the choices are in "
-                 "metrics.json); NPNET_NUMBA_CACHE=0 recompiles the kernels (while editing them)",
+                 "(by default each pass is timed once per shape with im2col, Winograd F(2x2) and F(4x4) and "
+                 "the fastest kept; the choices are in metrics.json); NPNET_AUTOTUNE_ALGORITHMS=im2col,winograd "
+                 "limits the candidates (winograd4, F(4x4), rounds ~10x more coarsely); NPNET_NUMBA_CACHE=0 "
+                 "recompiles the kernels (while editing them)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", nargs="?", help="YAML file (see configs/); optional with --resume, "
                                              "which continues the checkpoint's own config")
