@@ -5,16 +5,17 @@ Shapes: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None, y / dy (N, O, OH, OW);
 
 Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 3, padding=1), batch 128):
 - ``prange`` over the batch, each Numba thread taking one contiguous chunk of images. Per image: im2col
-  into that thread's (K, P) buffer, then ``np.dot`` straight into ``y[n]`` (no temporary, no transpose).
+  into that thread's (K, P) buffer, then one GEMM straight into ``y[n]`` (no temporary, no transpose).
   A per-image GEMM (128x576 @ 576x1024) already runs near the single-core peak (~90 GFLOP/s here) and
   the column buffer (2.3 MB) stays in cache. Forward, measured: this 115 ms; one big GEMM with NumPy's
   2-thread BLAS on a full-batch (K, N*P) column matrix plus the transpose back to NCHW 233 ms; a
   hand-written Numba GEMM (i-k-j loops, fastmath) in place of ``np.dot`` 340 ms.
-- ``np.dot`` inside ``@njit`` is SciPy's OpenBLAS, set to one thread around each call (``_threads``) (two BLAS threads
-  per Numba worker doubled the time: the pools fight over 2 cores).
+- The GEMMs are ``blas.gemm``: SciPy's OpenBLAS, as ``np.dot`` inside ``@njit`` would call it, set to one
+  thread around each call (``_threads``) (two BLAS threads per Numba worker doubled the time: the pools
+  fight over 2 cores); with its ``beta`` the weight and bias gradients are added in BLAS's own pass.
 - Column buffers come from a pool (``_threads.take_buffer``) and are reused across calls and layers.
-- Backward: dw^T = sum_n cols[n] @ dy[n]^T is accumulated per thread into its own (K, O) block and the
-  blocks are summed at the end (no locks, and the sum order is fixed, so results do not depend on
+- Backward: dw^T = sum_n cols[n] @ dy[n]^T is accumulated (by the GEMM, beta = 1) per thread into its own
+  (K, O) block and the blocks are summed at the end (no locks, and the sum order is fixed, so results do not depend on
   scheduling); computing dw^T rather than dw = dy[n] @ cols^T made that GEMM 15% faster (1.54 vs 1.80 ms
   per image). dx[n] = col2im(w^T @ dy[n]).
 """
@@ -24,7 +25,8 @@ from numba import njit, prange, get_num_threads
 from ._jit import CACHE
 from . import autotune
 from ._threads import take_buffer, give_buffer, one_blas_thread
-from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array
+from .blas import gemm
+from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array, fill
 from .winograd import (winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref,
                        residual_array)
 
@@ -61,54 +63,57 @@ def _conv_forward(x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, ph, pw
     # x (N, C, H, W), w2 (O, K), res (N, O, P) or empty, y (N, O, P), work (T, K, P): one column buffer
     # per thread
     N, T = x.shape[0], work.shape[0]
+    O, K = w2.shape
+    P = OH * OW
+    yf, w2f = y.reshape(-1), w2.reshape(-1)
     for t in prange(T):
         cols = work[t]                                     # (K, P)
         for n in range(t * N // T, (t + 1) * N // T):
             im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
+            gemm(False, False, O, P, K, w2f, K, cols.reshape(-1), P, 0.0, yf[n * O * P:], P)  # y[n] = w2 @ cols
             yn = y[n]                                      # (O, P)
-            np.dot(w2, cols, yn)
             if res.size:                                   # y[n] is still in cache: bias, residual, clamp now
-                for o in range(yn.shape[0]):
+                for o in range(O):
                     yo, ro, bo = yn[o], res[n, o], b[o]
-                    for p in range(yo.shape[0]):
+                    for p in range(P):
                         v = yo[p] + bo + ro[p]
                         yo[p] = (0 if v < 0 else v) if relu else v
             elif relu:
-                for o in range(yn.shape[0]):
+                for o in range(O):
                     yo, bo = yn[o], b[o]
-                    for p in range(yo.shape[0]):
+                    for p in range(P):
                         v = yo[p] + bo
                         yo[p] = 0 if v < 0 else v              # NaN stays NaN, as np.maximum
             elif has_bias:
-                for o in range(yn.shape[0]):
+                for o in range(O):
                     yn[o] += b[o]
 
 
 @njit(parallel=True, cache=CACHE)
-def _conv_backward(x, w2t, dy, dx, need_dx, need_dw, dwt_parts, db_parts, cols_work, dcols_work, tmp_work,
-                   tmpb_work, ones, kh, kw, sh, sw, ph, pw, OH, OW):
-    # x (N, C, H, W), w2t (K, O), dy (N, O, P), dx (N, C, H, W); per thread t: dwt_parts[t] / tmp_work[t]
-    # (K, O), db_parts[t] / tmpb_work[t] (O,), cols_work[t] / dcols_work[t] (K, P); ones (P,)
+def _conv_backward(x, w2, dy, dx, need_dx, need_dw, dwt_parts, db_parts, cols_work, dcols_work, ones,
+                   kh, kw, sh, sw, ph, pw, OH, OW):
+    # x (N, C, H, W), w2 (O, K), dy (N, O, P), dx (N, C, H, W); per thread t: dwt_parts[t] (K, O),
+    # db_parts[t] (O,), cols_work[t] / dcols_work[t] (K, P); ones (P,)
     N, T = x.shape[0], cols_work.shape[0]
+    O, K = w2.shape
+    P = OH * OW
+    dyf, w2f = dy.reshape(-1), w2.reshape(-1)
     for t in prange(T):
-        cols, dwt, dbt = cols_work[t], dwt_parts[t], db_parts[t]
-        tmp, tmp_b = tmp_work[t], tmpb_work[t]             # GEMM outputs, then added to dwt / dbt
-        dwt[:] = 0
-        dbt[:] = 0
+        cols, dwt, dbt = cols_work[t], dwt_parts[t].reshape(-1), db_parts[t]
+        fill(dwt, 0)
+        fill(dbt, 0)
         for n in range(t * N // T, (t + 1) * N // T):
-            dyn = dy[n]                                    # (O, P)
+            dyn = dyf[n * O * P:]                          # dy[n] (O, P) from here
             if need_dw:  # a frozen weight (requires_grad False) skips the im2col and this GEMM
                 im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
-                # dw^T = cols @ dy[n]^T (K, O): measured 15% faster than dw = dy[n] @ cols^T (O, K)
-                np.dot(cols, dyn.T, tmp)
-                dwt += tmp
-            np.dot(dyn, ones, tmp_b)                       # db_n = dy[n] @ 1 (BLAS gemv, vectorised)
-            dbt += tmp_b
+                # dw^T (K, O) += cols @ dy[n]^T: measured 15% faster than dw = dy[n] @ cols^T (O, K)
+                gemm(False, True, K, O, P, cols.reshape(-1), P, dyn, P, 1.0, dwt, O)
+            gemm(False, False, O, 1, P, dyn, P, ones, 1, 1.0, dbt, 1)  # db += dy[n] @ 1
             if need_dx:
-                dcols = dcols_work[t]                      # (K, P)
-                np.dot(w2t, dyn, dcols)
+                dcols = dcols_work[t]                      # (K, P) = w2^T @ dy[n]
+                gemm(True, False, K, P, O, w2f, K, dyn, P, 0.0, dcols.reshape(-1), P)
                 dxn = dx[n]
-                dxn[:] = 0
+                fill(dxn, 0)
                 col2im_image(dcols, dxn, kh, kw, sh, sw, ph, pw, OH, OW)
 
 
@@ -209,18 +214,16 @@ def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
     OH, OW = dy.shape[2], dy.shape[3]
     K, P, T = C * kh * kw, OH * OW, _threads_for(N)
     dx = np.empty((N, C, H, W) if need_dx else (1, 1, 1, 1), dtype=x.dtype)
-    # one pooled buffer carved into per-thread blocks: cols, dcols (T, K, P); dw^T parts, tmp (T, K, O);
-    # db parts, tmp_b (T, O)
-    shapes = [(T, K, P), (T, K, P) if need_dx else (T, 0, 0), (T, K, O), (T, K, O), (T, O), (T, O)]
+    # one pooled buffer carved into per-thread blocks: cols, dcols (T, K, P); dw^T parts (T, K, O);
+    # db parts (T, O)
+    shapes = [(T, K, P), (T, K, P) if need_dx else (T, 0, 0), (T, K, O), (T, O)]
     sizes = [int(np.prod(s)) for s in shapes]
     buf = take_buffer(sum(sizes), x.dtype)
     ends = np.cumsum(sizes)
-    cols, dcols, dwt_parts, tmp, db_parts, tmp_b = (
-        buf[e - n:e].reshape(s) for s, n, e in zip(shapes, sizes, ends))
+    cols, dcols, dwt_parts, db_parts = (buf[e - n:e].reshape(s) for s, n, e in zip(shapes, sizes, ends))
     try:
-        _conv_backward(x, np.ascontiguousarray(w.reshape(O, K).T), dy.reshape(N, O, P), dx, need_dx,
-                       need_dw, dwt_parts, db_parts, cols, dcols if need_dx else cols, tmp, tmp_b,
-                       np.ones(P, dtype=x.dtype), kh, kw, sh, sw, ph, pw, OH, OW)
+        _conv_backward(x, w.reshape(O, K), dy.reshape(N, O, P), dx, need_dx, need_dw, dwt_parts, db_parts,
+                       cols, dcols if need_dx else cols, np.ones(P, dtype=x.dtype), kh, kw, sh, sw, ph, pw, OH, OW)
         dw = np.ascontiguousarray(dwt_parts.sum(axis=0).T).reshape(w.shape) if need_dw else None
         db = db_parts.sum(axis=0)
     finally:

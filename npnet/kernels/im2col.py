@@ -33,6 +33,16 @@ def out_size(size, k, stride, pad):
 
 
 @njit(cache=CACHE)
+def fill(a, value):
+    """a[...] = value for a C-ordered array, as a plain loop: inside a ``prange`` body an array
+    expression (``a[:] = 0``) becomes a nested parallel loop of its own, which costs compile time and
+    gains nothing there."""
+    f = a.reshape(-1)
+    for i in range(f.size):
+        f[i] = value
+
+
+@njit(cache=CACHE)
 def im2col_image(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
     """Fill ``cols`` (C*kh*kw, OH*OW) from one image ``x`` (C, H, W). Serial: callers parallelise over images.
 

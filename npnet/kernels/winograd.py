@@ -38,7 +38,7 @@ from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint
 from ._wino4_tiles import plane_sizes4, input_tiles4, output_tiles4
 from ._wino4_grad_tiles import dy_tiles4, input_tiles4_adjoint
-from .im2col import as_float_array
+from .im2col import as_float_array, fill
 from .blas import gemm
 from .matmul import matmul
 
@@ -170,19 +170,18 @@ def _in_tiles_adjoint(m, V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
 
 
 @njit(parallel=True, cache=CACHE)
-def _forward(x, U, b, relu, res, y, work, sizes, per_group, ph, pw, TH, TW, m):
+def _forward(x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW, m):
     # x (N, C, H, W), U (P, O, C), b (O,), res (N, O, OH, OW) or empty, y (N, O, OH, OW);
-    # work (T, sum(sizes)): one buffer per thread
+    # work (T, e[-1]): one buffer per thread, pieces ending at the offsets e (_fwd_sizes)
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     T, P = work.shape[0], U.shape[0]
     TT = TH * (TW + 1)
-    xf, yf, rf = x.reshape(-1), y.reshape(-1), res.reshape(-1)
+    xf, yf, rf, Uf = x.reshape(-1), y.reshape(-1), res.reshape(-1), U.reshape(-1)
     for t in prange(T):
-        e = np.cumsum(sizes)
         buf = work[t]
         pad, z, s, yp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
-        pad[:] = 0                                         # the padding stays zero: only the image is copied in
+        fill(pad, 0)                                      # the padding stays zero: only the image is copied in
         n_lo, n_hi = t * N // T, (t + 1) * N // T
         for n0 in range(n_lo, n_hi, per_group):
             n1 = min(n_hi, n0 + per_group)
@@ -191,9 +190,8 @@ def _forward(x, U, b, relu, res, y, work, sizes, per_group, ph, pw, TH, TW, m):
             M = buf[e[4]:e[4] + P * O * cnt]
             for n in range(n0, n1):
                 _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-            V3, M3 = V.reshape((P, C, cnt)), M.reshape((P, O, cnt))
-            for a in range(P):
-                np.dot(U[a], V3[a], M3[a])
+            for a in range(P):                             # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
+                gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
             for n in range(n0, n1):
                 _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
 
@@ -217,11 +215,11 @@ def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
     b = np.zeros(O, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
     res = residual_array(residual, y)
-    sizes = np.array(_fwd_sizes(C, O, TH, TW, per_group * TT, m), dtype=np.int64)
-    total = int(sizes.sum())
+    e = np.cumsum(_fwd_sizes(C, O, TH, TW, per_group * TT, m))
+    total = int(e[-1])
     buf = take_buffer(T * total, x.dtype)
     try:
-        _forward(x, weight_tiles(w, m), b, bool(relu), res, y, buf[:T * total].reshape(T, total), sizes,
+        _forward(x, weight_tiles(w, m), b, bool(relu), res, y, buf[:T * total].reshape(T, total), e,
                  per_group, ph, pw, TH, TW, m)
     finally:
         give_buffer(buf)
@@ -236,26 +234,24 @@ def _bwd_sizes(C, O, TH, TW, GT, PIX, m):
 
 
 @njit(parallel=True, cache=CACHE)
-def _backward(x, U, UT, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, sizes, per_group, ph, pw,
-              TH, TW, m):
-    # x (N, C, H, W), U (P, O, C), UT (P, C, O), dy (N, O, OH, OW), dx (N, C, H, W) or dummy;
-    # per thread t: dUT_parts[t] (P, C, O): dU transposed, db_parts[t] (O,), work[t] (sum(sizes),)
+def _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_group, ph, pw, TH, TW, m):
+    # x (N, C, H, W), U (P, O, C), dy (N, O, OH, OW), dx (N, C, H, W) or dummy; per thread t:
+    # dUT_parts[t] (P, C, O): dU transposed, db_parts[t] (O,), work[t]: pieces ending at e (_bwd_sizes)
     N, C, H, W = x.shape
     O, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
     T, P = work.shape[0], U.shape[0]
-    TT = TH * (TW + 1)
-    xf, dyf, dxf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1)
+    TT, PIX = TH * (TW + 1), OH * OW
+    xf, dyf, dxf, Uf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1), U.reshape(-1)
     for t in prange(T):
-        e = np.cumsum(sizes)
         buf = work[t]
         pad, dpad, z, dyp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
         ones = buf[e[5]:e[6]]
-        pad[:] = 0
-        dyp[:] = 0
-        ones[:] = 1
         dUT, db = dUT_parts[t].reshape(-1), db_parts[t]
-        dUT[:] = 0
-        db[:] = 0
+        fill(pad, 0)
+        fill(dyp, 0)
+        fill(ones, 1)
+        fill(dUT, 0)
+        fill(db, 0)
         n_lo, n_hi = t * N // T, (t + 1) * N // T
         for n0 in range(n_lo, n_hi, per_group):
             n1 = min(n_hi, n0 + per_group)
@@ -263,17 +259,16 @@ def _backward(x, U, UT, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, siz
             V = buf[e[3]:e[3] + P * C * cnt]
             dM = buf[e[4]:e[4] + P * O * cnt]
             for n in range(n0, n1):
-                _grad_tiles(m, dyf, n * O * OH * OW, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
-                db += np.dot(dy[n].reshape((O, OH * OW)), ones)
-            V3, dM3 = V.reshape((P, C, cnt)), dM.reshape((P, O, cnt))
+                _grad_tiles(m, dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
+                gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
             if need_dw:     # a frozen weight skips the input transform and these products
                 for n in range(n0, n1):
                     _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
                 for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
                     gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
-            if need_dx:     # V's buffer now holds dV
+            if need_dx:     # V's buffer now holds dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
                 for a in range(P):
-                    np.dot(UT[a], dM3[a], V3[a])
+                    gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
                 for n in range(n0, n1):
                     _in_tiles_adjoint(m, V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
@@ -297,14 +292,13 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
     T, per_group = _groups(N, TT, C, O, P)
     U = weight_tiles(w, m)
     dx = np.empty((N, C, H, W) if need_dx else (1, 1, 1, 1), dtype=x.dtype)
-    sizes = np.array(_bwd_sizes(C, O, TH, TW, per_group * TT, OH * OW, m), dtype=np.int64)
-    total = int(sizes.sum())
+    e = np.cumsum(_bwd_sizes(C, O, TH, TW, per_group * TT, OH * OW, m))
+    total = int(e[-1])
     buf = take_buffer(T * (total + P * O * C + O), x.dtype)
     work, dUT_parts, db_parts = _carve(buf, [T * total, T * P * O * C, T * O])
     try:
-        _backward(x, U, np.ascontiguousarray(U.transpose(0, 2, 1)), dy, dx, need_dx, need_dw,
-                  dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O), work.reshape(T, total), sizes, per_group,
-                  ph, pw, TH, TW, m)
+        _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O),
+                  work.reshape(T, total), e, per_group, ph, pw, TH, TW, m)
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None
         if need_dw:
