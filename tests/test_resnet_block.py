@@ -143,3 +143,19 @@ def test_block_with_replaced_children_matches_torch():
     np.testing.assert_allclose(grads["bn1.weight"], tbn1.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(grads["conv1.weight"], tconv1.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(block.bn1.running_var, tbn1.running_var.numpy(), rtol=1e-5)
+
+
+def test_block_backward_leaves_a_hooked_first_layers_gradient_alone():
+    """The block adds the shortcut's gradient into the branch's in place, except where the branch's
+    first layer has a hook (the hook may keep the array it was shown); results equal either way."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    dout = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    plain, hooked = BasicBlock(8, 8, rng=3), BasicBlock(8, 8, rng=3)
+    seen = []
+    hooked.conv1.register_full_backward_hook(lambda m, gin, gout: seen.append((gin[0], gin[0].copy())))
+    got = [(b(x), b.backward(dout))[1] for b in (plain, hooked)]
+    np.testing.assert_array_equal(got[0], got[1])
+    kept, copy = seen[0]
+    np.testing.assert_array_equal(kept, copy)                 # what the hook was shown was not changed
+    assert not np.shares_memory(kept, got[1])

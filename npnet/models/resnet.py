@@ -101,7 +101,14 @@ class BasicBlock(nn.Module):
         check_grad(self, d, shape, dtype)
         dx = chain_backward(self.branch(), d, input_grad)
         ds = self.shortcut.backward(d, input_grad)
-        return dx + ds if input_grad else None
+        if not input_grad:
+            return None
+        first = self.branch()[0]
+        if (first.has_hooks() or np.may_share_memory(dx, d) or np.may_share_memory(dx, ds)
+                or dx.dtype != np.result_type(dx, ds)):
+            return dx + ds      # dx may be seen elsewhere (a hook of the first layer, the incoming gradient)
+        dx += ds  # dx is the branch's own new array (its first layer's input gradient): add in place
+        return dx
 
 
 def resnet32(in_shape, num_classes, rng, widths=(16, 32, 64), blocks=5):
