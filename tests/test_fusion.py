@@ -393,3 +393,27 @@ def test_a_relu_hook_still_sees_its_own_output_and_gradient():
     assert (seen["out"] >= 0).all() and fusion.plan(list(net), training=True) == [(4, 6, "bn-relu"), (8, 10, "bn-relu")]
     net.backward(np.ones((4, 3), dtype=np.float32))
     assert seen["dout"].shape == seen["out"].shape
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_block_add_relu_in_training_equals_layer_by_layer(stride, monkeypatch):
+    """In training a ResNet block's sum and ReLU run as one pass ("add-relu"): the same output bit for
+    bit, the same gradients to rounding, every cache released; it is the one pass that runs."""
+    x = rand(np.random.default_rng(19), (3, 8, 6, 6), np.float32)
+    dout = rand(np.random.default_rng(20), (3, 16 if stride == 2 else 8, 6 // stride, 6 // stride), np.float32)
+    calls = []
+    real = K.ops.add_relu
+    results = []
+    for fuse in (True, False):
+        block = BasicBlock(8, 16 if stride == 2 else 8, stride, rng=4)
+        with monkeypatch.context() as mp:                           # count the calls of the kernel
+            mp.setitem(K.reference.PAIRS, "add_relu", (lambda *a, **k: (calls.append(fuse), real(*a, **k))[1],
+                                                       K.reference.PAIRS["add_relu"][1]))
+            results.append(step_results(block, x, dout, fuse))
+        assert all(m.cache is None for m in block.modules())
+    assert calls == [True]
+    (o1, d1, g1, _), (o2, d2, g2, _) = results
+    np.testing.assert_array_equal(o1, o2)
+    assert_close(d1, d2)
+    for k in g1:
+        assert_close(g1[k], g2[k])

@@ -336,3 +336,38 @@ def test_pooling_matches_torch(g, ties, seed):
     assert_close(K.avgpool2d_forward(x, kh, kw, sh, sw, ph, pw), ty.detach().numpy())
     ty.backward(torch.tensor(dy))
     assert_close(K.avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_elementwise_kernels_match_ref(dtype, shape, seed):
+    """ReLU forward / backward, the block's add-relu and the in-place add against their NumPy twins,
+    with NaN in the input and the gradient, and non-contiguous inputs."""
+    rng = np.random.default_rng(seed)
+    x, d, s = (rand(rng, shape, dtype) for _ in range(3))
+    x.flat[0], d.flat[-1] = np.nan, np.nan
+    y = K.relu_forward(x)
+    np.testing.assert_array_equal(y, K.relu_forward_ref(x))            # NaN stays NaN
+    np.testing.assert_array_equal(K.relu_backward(d, y), K.relu_backward_ref(d, y))
+    np.testing.assert_array_equal(K.add_relu(x, s), K.add_relu_ref(x, s))
+    y2 = x.copy()
+    assert K.add_relu(y2, s, out=y2) is y2                              # in place, as inference uses it
+    np.testing.assert_array_equal(y2, K.add_relu_ref(x, s))
+    a, a_ref = x.copy(), x.copy()
+    np.testing.assert_array_equal(K.add_(a, s), K.add_ref(a_ref, s))
+    np.testing.assert_array_equal(a, a_ref)
+    big = rand(rng, (2,) + tuple(shape), dtype)
+    view = big[:, ..., ::-1][1]                                         # reversed: not C-ordered
+    np.testing.assert_array_equal(K.relu_forward(view), K.relu_forward_ref(view))
+    np.testing.assert_array_equal(K.relu_backward(view, y), K.relu_backward_ref(view, y))
+    for out in (K.relu_forward(x), K.relu_backward(d, y), K.add_relu(x, s)):
+        assert out.dtype == dtype and out.shape == tuple(shape) and out.flags.c_contiguous
+
+
+def test_elementwise_refuses_outputs_it_cannot_write():
+    a = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="must be C-ordered"):
+        K.add_(a.T, np.ones((6, 4), np.float32))
+    with pytest.raises(ValueError, match="out must be C-ordered float32 of shape"):
+        K.add_relu(a, a, out=np.zeros((6, 4), np.float32).T)

@@ -41,7 +41,7 @@ def test_layers_call_the_twins_inside_reference_mode(monkeypatch):
         monkeypatch.setitem(reference.PAIRS, name, (fast, spy))
     x = np.random.default_rng(0).standard_normal((4, 1, 12, 12)).astype(np.float32)
     with kernels.use_reference():
-        for model in (build_model("cnn-bn", (1, 12, 12), 10, rng=0),
+        for model in (build_model("cnn-bn", (1, 12, 12), 10, rng=0), build_model("resnet32", (1, 12, 12), 10, rng=0),
                       nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 3, rng=0))):
             out = model(x)
             model.backward(np.ones_like(out))

@@ -1,5 +1,5 @@
 """Numba kernels for the hot paths (im2col/col2im, fused convolution, Winograd 3x3 convolution, pooling,
-batch norm, the matrix products of Linear), each with a plain NumPy reference of the same signature
+batch norm, the matrix products of Linear, ReLU and residual sums), each with a plain NumPy reference of the same signature
 (``*_ref``) that the tests hold it to.
 
 All functions take NCHW arrays of float32 or float64 and return arrays of the input's dtype; integer
@@ -19,6 +19,8 @@ from .winograd import winograd_forward, winograd_forward_ref, winograd_backward,
 from .pooling import (maxpool2d_forward, maxpool2d_forward_ref, maxpool2d_backward, maxpool2d_backward_ref,
                       avgpool2d_forward, avgpool2d_forward_ref, avgpool2d_backward, avgpool2d_backward_ref)
 from .matmul import matmul, matmul_ref
+from .elementwise import (relu_forward, relu_forward_ref, relu_backward, relu_backward_ref, add_relu, add_relu_ref,
+                          add_, add_ref)
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
 from .reference import ops, use_reference, reference_enabled
@@ -31,4 +33,5 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "avgpool2d_forward", "avgpool2d_forward_ref", "avgpool2d_backward", "avgpool2d_backward_ref",
            "channel_stats", "channel_stats_ref", "channel_affine", "channel_affine_ref",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
-           "matmul", "matmul_ref", "blas_setup", "clear_buffers", "ops", "use_reference", "reference_enabled"]
+           "matmul", "matmul_ref", "relu_forward", "relu_forward_ref", "relu_backward", "relu_backward_ref",
+           "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "ops", "use_reference", "reference_enabled"]

@@ -17,6 +17,8 @@ from .._switch import Switch
 from .batchnorm import (channel_affine, channel_affine_ref, channel_affine2, channel_affine2_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_stats, channel_stats_ref)
 from .conv import conv2d_backward, conv2d_backward_ref, conv2d_forward, conv2d_forward_ref
+from .elementwise import (add_, add_ref, add_relu, add_relu_ref, relu_backward, relu_backward_ref, relu_forward,
+                          relu_forward_ref)
 from .matmul import matmul, matmul_ref
 from .pooling import (avgpool2d_backward, avgpool2d_backward_ref, avgpool2d_forward, avgpool2d_forward_ref,
                       maxpool2d_backward, maxpool2d_backward_ref, maxpool2d_forward, maxpool2d_forward_ref)
@@ -34,6 +36,10 @@ PAIRS = {
     "channel_affine": (channel_affine, channel_affine_ref),
     "channel_grad_sums": (channel_grad_sums, channel_grad_sums_ref),
     "channel_affine2": (channel_affine2, channel_affine2_ref),
+    "relu_forward": (relu_forward, relu_forward_ref),
+    "relu_backward": (relu_backward, relu_backward_ref),
+    "add_relu": (add_relu, add_relu_ref),
+    "add_": (add_, add_ref),
 }
 
 _reference = Switch(False)

@@ -1,7 +1,7 @@
 """ResNet-32 for CIFAR (He et al. 2016, section 4.2) with option-A (parameter-free) shortcuts."""
 import numpy as np
 
-from .. import init, nn
+from .. import init, kernels, nn
 from ..nn import fusion
 from ..nn._checks import check_grad, check_input
 from ..nn.container import chain_backward
@@ -85,6 +85,10 @@ class BasicBlock(nn.Module):
         s = self.shortcut(x)  # after the branch: hooks see the layers in this order
         y = self._checked(y, s)
         self.cache = (y.shape, y.dtype)
+        if self.fuse and fusion.is_enabled() and fusion.fusable(self.relu2, nn.ReLU) and y.dtype == s.dtype:
+            out = kernels.ops.add_relu(y, s)  # the sum and the ReLU in one pass ("add-relu")
+            self.relu2.keep_output(out)
+            return out
         return self.relu2(y + s)
 
     @staticmethod
@@ -105,10 +109,9 @@ class BasicBlock(nn.Module):
             return None
         first = self.branch()[0]
         if (first.has_hooks() or np.may_share_memory(dx, d) or np.may_share_memory(dx, ds)
-                or dx.dtype != np.result_type(dx, ds)):
+                or dx.dtype != np.result_type(dx, ds) or not dx.flags.c_contiguous):
             return dx + ds      # dx may be seen elsewhere (a hook of the first layer, the incoming gradient)
-        dx += ds  # dx is the branch's own new array (its first layer's input gradient): add in place
-        return dx
+        return kernels.ops.add_(dx, ds)  # dx is the branch's own new array (its first layer's input gradient)
 
 
 def resnet32(in_shape, num_classes, rng, widths=(16, 32, 64), blocks=5):

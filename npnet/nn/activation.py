@@ -2,6 +2,7 @@
 derivative is a function of it, as for Sigmoid and Tanh)."""
 import numpy as np
 
+from .. import kernels
 from ._checks import check_grad, check_input
 from .module import Module
 
@@ -27,7 +28,7 @@ class ReLU(_Activation):
 
     def forward(self, x):
         self._check(x)
-        out = np.maximum(x, 0)
+        out = kernels.ops.relu_forward(x)
         self.cache = (out, False)
         return out
 
@@ -41,7 +42,7 @@ class ReLU(_Activation):
         self._grad(dout, out)
         if masked:  # the BatchNorm before masks dout inside its own backward passes
             return dout
-        return dout * (out > 0)  # one fused pass; np.where here measured ~6x slower
+        return kernels.ops.relu_backward(dout, out)  # dout where out > 0, else 0
 
 
 class LeakyReLU(_Activation):
