@@ -12,9 +12,9 @@ temporary and a second pass. Measured on a 2-core AMD EPYC (Zen 4), 2 threads, 2
 at run time (``range(lo, hi)``) was not vectorised (the compiler could not prove the indices
 non-negative) and ran 2x slower than NumPy, which is why ReLU had stayed in NumPy until 6 December.
 
-Semantics as NumPy's and PyTorch's: the forward keeps NaN (``np.maximum``); the backward passes the
-gradient where the output is positive and 0 elsewhere (PyTorch's ``threshold_backward``: 0 also where
-the incoming gradient is NaN but the unit is off, where ``dout * (out > 0)`` gave NaN).
+Semantics as before, NumPy's: the forward keeps NaN (``np.maximum``); the backward is
+``dout * (out > 0)``, so a NaN or inf gradient stays NaN also where the unit is off (as the BatchNorm
+kernels' fused mask does, ``batchnorm.py``), to surface rather than hide it.
 """
 import numpy as np
 from numba import njit, prange
@@ -32,7 +32,8 @@ def _relu(x, out):
 @njit(parallel=True, cache=CACHE)
 def _relu_grad(dout, out, dx):
     for i in prange(dout.size):
-        dx[i] = dout[i] if out[i] > 0 else 0
+        g = dout[i]
+        dx[i] = g if out[i] > 0 else g * 0                  # NaN * 0 stays NaN, as dout * (out > 0)
 
 
 @njit(parallel=True, cache=CACHE)
@@ -61,7 +62,7 @@ def relu_forward(x):
 
 
 def relu_backward(dout, out):
-    """The gradient through a ReLU whose output was ``out``: dout where out > 0, else 0 (new array)."""
+    """The gradient through a ReLU whose output was ``out``: ``dout * (out > 0)`` (a new array)."""
     dx = np.empty(dout.shape, dtype=dout.dtype)
     _relu_grad(_flat(dout, dout.dtype), _flat(out, dout.dtype), dx.reshape(-1))
     return dx
@@ -91,7 +92,7 @@ def relu_forward_ref(x):
 
 
 def relu_backward_ref(dout, out):
-    return np.where(out > 0, dout, np.zeros((), dout.dtype))
+    return dout * (out > 0)
 
 
 def add_relu_ref(y, s, out=None):

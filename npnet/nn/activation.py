@@ -42,7 +42,7 @@ class ReLU(_Activation):
         self._grad(dout, out)
         if masked:  # the BatchNorm before masks dout inside its own backward passes
             return dout
-        return kernels.ops.relu_backward(dout, out)  # dout where out > 0, else 0
+        return kernels.ops.relu_backward(dout, out)  # dout * (out > 0) in one parallel pass
 
 
 class LeakyReLU(_Activation):
