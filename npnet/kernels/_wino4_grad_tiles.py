@@ -9,7 +9,7 @@ a gather: padded row 4s + k receives row k of tile row s and, for k < 2, row k +
 from numba import njit
 
 from ._jit import CACHE
-from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy, image_planes
+from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy
 from ._wino4_tiles import FIVE, F2, F4, F5, F8, plane_sizes4
 
 
@@ -112,6 +112,7 @@ def input_tiles4_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
     B dV B^T per tile, overlapping tiles summed, padding dropped. z, dpad: scratch as in input_tiles4."""
     R = TW + 1
     half, nz = plane_sizes4(C, TH, TW)
+    plane = (TH + 1) * 4 * R
     Z = u(nz + 4)
     TT = TH * R
     for c in range(C):
@@ -121,4 +122,7 @@ def input_tiles4_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
                          u(12 + j) * Z + s, u(18 + j) * Z + s)
     for k in range(4):
         _cols_in_adj(z, u(6 * k) * Z, Z, dpad, u(k * half), nz)
-    image_planes(dxf, xn, dpad, C, H, W, ph, pw, 4, TH, R, half, False)
+    for c in range(C):
+        for h in range(H):
+            r = h + ph
+            _copy(dpad, u((r % 4) * half + c * plane + (r // 4) * 4 * R + pw), dxf, u(xn + (c * H + h) * W), W)

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import CACHE
-from ._wino_tiles import u, ONE, TWO, THREE, FOUR, finish_row, image_planes
+from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy, finish_row
 
 FIVE = u(5)
 F2, F4, F5, F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
@@ -80,7 +80,11 @@ def input_tiles4(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
     """
     R = TW + 1
     half, nz = plane_sizes4(C, TH, TW)
-    image_planes(xf, xn, pad, C, H, W, ph, pw, 4, TH, R, half, True)
+    plane = (TH + 1) * 4 * R
+    for c in range(C):
+        for h in range(H):
+            r = h + ph
+            _copy(xf, u(xn + (c * H + h) * W), pad, u((r % 4) * half + c * plane + (r // 4) * 4 * R + pw), W)
     Z = u(nz + 4)
     for k in range(4):                                    # phase plane k -> z[6k : 6k + 6]
         _cols_in(pad, u(k * half), z, u(6 * k) * Z, Z, nz)

@@ -10,7 +10,7 @@ padded row receives column 0 of tile q and column 2 of tile q - 1.
 from numba import njit
 
 from ._jit import CACHE
-from ._wino_tiles import u, ONE, TWO, THREE, FOUR, plane_sizes, _copy, image_planes
+from ._wino_tiles import u, ONE, TWO, THREE, FOUR, plane_sizes, _copy
 
 
 @njit(cache=CACHE)
@@ -89,6 +89,7 @@ def input_tiles_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
     B dV B^T per tile, overlapping tiles summed, padding dropped. z, dpad: scratch as in input_tiles."""
     R = TW + 1
     half, nz = plane_sizes(C, TH, TW)
+    plane = (TH + 1) * 2 * R
     Z = u(nz + 4)
     TT = TH * R
     for c in range(C):
@@ -97,4 +98,7 @@ def input_tiles_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
             _rows_in_adj(V, u((j * C + c) * T + t0), u(4 * C * T), u(R), TT, z, u(j) * Z + s, u(4 + j) * Z + s)
     _cols_in_adj(z, u(0), Z, dpad, u(0), nz)
     _cols_in_adj(z, FOUR * Z, Z, dpad, u(half), nz)
-    image_planes(dxf, xn, dpad, C, H, W, ph, pw, 2, TH, R, half, False)
+    for c in range(C):
+        for h in range(H):
+            r = h + ph
+            _copy(dpad, u((r % 2) * half + c * plane + (r // 2) * 2 * R + pw), dxf, u(xn + (c * H + h) * W), W)

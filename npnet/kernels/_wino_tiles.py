@@ -44,23 +44,6 @@ def _copy(src, s0, dst, d0, n):
         dst[d0 + u(q)] = src[s0 + u(q)]
 
 
-@njit(cache=CACHE)
-def image_planes(xf, xn, pf, C, H, W, ph, pw, m, TH, R, half, to_planes):
-    """Copies image ``xf[xn:]`` (C, H, W) into its place in the m phase planes ``pf`` of the padded
-    image (padded row r in plane r % m at row r // m; planes ``half`` floats apart, each (C, TH + 1, m R);
-    m = 2 for F(2x2), 4 for F(4x4)), or, if not ``to_planes``, from there back into the image (the
-    last step of the input transform's adjoint)."""
-    plane = (TH + 1) * m * R
-    for c in range(C):
-        for h in range(H):
-            r = h + ph
-            p0, x0 = u((r % m) * half + c * plane + (r // m) * m * R + pw), u(xn + (c * H + h) * W)
-            if to_planes:
-                _copy(xf, x0, pf, p0, W)
-            else:
-                _copy(pf, p0, xf, x0, W)
-
-
 @njit(cache=CACHE, inline="always")
 def _bt_store(dst, o, S, d0, d1, d2, d3):
     # dst[o + j S] = (B^T d)_j for the 4 values d of a tile row or column
@@ -94,7 +77,11 @@ def input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
     """
     R = TW + 1
     half, nz = plane_sizes(C, TH, TW)
-    image_planes(xf, xn, pad, C, H, W, ph, pw, 2, TH, R, half, True)
+    plane = (TH + 1) * 2 * R
+    for c in range(C):
+        for h in range(H):
+            r = h + ph
+            _copy(xf, u(xn + (c * H + h) * W), pad, u((r % 2) * half + c * plane + (r // 2) * 2 * R + pw), W)
     Z = u(nz + 4)
     _cols_in(pad, u(0), z, u(0), Z, nz)                       # even rows -> z[0:4]
     _cols_in(pad, u(half), z, FOUR * Z, Z, nz)                # odd rows  -> z[4:8]
