@@ -153,4 +153,7 @@ def output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
             _cols_out(s, u(r) * D, u(TT), yp, u(r * P), bias, TT, clamp)
         for th in range(TH):
             for r in range(min(4, OH - 4 * th)):
-                finish_row(yp, u(r * P + th * 4 * R), yf, u(yn + (o * OH + 4 * th + r) * OW), OW, res, relu)
+                if res.size == 0:
+                    _copy(yp, u(r * P + th * 4 * R), yf, u(yn + (o * OH + 4 * th + r) * OW), OW)
+                else:
+                    finish_row(yp, u(r * P + th * 4 * R), yf, u(yn + (o * OH + 4 * th + r) * OW), OW, res, relu)

@@ -78,6 +78,8 @@ def input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
     R = TW + 1
     half, nz = plane_sizes(C, TH, TW)
     plane = (TH + 1) * 2 * R
+    # (the same copy for F(4x4) is in _wino4_tiles with 4 for 2: a shared helper taking the phase count
+    # at run time was measured 4-8% slower per forward, so each keeps its constant)
     for c in range(C):
         for h in range(H):
             r = h + ph
@@ -120,15 +122,12 @@ def _cols_out(src, s0, D, dst, d0, bias, n, relu):
 
 @njit(cache=CACHE)
 def finish_row(src, s0, dst, d0, n, res, relu):
-    """dst[d0:d0+n] = src[s0:s0+n] + res[d0:d0+n], clamped at 0 if ``relu``: an output row, with a
-    residual added (a ResNet block's shortcut, fused inference) before the clamp; an empty ``res``
-    means none (then ``relu`` has been applied already and this is a copy)."""
-    if res.size == 0:
-        _copy(src, s0, dst, d0, n)
-        return
+    """dst[d0:d0+n] = src[s0:s0+n] + res[d0:d0+n], clamped at 0 if ``relu``: an output row with a
+    residual added (a ResNet block's shortcut, fused inference) before the clamp."""
     for q in range(n):
         v = src[s0 + u(q)] + res[d0 + u(q)]
         dst[d0 + u(q)] = (0 if v < 0 else v) if relu else v
+
 
 
 @njit(cache=CACHE)
@@ -150,7 +149,13 @@ def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
             _rows_out(M, u((j * O + o) * T + t0), u(O * T), s, u(j * TT), D, TT)
         _cols_out(s, u(0), u(TT), yp, u(0), bias, TT, clamp)
         _cols_out(s, D, u(TT), yp, u(TT * 2), bias, TT, clamp)
-        for th in range(TH):
-            finish_row(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW, res, relu)
-            if 2 * th + 1 < OH:
-                finish_row(yp, u((TH + th) * 2 * R), yf, u(yn + (o * OH + 2 * th + 1) * OW), OW, res, relu)
+        if res.size == 0:   # a plain copy of the rows: one call per row with the residual's branch in it
+            for th in range(TH):    # measured 3-6% slower per forward
+                _copy(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW)
+                if 2 * th + 1 < OH:
+                    _copy(yp, u((TH + th) * 2 * R), yf, u(yn + (o * OH + 2 * th + 1) * OW), OW)
+        else:
+            for th in range(TH):
+                finish_row(yp, u(th * 2 * R), yf, u(yn + (o * OH + 2 * th) * OW), OW, res, relu)
+                if 2 * th + 1 < OH:
+                    finish_row(yp, u((TH + th) * 2 * R), yf, u(yn + (o * OH + 2 * th + 1) * OW), OW, res, relu)
