@@ -189,7 +189,11 @@ def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05, blo
 
     Each function is called ``warmup`` times first (compilation, first-touch page faults, PyTorch's
     kernel selection). The timed calls then run in ``rounds`` blocks that alternate between the
-    functions, so that load from other processes on a shared machine hits every side alike; a short
+    functions, so that load from other processes on a shared machine hits every side alike, in an
+    order that is reversed every other round (ABBA...), so that a side is not always the one that
+    follows another (an A/B of two npnet versions with the same order every round moved from 0.86
+    to 1.05 when the order was swapped, on 6 December; with the order alternating, the first- and
+    second-position medians agreed within 2-3 %); a short
     pause before each block lets the previous side's spinning OpenMP threads go to sleep, and
     ``block_warmup`` untimed calls open each block: the first step after another side's block was
     measured up to 2x slower than the next on the big models (npnet cnn-bn: 580-695 ms, then
@@ -205,7 +209,7 @@ def time_interleaved(fns, steps, warmup, rounds=3, min_time=0.3, pause=0.05, blo
         per_call[name] = (time.perf_counter() - t0) / max(warmup, 1)
     times = {name: [] for name in fns}
     for r in range(rounds):
-        for name, f in fns.items():
+        for name, f in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
             n = max(steps, int(min_time / max(per_call[name], 1e-6)))
             n = n // rounds + (1 if r < n % rounds else 0)
             time.sleep(pause)
