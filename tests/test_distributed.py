@@ -70,17 +70,24 @@ def assert_same_weights(a, b, rtol=1e-4):
         np.testing.assert_allclose(b[k], a[k], rtol=rtol, atol=rtol * scale, err_msg=k)
 
 
-def left_over(marker):
-    """Processes whose command line mentions ``marker`` (the test's own folder)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
+def left_over(marker, grace=10.0):
+    """Processes whose command line mentions ``marker`` (the test's own folder), as ``pid: command
+    line`` strings. mpiexec may return while the ranks it killed are still being torn down by the
+    kernel, so a process must outlive ``grace`` seconds after the launcher ended to count."""
+    end = time.time() + grace
+    while True:
+        found = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    line = f.read()
+            except OSError:
+                continue
+            if marker.encode() in line:
+                found.append(pid + ": " + line.replace(b"\0", b" ").decode(errors="replace"))
+        if not found or time.time() > end:
+            return found
+        time.sleep(0.2)
 
 
 def test_importing_npnet_imports_no_mpi():
