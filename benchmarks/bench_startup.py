@@ -4,10 +4,12 @@ subprocesses.
 
     python benchmarks/bench_startup.py [--runs 3] [--threads N] [--model cnn-small] [--default-cache]
 
-Run 1 starts from an empty Numba cache (a fresh temporary NUMBA_CACHE_DIR), so it compiles every
-kernel and writes the cache; runs 2.. find the cache warm, which is the case the target is about
+Run 1 starts as on a fresh machine: an empty Numba cache (a fresh temporary NUMBA_CACHE_DIR), so it
+compiles every kernel and writes the cache, and an empty autotuner cache (NPNET_AUTOTUNE_CACHE in
+the same folder), so the tuner times every candidate of each 3x3 layer; runs 2.. find both warm
 ("a fresh process with a warm Numba cache reaches its first train step in under 3 s"). With
-``--default-cache`` the kernels' usual cache (``npnet/kernels/__pycache__``) is used as it is.
+``--default-cache`` both usual caches (``npnet/kernels/__pycache__``, ``~/.cache/npnet/autotune``)
+are used as they are.
 
 "to first step" is wall clock from just before the subprocess is spawned to the end of its first
 train step (interpreter start-up included); the child also reports its own phases.
@@ -64,7 +66,8 @@ def main():
     ap.add_argument("--model", default="cnn-small")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--default-cache", action="store_true",
-                    help="use Numba's usual cache next to the kernels instead of a fresh temporary one")
+                    help="use Numba's usual cache next to the kernels and the tuner's usual cache instead of fresh "
+                         "temporary ones")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     _common.pin_threads(args.threads)          # the children inherit the thread settings
@@ -76,6 +79,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="npnet-numba-cache-") as cache:
         if not args.default_cache:
             env["NUMBA_CACHE_DIR"] = cache
+            env["NPNET_AUTOTUNE_CACHE"] = os.path.join(cache, "autotune")
         for run in range(1, args.runs + 1):
             start = time.time()
             proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
