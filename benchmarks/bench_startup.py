@@ -24,6 +24,30 @@ import time
 
 import _common
 
+# With --compile-profile: each compiled function's own wall time (Numba's compile events, minus the
+# functions compiled inside it), summed over its signatures.
+LISTENER = r"""
+import collections, time
+from numba.core import event
+compile_own, compile_count, _open = collections.defaultdict(float), collections.Counter(), []
+
+class _Own(event.Listener):
+    def on_start(self, ev):
+        _open.append([time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        start, inner = _open.pop()
+        took = time.perf_counter() - start
+        f = ev.data["dispatcher"].py_func
+        name = f.__module__ + "." + f.__qualname__
+        compile_own[name] += took - inner
+        compile_count[name] += 1
+        if _open:
+            _open[-1][1] += took
+
+event.register("numba:compile", _Own())
+"""
+
 CHILD = r"""
 import time
 t0 = time.perf_counter()
@@ -53,7 +77,8 @@ t_second = time.perf_counter()
 import json
 print(json.dumps(dict(end_of_first_step=done, numpy=t_numpy - t0, npnet=t_import - t_numpy,
                       build=t_build - t_import, first_step=t_step - t_build,
-                      second_step=t_second - t_step)))
+                      second_step=t_second - t_step,
+                      compile={{k: [v, compile_count[k]] for k, v in compile_own.items()}})))
 """
 
 
@@ -68,14 +93,18 @@ def main():
     ap.add_argument("--default-cache", action="store_true",
                     help="use Numba's usual cache next to the kernels and the tuner's usual cache instead of fresh "
                          "temporary ones")
+    ap.add_argument("--compile-profile", type=int, default=0, metavar="N",
+                    help="after the table, the N functions whose compiling took longest in the cold run (Numba is "
+                         "then imported before the child's clock starts: 'import numpy' reads ~0)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     _common.pin_threads(args.threads)          # the children inherit the thread settings
     isa = _common.emulate_isa(args.isa)        # and these
     env = dict(os.environ, PYTHONPATH=_common.REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    code = CHILD.format(model=args.model, batch=args.batch)
+    listener = LISTENER if args.compile_profile else "compile_own, compile_count = {}, {}\n"
+    code = listener + CHILD.format(model=args.model, batch=args.batch)
     machine = _common.machine_state()
-    rows = []
+    rows, compiled = [], []
     with tempfile.TemporaryDirectory(prefix="npnet-numba-cache-") as cache:
         if not args.default_cache:
             env["NUMBA_CACHE_DIR"] = cache
@@ -88,6 +117,8 @@ def main():
             if proc.returncode != 0:
                 raise SystemExit(f"run {run} failed:\n{proc.stderr}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
+            if run == 1:
+                compiled = sorted(r["compile"].items(), key=lambda kv: -kv[1][0])
             kind = "cold cache (compiles)" if run == 1 and not args.default_cache else "warm cache"
             rows.append([run, kind, f"{r['end_of_first_step'] - start:.2f}", f"{wall:.2f}",
                          f"{r['numpy']:.2f}", f"{r['npnet']:.2f}", f"{r['build']:.2f}",
@@ -100,6 +131,19 @@ def main():
     print()
     _common.print_table(["run", "numba cache", "to first step", "process wall", "import numpy",
                          "import npnet", "build", "first step", "second step"], rows, args.markdown)
+    if args.compile_profile:
+        print_compile_profile(compiled, args.compile_profile, args.markdown)
+
+
+def print_compile_profile(compiled, n, markdown):
+    """The n functions of run 1 whose compiling took longest, after the totals."""
+    own = sum(seconds for _, (seconds, _) in compiled)
+    ours = sum(seconds for name, (seconds, _) in compiled if name.startswith("npnet."))
+    signatures = sum(count for _, (_, count) in compiled)
+    print(f"\nrun 1 compiled {len(compiled)} functions in {signatures} signatures: {own:.1f} s of own "
+          f"compile time, {ours:.1f} s of it npnet's\n")
+    _common.print_table(["function", "signatures", "own compile s"],
+                        [[name, count, f"{seconds:.2f}"] for name, (seconds, count) in compiled[:n]], markdown)
 
 
 if __name__ == "__main__":
