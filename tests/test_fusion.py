@@ -290,6 +290,37 @@ def test_fused_block_still_checks_shapes():
         block(np.zeros((1, 4, 6, 6), dtype=np.float32))
 
 
+class _Float64(nn.Module):
+    """A shortcut that widens its input to float64."""
+
+    def forward(self, x):
+        return x.astype(np.float64)
+
+
+@pytest.mark.parametrize("case", ["wider shortcut", "shortcut of the wrong size"])
+def test_block_ending_runs_each_layer_once_where_the_fused_sum_does_not_apply(case):
+    """Where the shortcut's output does not suit conv2's output pass, the block still runs each layer
+    once, the branch's layers before the shortcut (as layer by layer): the hooks see it."""
+    rng = np.random.default_rng(18)
+    block = randomize_batchnorm(BasicBlock(4, 4, 1, rng=rng)).eval()
+    block.shortcut = _Float64() if case == "wider shortcut" else nn.AvgPool2d(2)
+    seen = []
+    for name in ("conv1", "bn1", "relu1", "shortcut"):
+        getattr(block, name).register_forward_hook(lambda m, inp, out, name=name: seen.append(name))
+    x = rand(rng, (2, 4, 6, 6), np.float32)
+    with npnet.no_grad():
+        if case == "wider shortcut":
+            got = block(x)
+        else:
+            with pytest.raises(ValueError, match="branch output"):
+                block(x)
+    assert seen == ["conv1", "bn1", "relu1", "shortcut"]
+    if case == "wider shortcut":
+        want = layer_by_layer(block, x)
+        assert got.dtype == want.dtype == np.float64
+        assert_close(got.astype(np.float32), want.astype(np.float32))  # the branch ran in float32
+
+
 def test_fused_resnet_block_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)

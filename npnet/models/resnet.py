@@ -74,13 +74,11 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         inference = not nn.is_grad_enabled() and self.fuse and fusion.is_enabled()
         if inference and fusion.fusable(self.relu2, nn.ReLU):
-            s = self.shortcut(x)
-            y = fusion.run_chain_add_relu(self.branch(), x, s)  # sum and clamp in conv2's output pass
+            y, s = fusion.run_chain_add_relu(self.branch(), x, self.shortcut)  # in conv2's output pass
             self.relu2.cache = None  # not called: drop a stale cache, as its call inside no_grad() would
-            if y is not None:
+            if s is None:
                 return y
-            y = self._checked(fusion.run_chain(self.branch(), x, self.fuse), s)
-            return fusion.add_relu_(y, s, x)  # the sum and the clamp in place, in the branch's output
+            return fusion.add_relu_(self._checked(y, s), s, x)  # the sum and the clamp in place, in y
         y = fusion.run_chain(self.branch(), x, self.fuse)
         s = self.shortcut(x)  # after the branch: hooks see the layers in this order
         y = self._checked(y, s)

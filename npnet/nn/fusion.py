@@ -157,24 +157,29 @@ def conv_bn_relu(x, conv, bn=None, relu=False):
     return conv.convolve(x, relu, None if bn is None else folded_weights(conv, bn))
 
 
-def run_chain_add_relu(mods, x, s):
-    """``relu(chain(mods)(x) + s)`` with the sum and the clamp in the last convolution's output pass,
-    for ``no_grad()``; None (nothing run) where the chain does not end with a fusable ``Conv2d`` or a
-    ``Conv2d -> BatchNorm2d`` group, or ``s`` is not of the convolution's output shape and dtype."""
+def run_chain_add_relu(mods, x, shortcut):
+    """A residual block's ending ``relu(chain(mods)(x) + shortcut(x))`` for ``no_grad()``, each layer
+    run once and the chain's layers before the shortcut (as layer by layer, so hooks see that order).
+
+    Returns ``(out, None)`` where the sum and the clamp ran in the last convolution's output pass: the
+    chain ends with a fusable ``Conv2d`` or ``Conv2d -> BatchNorm2d`` group and the shortcut's output
+    has that convolution's output shape and dtype. Otherwise ``(y, s)``: the chain's output (run as
+    :func:`run_chain` runs it) and the shortcut's, for the caller to check, add and clamp."""
     groups = plan(mods, training=False)
     if groups and groups[-1][1:] == (len(mods), "conv-bn"):
         start, bn = groups[-1][0], mods[-1]
     elif mods and fusable(mods[-1], Conv2d) and not (groups and groups[-1][1] == len(mods)):
         start, bn = len(mods) - 1, None
     else:
-        return None
-    h = run_chain(mods[:start], x)
+        return run_chain(mods, x), shortcut(x)
+    h = run_chain(mods[:start], x)  # the groups before start are those of the whole chain's plan
+    s = shortcut(x)
     conv = mods[start]
     if s.dtype != h.dtype or s.shape != (h.shape[0],) + conv.output_shape(h.shape[1:]):
-        return None
+        return run_chain(mods[start:], h), s
     for m in mods[start:]:
         m.cache = None  # not called: drop a stale cache, as their call inside no_grad() would
-    return conv.convolve(h, True, None if bn is None else folded_weights(conv, bn), residual=s)
+    return conv.convolve(h, True, None if bn is None else folded_weights(conv, bn), residual=s), None
 
 
 def add_relu_(y, s, x):
