@@ -67,6 +67,8 @@ def test_matmul_into_a_non_contiguous_out_and_bad_out():
     out = np.ones((6, 5), np.float32).T                               # F-ordered
     K.matmul(a, b, out=out, accumulate=True)
     np.testing.assert_allclose(out, 1 + a @ b, rtol=1e-5, atol=1e-5)
+    assert K.matmul(a, b, out=out) is out                              # overwritten, not added to
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"out must be a float32 array of shape \(5, 6\)"):
         K.matmul(a, b, out=np.zeros((5, 7), np.float32))
     with pytest.raises(ValueError, match="accumulate=True needs out"):

@@ -63,8 +63,11 @@ def matmul(a, b, out=None, accumulate=False):
     elif out.shape != (M, N) or out.dtype != a.dtype:
         raise ValueError(f"matmul: out must be a {a.dtype} array of shape {(M, N)}, got {out.dtype} {out.shape}")
     elif not out.flags.c_contiguous:                    # BLAS writes C-ordered rows: go through a temporary
-        product = matmul(a, b)
-        return np.add(out, product, out=out) if accumulate else np.copyto(out, product) or out
+        if accumulate:
+            out += matmul(a, b)
+        else:
+            out[...] = matmul(a, b)
+        return out
     if out.size == 0:
         return out
     if K == 0:
