@@ -23,11 +23,12 @@ marked "(busy machine)" is noisy.
 """
 import argparse
 import os
-import sys
+
+import _common  # imports nothing heavy: the thread settings below still come first
 
 _ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _ap.add_argument("--threads", type=int, default=2)
-_ap.add_argument("--isa", choices=("native", "avx2"), default="native",
+_ap.add_argument("--isa", choices=_common.ISAS, default="native",
                  help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
 _ap.add_argument("--repeat", type=int, default=9, help="timed calls per block")
 _ap.add_argument("--rounds", type=int, default=3, help="alternating npnet/torch blocks")
@@ -45,11 +46,7 @@ ARGS = _ap.parse_args()
 if ARGS.clock == "cpu" and ARGS.threads != 1:
     _ap.error("--clock cpu needs --threads 1 (with more threads the work is not all on the calling thread)")
 # thread counts must be in the environment before NumPy, Numba or PyTorch start their thread pools
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = str(ARGS.threads)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402  (imports nothing heavy)
-
+_common.pin_threads(ARGS.threads)        # also puts the repository on sys.path
 ISA = _common.emulate_isa(ARGS.isa)      # also before the libraries load
 
 import time  # noqa: E402
@@ -57,7 +54,6 @@ import time  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from npnet import kernels  # noqa: E402
 
 

@@ -129,7 +129,6 @@ def finish_row(src, s0, dst, d0, n, res, relu):
         dst[d0 + u(q)] = (0 if v < 0 else v) if relu else v
 
 
-
 @njit(cache=CACHE)
 def output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
     """Image ``yf[yn:]`` (O, OH, OW) = A^T m A + b (+ the residual) of the products M (flat (16, O, T),
