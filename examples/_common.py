@@ -51,6 +51,9 @@ def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None):
     if seed is not None:
         p.add_argument("--seed", type=int, default=seed, help="seeds the weights, splits and batches")
     p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--tune", action="store_true",
+                   help="npnet.tune each model before training: time every 3x3 convolution's algorithms "
+                        "once and keep the fastest (default: the fixed rule, the same result on every machine)")
     p.add_argument("--out", default=None, help=f"folder for the figures and results.md (default "
                                                f"{out}, or {out}-quick with --quick)")
     return p

@@ -60,7 +60,9 @@ def main():
     results, histories = [], {}
     for name, (model_name, options, loss_name, opt, batch, epochs) in RUNS.items():
         epochs = 2 if args.quick else max(1, round(epochs * args.epochs_scale))
-        model = build_model(model_name, in_shape=in_shape, num_classes=10, rng=SEED, **options)
+        model = npnet.fuse(build_model(model_name, in_shape=in_shape, num_classes=10, rng=SEED, **options))
+        if args.tune:  # time each 3x3 convolution's algorithms on a batch of this shape, keep the fastest
+            npnet.tune(model, data.x_train[:batch or len(data.x_train)])
         if model_name == "linear":  # start from zero, so that the learned weights show the class
             for p in model.parameters():  # templates rather than the random initialisation
                 p.data[...] = 0

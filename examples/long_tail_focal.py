@@ -89,7 +89,9 @@ def main():
 
     def fit(label, criterion):
         """Train a fresh model with ``criterion``; returns its results row (a dict)."""
-        model = build_model(MODEL, data.in_shape, num_classes, rng=args.seed, **MODEL_OPTIONS)
+        model = npnet.fuse(build_model(MODEL, data.in_shape, num_classes, rng=args.seed, **MODEL_OPTIONS))
+        if args.tune:  # time each 3x3 convolution's algorithms on a batch of this shape, keep the fastest
+            npnet.tune(model, data.x_train[:BATCH_SIZE])
         model[-1].bias.data[:] = -np.log((1 - PRIOR) / PRIOR)
         optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         scheduler = optim.MultiStepLR(optimizer, [max(1, round(DECAY_AT * epochs))], gamma=0.1)

@@ -84,7 +84,9 @@ def main():
                        RandomHorizontalFlip(rng=rng)])
     plot_augmentation(data.x_train, data.y_train, augment, os.path.join(args.out, "augmentation.png"))
 
-    model = build_model(MODEL, data.in_shape, len(data.classes), rng=args.seed)
+    model = npnet.fuse(build_model(MODEL, data.in_shape, len(data.classes), rng=args.seed))  # fused neighbours
+    if args.tune:  # time each 3x3 convolution's algorithms on a batch of this shape, keep the fastest
+        npnet.tune(model, data.x_train[:BATCH_SIZE])
     criterion = losses.CrossEntropyLoss()
     optimizer = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     scheduler = optim.MultiStepLR(optimizer, milestones, gamma=LR_DECAY)

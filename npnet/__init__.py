@@ -20,6 +20,9 @@ _NAMES = {
     "manual_seed": ("init", "manual_seed"),
     "no_grad": ("nn", "no_grad"),
     "is_grad_enabled": ("nn", "is_grad_enabled"),
+    "fuse": ("nn.fusion", "fuse"),
+    "unfuse": ("nn.fusion", "unfuse"),
+    "tune": ("nn.tuning", "tune"),
 }
 __all__ = sorted(_NAMES)
 
@@ -27,6 +30,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ does
     from . import data, functional, gradcheck, init, losses, metrics, models, nn, optim, plots, train
     from .init import manual_seed
     from .nn import is_grad_enabled, no_grad
+    from .nn.fusion import fuse, unfuse
+    from .nn.tuning import tune
     from .serialization import load, save
 
 

@@ -1,9 +1,6 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-# the suite runs the fixed per-shape rule: bit-reproducible, and no timing decides a result;
-# tests/test_autotune.py switches autotuning on where it is the subject
-os.environ.setdefault("NPNET_AUTOTUNE", "0")
 
 from hypothesis import settings  # noqa: E402
 
@@ -25,15 +22,13 @@ def kernel_mode(request):
         yield request.param
 
 
-@pytest.fixture
-def tuning(tmp_path, monkeypatch):
-    """Autotuning on (the suite runs the fixed rule), with an empty cache folder of its own and no
-    choices in memory."""
+@pytest.fixture(autouse=True)
+def tune_cache(tmp_path_factory, monkeypatch):
+    """Every test's tune pass (``npnet.tune``, the runner's ``speed.tune``) writes its timings to a
+    folder of the test session, never to the user's ~/.cache; no choices are kept in memory."""
     from npnet.kernels import autotune
-    monkeypatch.setenv("NPNET_AUTOTUNE_CACHE", str(tmp_path))
+    folder = tmp_path_factory.getbasetemp() / "autotune"
+    monkeypatch.setenv("NPNET_AUTOTUNE_CACHE", str(folder))
     monkeypatch.setitem(autotune._state, "choices", {})
-    monkeypatch.setitem(autotune._state, "used", {})
     monkeypatch.setitem(autotune._state, "loaded", None)
-    previous = autotune.set_enabled(True)
-    yield tmp_path
-    autotune.set_enabled(previous)
+    return folder

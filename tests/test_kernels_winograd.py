@@ -115,12 +115,12 @@ def test_algorithm_choice():
 @pytest.mark.parametrize("algorithm", ["winograd", "winograd4"])
 @pytest.mark.parametrize("padding, bias, shape", [(1, False, (2, 16, 5, 6)), (0, True, (1, 16, 7, 4)),
                                                   (2, True, (2, 16, 9, 3))])
-def test_conv2d_gradcheck_through_winograd(padding, bias, shape, algorithm, tuning):
-    """Float64 finite differences through Conv2d, the tuner limited to one algorithm."""
-    layer = nn.Conv2d(16, 16, 3, padding=padding, bias=bias, rng=np.random.default_rng(0)).astype(np.float64)
-    with autotune.only(algorithm):
-        check_module(layer, np.random.default_rng(1).standard_normal(shape), tol=1e-6)
-    assert set(autotune.choices().values()) == {algorithm}
+def test_conv2d_gradcheck_through_winograd(padding, bias, shape, algorithm):
+    """Float64 finite differences through Conv2d with the algorithm set on the layer."""
+    layer = nn.Conv2d(16, 16, 3, padding=padding, bias=bias, rng=np.random.default_rng(0),
+                      algorithm=algorithm).astype(np.float64)
+    check_module(layer, np.random.default_rng(1).standard_normal(shape), tol=1e-6)
+    assert layer.algorithm == algorithm
 
 
 @pytest.mark.parametrize("m", TILES)
@@ -149,20 +149,18 @@ def test_concurrent_callers_get_their_own_buffers(m):
 
 @pytest.mark.parametrize("algorithm, dtype, tol", [("winograd", np.float64, 1e-10), ("winograd", np.float32, 1e-5),
                                                    ("winograd4", np.float64, 1e-10), ("winograd4", np.float32, 1e-4)])
-def test_conv2d_matches_pytorch_through_winograd(algorithm, dtype, tol, tuning):
+def test_conv2d_matches_pytorch_through_winograd(algorithm, dtype, tol):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
-    ours = nn.Conv2d(16, 24, 3, padding=1, rng=rng).astype(dtype)
+    ours = nn.Conv2d(16, 24, 3, padding=1, rng=rng, algorithm=algorithm).astype(dtype)
     theirs = torch.nn.Conv2d(16, 24, 3, padding=1).to(getattr(torch, np.dtype(dtype).name))
     with torch.no_grad():
         theirs.weight.copy_(torch.from_numpy(ours.weight.data))
         theirs.bias.copy_(torch.from_numpy(ours.bias.data))
     x = rng.standard_normal((3, 16, 9, 10)).astype(dtype)
-    with autotune.only(algorithm):
-        y = ours(x)
-        dy = rng.standard_normal(y.shape).astype(dtype)
-        dx = ours.backward(dy)
-    assert set(autotune.choices().values()) == {algorithm}
+    y = ours(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ours.backward(dy)
     xt = torch.from_numpy(x).requires_grad_(True)
     yt = theirs(xt)
     yt.backward(torch.from_numpy(dy))

@@ -52,16 +52,15 @@ def by_hand(block, x, dout):
     b = copy.deepcopy(block)
     b.zero_grad()
     branch = [b.conv1, b.bn1, b.relu1, b.conv2, b.bn2]
-    with fusion.disabled():
-        y = x
-        for m in branch:
-            y = m(y)
-        out = b.relu2(y + b.shortcut(x))
-        d = b.relu2.backward(dout)
-        dy = d
-        for m in reversed(branch):
-            dy = m.backward(dy)
-        dx = dy + b.shortcut.backward(d)
+    y = x
+    for m in branch:
+        y = m(y)
+    out = b.relu2(y + b.shortcut(x))
+    d = b.relu2.backward(dout)
+    dy = d
+    for m in reversed(branch):
+        dy = m.backward(dy)
+    dx = dy + b.shortcut.backward(d)
     return out, dx, {k: p.grad.copy() for k, p in b.named_parameters()}
 
 

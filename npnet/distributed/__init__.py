@@ -18,7 +18,7 @@ run ends), ``parallel`` (DistributedDataParallel, allreduce_gradients, broadcast
 ``buckets`` (the gradient buckets and their overlap with the backward), ``sharding``,
 ``sync_batchnorm``, ``replicas`` (what the Trainer calls). mpi4py is imported by ``init()`` only.
 """
-from .parallel import DistributedDataParallel, allreduce_gradients, broadcast_state
+from .parallel import DistributedDataParallel, allreduce_gradients, broadcast_algorithms, broadcast_state
 from .replicas import is_writer, replicate, sharded_evaluation
 from .sharding import ShardError, any_rank, check_shards, shard, sum_counts
 from .sync_batchnorm import SyncBatchNorm1d, SyncBatchNorm2d, convert_sync_batchnorm
@@ -27,6 +27,6 @@ from .world import (PeerFailed, abort, init, is_initialized, launched_size, loca
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "local_size", "launched_size",
            "abort", "PeerFailed", "DistributedDataParallel", "allreduce_gradients",
-           "broadcast_state", "shard", "check_shards", "ShardError", "sum_counts", "any_rank",
+           "broadcast_state", "broadcast_algorithms", "shard", "check_shards", "ShardError", "sum_counts", "any_rank",
            "SyncBatchNorm1d", "SyncBatchNorm2d", "convert_sync_batchnorm", "replicate",
            "sharded_evaluation", "is_writer"]

@@ -5,17 +5,16 @@ Buckets follow the backward pass (the last layer's parameters first), so that wi
 a bucket's allreduce can start as soon as the layers that own its gradients have finished their
 backward, while the layers in front of them still compute (PyTorch DDP's design). Readiness comes
 from backward hooks on the children of the model's top-level ``Sequential``: once child ``i``'s
-backward has run, the gradients of children ``i, i+1, ...`` are final. A child that is half of
-a fused group (BatchNorm or Conv2d -> ReLU, ``fusion.plan``) gets no hook, since a hook would turn
-the fusion off; its gradients are final at the next hooked child in front of it. Whatever is not
-ready before the end of the backward (the first layers, a model that is not a ``Sequential``) is
-reduced at the end.
+backward has run, the gradients of children ``i, i+1, ...`` are final (a fused module of
+``npnet.fuse`` is one child: its own hooks do not change how it runs). Whatever is not ready before
+the end of the backward (the first layers, a model that is not a ``Sequential``) is reduced at the
+end.
 """
 import time
 
 import numpy as np
 
-from ..nn import Sequential, fusion
+from ..nn import Sequential
 
 
 class Bucket:
@@ -45,9 +44,7 @@ def hook_points(model):
     every trainable parameter (by id) the index of the hook after which its gradient is final
     (-1: none, the end of the backward)."""
     mods = list(model) if isinstance(model, Sequential) else []
-    groups = fusion.plan(mods, training=True) if mods and model.fuse else []
-    fused = {i for start, stop, _ in groups for i in range(start, stop)}
-    points = [i for i in range(len(mods)) if i not in fused]
+    points = list(range(len(mods)))
     ready = {}
     for j, child in enumerate(mods):
         at = max((i for i in points if i <= j), default=-1)

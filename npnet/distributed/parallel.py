@@ -11,8 +11,9 @@ then only has to sum; uneven slices (batch 128 on 3 ranks, a short last batch) s
 import numpy as np
 
 from ..nn import Module, is_grad_enabled
+from ..nn.tuning import algorithms, set_algorithms
 from .buckets import Reducer, make_buckets
-from .world import comm, handshake, init, mpi, world_size
+from .world import comm, handshake, init, mpi, rank, world_size
 
 
 def broadcast_state(model, root=0, buffers_only=False):
@@ -29,6 +30,15 @@ def broadcast_state(model, root=0, buffers_only=False):
                 comm().Bcast(buf, root=root)
             else:  # a counter kept as a NumPy scalar (num_batches_tracked): replaced
                 m._set_buffer(name, np.asarray(comm().bcast(buf, root=root)).copy())
+
+
+def broadcast_algorithms(model, root=0):
+    """Every rank's Conv2d algorithms become rank ``root``'s (``npnet.tune`` runs on rank root
+    alone), so that every replica computes the same function as one process with those choices."""
+    if world_size() == 1:
+        return
+    choices = comm().bcast(algorithms(model) if rank() == root else None, root=root)
+    set_algorithms(model, choices)
 
 
 def allreduce_gradients(model, weight=None):
@@ -51,7 +61,7 @@ class DistributedDataParallel(Module):
     would on the global batch: ``forward`` runs the replica on this rank's slice, ``backward``
     weights the loss gradient by the slice's share and sums the gradients over the ranks.
 
-    At construction every rank's parameters and buffers become rank 0's. ``overlap=True`` starts
+    At construction every rank's parameters, buffers and convolution algorithms become rank 0's. ``overlap=True`` starts
     each bucket's non-blocking allreduce from backward hooks as soon as its gradients are final
     (``buckets.py``); False (default) reduces all of them after the backward with blocking
     allreduces. Measured on 2 ranks x 1 thread of a 2-core machine (benchmarks/README.md):
@@ -74,6 +84,7 @@ class DistributedDataParallel(Module):
         self.module, self.overlap, self.weight = module, bool(overlap), 1.0
         handshake()
         broadcast_state(module)
+        broadcast_algorithms(module)
         cap = bucket_cap_mb * 2 ** 20 if overlap else float("inf")
         points, buckets = make_buckets(module, cap)
         self._reducer = Reducer(comm(), mpi(), buckets, self.overlap)

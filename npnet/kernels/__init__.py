@@ -7,9 +7,10 @@ arguments are positional: kernel (kh, kw), stride (sh, sw), padding (ph, pw). Th
 set SciPy's bundled OpenBLAS to one thread while they run and restore it after (see ``_threads``);
 importing this package changes nothing.
 
-The layers call the kernels through ``ops`` (``reference.py``): ``with kernels.use_reference():`` runs
-every layer on the NumPy twins instead. ``NPNET_NUMBA_CACHE=0`` turns Numba's on-disk cache off while
-you edit kernels (``_jit.py``).
+The layers call the kernel functions by name (``kernels.conv.conv2d_forward``); the first lines of
+each entry point read the reference switch, so ``with kernels.use_reference():`` runs every layer on
+the NumPy twins instead (``reference.py``). Nothing here chooses an algorithm by timing: the tune
+pass (``npnet.tune``) measures with ``autotune.measure`` and sets each layer's attribute.
 """
 from ._threads import blas_setup, clear_buffers
 from .im2col import im2col, im2col_ref, col2im, col2im_ref, out_size
@@ -23,7 +24,7 @@ from .elementwise import (relu_forward, relu_forward_ref, relu_backward, relu_ba
                           add_, add_ref)
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
-from .reference import ops, use_reference, reference_enabled
+from .reference import use_reference, reference_enabled
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref", "conv_algorithm",
@@ -34,4 +35,4 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "channel_stats", "channel_stats_ref", "channel_affine", "channel_affine_ref",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
            "matmul", "matmul_ref", "relu_forward", "relu_forward_ref", "relu_backward", "relu_backward_ref",
-           "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "ops", "use_reference", "reference_enabled"]
+           "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "use_reference", "reference_enabled"]

@@ -29,6 +29,7 @@ that run next. Measured: a 3 ms matmul followed by an 8.4 ms conv took 24 ms ins
 max-pool 8-10.6 ms instead of 6.3. ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment before NumPy is first
 imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it once NumPy is loaded.
 """
+import contextlib
 import functools
 import os
 import threading
@@ -60,27 +61,38 @@ def _scipy_blas():
     return _blas["controller"]
 
 
-def one_blas_thread(kernel):
-    """Runs ``kernel`` with SciPy's BLAS at 1 thread and restores the caller's count afterwards."""
-    @functools.wraps(kernel)
-    def run(*args, **kwargs):
+class _OneBlasThread(contextlib.ContextDecorator):
+    """``with one_blas_thread():`` (or ``@one_blas_thread()``): SciPy's BLAS at 1 thread inside the
+    block, the caller's count restored after the outermost block (blocks nest, across threads)."""
+
+    def __enter__(self):
         lib = _scipy_blas()
-        if lib is None:
-            return kernel(*args, **kwargs)
-        with _blas_lock:
-            if _blas_users["depth"] == 0:
-                _blas_users["saved"] = lib.get_num_threads()
-                if _blas_users["saved"] != 1:
-                    lib.set_num_threads(1)
-            _blas_users["depth"] += 1
-        try:
-            return kernel(*args, **kwargs)
-        finally:
+        if lib is not None:
+            with _blas_lock:
+                if _blas_users["depth"] == 0:
+                    _blas_users["saved"] = lib.get_num_threads()
+                    if _blas_users["saved"] != 1:
+                        lib.set_num_threads(1)
+                _blas_users["depth"] += 1
+        return self
+
+    def __exit__(self, *exc):
+        lib = _scipy_blas()
+        if lib is not None:
             with _blas_lock:
                 _blas_users["depth"] -= 1
                 if _blas_users["depth"] == 0 and _blas_users["saved"] != 1:
                     lib.set_num_threads(_blas_users["saved"])
-    return run
+        return False
+
+
+def one_blas_thread(kernel=None):
+    """SciPy's BLAS at 1 thread while a kernel runs, the caller's count restored afterwards: as a
+    context manager (``with one_blas_thread():``, what the kernel entry points use: no extra call
+    frame between a layer and its kernel) or as a decorator (``@one_blas_thread``)."""
+    if kernel is None:
+        return _OneBlasThread()
+    return _OneBlasThread()(kernel)
 
 
 def blas_architecture():

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import CACHE
+from .reference import reference_enabled
 
 # fastmath without 'nnan'/'ninf': reductions may be reordered (so they vectorise), but a NaN or inf in
 # the input still reaches the output, as in PyTorch.
@@ -45,6 +46,8 @@ def _channel_stats(x, mean, var):
 
 def channel_stats(x):
     """Mean and biased variance per channel of x (N, C, L): two (C,) float64 arrays."""
+    if reference_enabled():
+        return channel_stats_ref(x)
     C = x.shape[1]
     mean, var = np.empty(C), np.empty(C)
     _channel_stats(x, mean, var)
@@ -76,6 +79,8 @@ def _channel_affine(x, scale, shift, relu, out):
 def channel_affine(x, scale, shift, relu=False):
     """x (N, C, L) * scale (C,) + shift (C,), in x's dtype (scale and shift are cast to it);
     ``relu=True``: max(., 0) in the same pass (BatchNorm followed by ReLU)."""
+    if reference_enabled():
+        return channel_affine_ref(x, scale, shift, relu)
     out = np.empty_like(x)
     _channel_affine(x, scale.astype(x.dtype), shift.astype(x.dtype), bool(relu), out)
     return out
@@ -112,6 +117,8 @@ def channel_grad_sums(dout, x, mean, mask=None):
 
     ``mask``: None, or the output y (N, C, L) of a ReLU fused after this layer: dout then counts
     only where y > 0 (``dout * (y > 0)`` is the gradient that reaches the layer)."""
+    if reference_enabled():
+        return channel_grad_sums_ref(dout, x, mean, mask)
     C = x.shape[1]
     sum_d, sum_dxc = np.empty(C), np.empty(C)
     _channel_grad_sums(dout, x, np.asarray(mean, dtype=np.float64), x if mask is None else mask,
@@ -144,6 +151,8 @@ def _channel_affine2(dout, x, a, b, d, y, masked, out):
 def channel_affine2(dout, x, a, b, d, mask=None):
     """a (C,) * dout + b (C,) * x + d (C,) for (N, C, L) arrays, in x's dtype; ``mask`` as in
     :func:`channel_grad_sums` (dout counts only where mask > 0)."""
+    if reference_enabled():
+        return channel_affine2_ref(dout, x, a, b, d, mask)
     t = x.dtype
     out = np.empty_like(x)
     _channel_affine2(dout, x, a.astype(t), b.astype(t), d.astype(t), x if mask is None else mask,

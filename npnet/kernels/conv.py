@@ -23,14 +23,14 @@ import numpy as np
 from numba import njit, prange, get_num_threads
 
 from ._jit import CACHE
-from . import autotune
+from .reference import reference_enabled
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from .blas import gemm
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array, fill
 from .winograd import (winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref,
                        residual_array)
 
-ALGORITHMS = autotune.ALGORITHMS                 # im2col (this file), Winograd F(2x2, 3x3), F(4x4, 3x3)
+ALGORITHMS = ("im2col", "winograd", "winograd4")  # im2col (this file), Winograd F(2x2, 3x3), F(4x4, 3x3)
 WINOGRAD_M = {"winograd": 2, "winograd4": 4}   # algorithm -> output tile size m of Winograd F(m x m, 3x3)
 WINOGRAD_MIN_CHANNELS = 16
 
@@ -122,35 +122,25 @@ def _threads_for(N):
     return max(1, min(get_num_threads(), N))
 
 
-def _tunable(algorithm, w, sh, sw):
-    """True where autotuning chooses: no algorithm asked for, and a shape both algorithms run."""
-    return algorithm is None and w.shape[2:] == (3, 3) and (sh, sw) == (1, 1) and autotune.is_enabled()
-
-
-@one_blas_thread
 def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):
     """Convolution (cross-correlation, like PyTorch) with zero padding; ``residual`` (the output's
     shape) is added and ``relu=True`` returns ``max(y, 0)`` instead, both in the same pass that adds
-    the bias (for fused inference: a ResNet block's shortcut and ReLU).
+    the bias (the fused modules of ``nn/fused.py``: a convolution followed by a ReLU, a ResNet
+    block's ending).
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None -> y (N, O, OH, OW), dtype of x.
-    ``algorithm``: None (measured once per shape by ``autotune``, or :func:`conv_algorithm`'s rule
-    when autotuning is off), ``"im2col"``, ``"winograd"`` (F(2x2, 3x3)) or ``"winograd4"`` (F(4x4, 3x3)).
+    ``algorithm``: ``"im2col"`` (this file), ``"winograd"`` (F(2x2, 3x3)), ``"winograd4"``
+    (F(4x4, 3x3)), or None for :func:`conv_algorithm`'s fixed rule.
     """
+    if reference_enabled():
+        return conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm, relu, residual)
+    name = _pick(algorithm, w, sh, sw)
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
-    args = (x, w, b, sh, sw, ph, pw, relu, residual)
-    if _tunable(algorithm, w, sh, sw):
-        run = {a: (lambda a=a: _forward_by(a, *args)) for a in autotune.algorithms()}
-        name, y = autotune.choose("forward", autotune.shape_key("forward", x, w, ph, pw), run)
-        return y if y is not None else run[name]()
-    return _forward_by(_pick(algorithm, w, sh, sw), *args)
-
-
-def _forward_by(name, x, w, b, sh, sw, ph, pw, relu, residual):
-    if name in WINOGRAD_M:
-        return winograd_forward(x, w, b, ph, pw, relu, m=WINOGRAD_M[name], residual=residual)
-    return _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual)
+    with one_blas_thread():
+        if name in WINOGRAD_M:
+            return winograd_forward(x, w, b, ph, pw, relu, m=WINOGRAD_M[name], residual=residual)
+        return _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual)
 
 
 def _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual=None):
@@ -172,40 +162,23 @@ def _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual=None):
     return y.reshape(N, O, OH, OW)
 
 
-@one_blas_thread
 def conv2d_backward(x, w, dy, sh, sw, ph, pw, need_dx=True, need_dw=True, algorithm=None):
-    """Gradients of :func:`conv2d_forward`. ``algorithm`` as there; when autotuning chooses, it
-    chooses for what is asked (both gradients, or one of them).
+    """Gradients of :func:`conv2d_forward`; ``algorithm`` as there.
 
     Shape: x (N, C, H, W), w (O, C, kh, kw), dy (N, O, OH, OW)
     -> dx (N, C, H, W) or None if not ``need_dx``, dw (O, C, kh, kw) or None if not ``need_dw``,
     db (O,); dtype of x.
     """
+    if reference_enabled():
+        return conv2d_backward_ref(x, w, dy, sh, sw, ph, pw, need_dx, need_dw, algorithm)
+    name = _pick(algorithm, w, sh, sw)
     x = as_float_array(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    if _tunable(algorithm, w, sh, sw):
-        return _tuned_backward(x, w, dy, ph, pw, need_dx, need_dw)
-    return _backward_by(_pick(algorithm, w, sh, sw), x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
-
-
-def _backward_by(name, x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
-    if name in WINOGRAD_M:
-        return winograd_backward(x, w, dy, ph, pw, need_dx, need_dw, m=WINOGRAD_M[name])
-    return _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
-
-
-def _tuned_backward(x, w, dy, ph, pw, need_dx, need_dw):
-    """The gradients by the algorithm ``autotune`` measured fastest for what is asked: both gradients
-    ("backward": one call, which transforms dy once for both), or the input or the weight gradient alone.
-    Measured on 4 December: choosing each gradient's algorithm separately and calling twice cost more
-    than the two separate timings promised (ResNet-32's train step 452 against 423 ms)."""
-    if not (need_dx or need_dw):  # only the bias gradient
-        return _backward_by("im2col", x, w, dy, 1, 1, ph, pw, False, False)
-    pass_ = "backward" if need_dx and need_dw else "input_grad" if need_dx else "weight_grad"
-    runs = {a: (lambda a=a: _backward_by(a, x, w, dy, 1, 1, ph, pw, need_dx, need_dw)) for a in autotune.algorithms()}
-    name, result = autotune.choose(pass_, autotune.shape_key(pass_, x, w, ph, pw), runs)
-    return result if result is not None else runs[name]()
+    with one_blas_thread():
+        if name in WINOGRAD_M and (need_dx or need_dw):
+            return winograd_backward(x, w, dy, ph, pw, need_dx, need_dw, m=WINOGRAD_M[name])
+        return _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw)
 
 
 def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
@@ -232,8 +205,10 @@ def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
 
 
 def conv2d_forward_ref(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):
-    """Plain NumPy :func:`conv2d_forward`: full-batch im2col, then one batched matmul; where
-    ``algorithm`` picks Winograd (as in :func:`conv2d_forward`), its NumPy reference."""
+    """Plain NumPy :func:`conv2d_forward`, the one to read first: im2col lays every receptive field
+    of every image out as a column (``im2col_ref``: (N, K, P), K = C kh kw, P = OH OW), and the
+    convolution is then one matrix product per image, w (O, K) @ cols (K, P). Where ``algorithm``
+    is Winograd, its NumPy reference instead (``winograd.winograd_forward_ref``)."""
     name = _pick(algorithm, w, sh, sw)
     if name in WINOGRAD_M:
         return winograd_forward_ref(x, w, b, ph, pw, relu, m=WINOGRAD_M[name], residual=residual)

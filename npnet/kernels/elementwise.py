@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import CACHE
+from .reference import reference_enabled
 
 
 @njit(parallel=True, cache=CACHE)
@@ -56,6 +57,8 @@ def _flat(a, dtype):
 
 def relu_forward(x):
     """max(x, 0), a new array of x's shape and dtype."""
+    if reference_enabled():
+        return relu_forward_ref(x)
     out = np.empty(x.shape, dtype=x.dtype)
     _relu(_flat(x, x.dtype), out.reshape(-1))
     return out
@@ -63,6 +66,8 @@ def relu_forward(x):
 
 def relu_backward(dout, out):
     """The gradient through a ReLU whose output was ``out``: ``dout * (out > 0)`` (a new array)."""
+    if reference_enabled():
+        return relu_backward_ref(dout, out)
     dx = np.empty(dout.shape, dtype=dout.dtype)
     _relu_grad(_flat(dout, dout.dtype), _flat(out, dout.dtype), dx.reshape(-1))
     return dx
@@ -70,6 +75,8 @@ def relu_backward(dout, out):
 
 def add_relu(y, s, out=None):
     """max(y + s, 0) (a residual block's sum and ReLU in one pass), into ``out`` if given (it may be y)."""
+    if reference_enabled():
+        return add_relu_ref(y, s, out)
     out = np.empty(y.shape, dtype=y.dtype) if out is None else out
     if not out.flags.c_contiguous or out.shape != y.shape or out.dtype != y.dtype:
         raise ValueError(f"add_relu: out must be C-ordered {y.dtype} of shape {y.shape}")
@@ -79,6 +86,8 @@ def add_relu(y, s, out=None):
 
 def add_(a, b):
     """a += b in place (a C-ordered); returns a."""
+    if reference_enabled():
+        return add_ref(a, b)
     if not a.flags.c_contiguous:
         raise ValueError("add_: the array added into must be C-ordered")
     _add(a.reshape(-1), _flat(b, a.dtype))

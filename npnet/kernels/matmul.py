@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange, get_num_threads
 
 from ._jit import CACHE
+from .reference import reference_enabled
 from ._threads import one_blas_thread
 from .blas import gemm, blas_operand
 
@@ -40,7 +41,6 @@ def _matmul_inner(ta, tb, M, N, K, a, lda, b, ldb, parts):
              0.0, parts[t].reshape(-1), N)
 
 
-@one_blas_thread
 def matmul(a, b, out=None, accumulate=False):
     """a (M, K) @ b (K, P) -> (M, P), in the dtype of a and b (which must agree); ``out``: an (M, P)
     array to write into (returned), ``accumulate=True`` adds the product to it instead (``weight.grad
@@ -51,6 +51,8 @@ def matmul(a, b, out=None, accumulate=False):
     weight, a block of columns): BLAS reads them where they lie (``blas.blas_operand``); a view with
     no axis of adjacent elements is copied first.
     """
+    if reference_enabled():
+        return matmul_ref(a, b, out, accumulate)
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64):
         raise TypeError(f"matmul: expected two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
@@ -73,6 +75,13 @@ def matmul(a, b, out=None, accumulate=False):
     if K == 0:
         out[...] = out if accumulate else 0
         return out
+    with one_blas_thread():
+        return _matmul_into(a, b, out, accumulate, M, N, K)
+
+
+def _matmul_into(a, b, out, accumulate, M, N, K):
+    """out (M, N) = a @ b (+ out when accumulating): the rows or the inner dimension split over
+    Numba's workers."""
     (af, ta, lda), (bf, tb, ldb) = blas_operand(a), blas_operand(b)
     T = get_num_threads()
     if K > 4 * M and T > 1:

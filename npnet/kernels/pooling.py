@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import CACHE
+from .reference import reference_enabled
 from .im2col import out_size, as_float_array
 
 
@@ -121,6 +122,8 @@ def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw):
 
 def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Max pooling. Shape: x (N, C, H, W) -> y (N, C, OH, OW) (dtype of x), argmax (N, C, OH, OW) int64."""
+    if reference_enabled():
+        return maxpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)
     x = as_float_array(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -136,6 +139,8 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
 
 def maxpool2d_backward(dy, argmax, H, W):
     """Gradient of max pooling. Shape: dy, argmax (N, C, OH, OW) -> dx (N, C, H, W) (dtype of dy)."""
+    if reference_enabled():
+        return maxpool2d_backward_ref(dy, argmax, H, W)
     dy = as_float_array(dy)
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     N, C = dy.shape[:2]
@@ -146,6 +151,8 @@ def maxpool2d_backward(dy, argmax, H, W):
 
 def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Average pooling (count_include_pad=True). Shape: x (N, C, H, W) -> y (N, C, OH, OW)."""
+    if reference_enabled():
+        return avgpool2d_forward_ref(x, kh, kw, sh, sw, ph, pw)
     x = as_float_array(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
@@ -156,6 +163,8 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
 
 def avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw):
     """Gradient of average pooling. Shape: dy (N, C, OH, OW) -> dx (N, C, H, W) (dtype of dy)."""
+    if reference_enabled():
+        return avgpool2d_backward_ref(dy, H, W, kh, kw, sh, sw, ph, pw)
     dy = as_float_array(dy)
     N, C, OH, OW = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)

@@ -80,7 +80,7 @@ def _groups(N, TT, C, O, P):
     16x16 ones, the same elsewhere; twice the size was 3-8% slower on 32x32 images."""
     T = max(1, min(get_num_threads(), N))
     per_group = max(1, (GROUP_FLOATS // (P * (C + O))) // TT)
-    per_thread = -(-N // T)
+    per_thread = max(1, -(-N // T))  # an empty batch (N = 0) still gets one (empty) group
     groups_per_thread = -(-per_thread // per_group)
     return T, -(-per_thread // groups_per_thread)
 

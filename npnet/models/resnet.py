@@ -1,10 +1,9 @@
 """ResNet-32 for CIFAR (He et al. 2016, section 4.2) with option-A (parameter-free) shortcuts."""
 import numpy as np
 
-from .. import init, kernels, nn
-from ..nn import fusion
+from .. import init, nn
 from ..nn._checks import check_grad, check_input
-from ..nn.container import chain_backward
+from ..nn.residual import ResidualBlock
 
 
 class ShortcutA(nn.Module):
@@ -43,18 +42,17 @@ class ShortcutA(nn.Module):
         return dx
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ResidualBlock):
     """``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))`` with 3x3 convolutions (bias=False).
 
     The first convolution carries the stride; the shortcut is ``Identity`` when the shape is kept,
     ``ShortcutA`` otherwise. Shape: (N, C_in, H, W) -> (N, C_out, ceil(H/s), ceil(W/s)).
     State-dict keys as in the usual PyTorch code (``conv1.weight``, ``bn2.running_var``, ...).
-    Every pass reads the registered children, so replacing one (``block.bn1 = nn.BatchNorm2d(16)``,
-    ``block.relu2 = nn.LeakyReLU()``) changes what the block computes, in training and inference.
-    The branch runs as a chain (``fusion.run_chain``); ``fuse = False`` runs it layer by layer.
+    Forward and backward are ``ResidualBlock``'s, over the children named here.
     """
 
-    fuse = True
+    branch_names = ("conv1", "bn1", "relu1", "conv2", "bn2")
+    act_name = "relu2"
 
     def __init__(self, in_channels, out_channels, stride=1, rng=None):
         super().__init__()
@@ -66,50 +64,6 @@ class BasicBlock(nn.Module):
         keep = stride == 1 and in_channels == out_channels
         self.shortcut = nn.Identity() if keep else ShortcutA(in_channels, out_channels, stride)
         self.relu2 = nn.ReLU()
-
-    def branch(self):
-        """The residual branch's layers, read from the registered children at every call."""
-        return [self.conv1, self.bn1, self.relu1, self.conv2, self.bn2]
-
-    def forward(self, x):
-        inference = not nn.is_grad_enabled() and self.fuse and fusion.is_enabled()
-        if inference and fusion.fusable(self.relu2, nn.ReLU):
-            y, s = fusion.run_chain_add_relu(self.branch(), x, self.shortcut)  # in conv2's output pass
-            self.relu2.cache = None  # not called: drop a stale cache, as its call inside no_grad() would
-            if s is None:
-                return y
-            return fusion.add_relu_(self._checked(y, s), s, x)  # the sum and the clamp in place, in y
-        y = fusion.run_chain(self.branch(), x, self.fuse)
-        s = self.shortcut(x)  # after the branch: hooks see the layers in this order
-        y = self._checked(y, s)
-        self.cache = (y.shape, y.dtype)
-        if self.fuse and fusion.is_enabled() and fusion.fusable(self.relu2, nn.ReLU) and y.dtype == s.dtype:
-            out = kernels.ops.add_relu(y, s)  # the sum and the ReLU in one pass ("add-relu")
-            self.relu2.keep_output(out)
-            return out
-        return self.relu2(y + s)
-
-    @staticmethod
-    def _checked(y, s):
-        """The branch output y, once it is known to have the shortcut output s's shape."""
-        if y.shape != s.shape:
-            raise ValueError(f"BasicBlock: branch output {y.shape} and shortcut output {s.shape} differ")
-        return y
-
-    def backward(self, dout, input_grad=True):
-        shape, dtype = self._saved()
-        self.cache = None
-        d = self.relu2.backward(dout)
-        check_grad(self, d, shape, dtype)
-        dx = chain_backward(self.branch(), d, input_grad)
-        ds = self.shortcut.backward(d, input_grad)
-        if not input_grad:
-            return None
-        first = self.branch()[0]
-        if (first.has_hooks() or np.may_share_memory(dx, d) or np.may_share_memory(dx, ds)
-                or dx.dtype != np.result_type(dx, ds) or not dx.flags.c_contiguous):
-            return dx + ds      # dx may be seen elsewhere (a hook of the first layer, the incoming gradient)
-        return kernels.ops.add_(dx, ds)  # dx is the branch's own new array (its first layer's input gradient)
 
 
 def resnet32(in_shape, num_classes, rng, widths=(16, 32, 64), blocks=5):

@@ -8,11 +8,11 @@ from .normalization import BatchNorm1d, BatchNorm2d
 from .dropout import Dropout
 from .activation import ReLU, LeakyReLU, Sigmoid, Tanh
 from .shape import Flatten, Identity
-from .residual import Residual
+from .residual import Residual, ResidualBlock
 # the losses live in npnet.losses (they are not Modules: a loss returns a float and its backward
 # takes no dout); they are named here too because a PyTorch user looks for nn.CrossEntropyLoss
 from ..losses import CrossEntropyLoss, FocalLoss, MSELoss
 
 __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
            "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
-           "Tanh", "Flatten", "Identity", "Residual", "CrossEntropyLoss", "MSELoss", "FocalLoss"]
+           "Tanh", "Flatten", "Identity", "Residual", "ResidualBlock", "CrossEntropyLoss", "MSELoss", "FocalLoss"]

@@ -2,7 +2,7 @@
 derivative is a function of it, as for Sigmoid and Tanh)."""
 import numpy as np
 
-from .. import kernels
+from ..kernels.elementwise import relu_backward, relu_forward
 from ._checks import check_grad, check_input
 from .module import Module
 
@@ -19,30 +19,18 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch.
-
-    Cache: ``(out, masked)``. ``masked`` is True only when the layer before it clamped and will also
-    apply this ReLU's mask in its own backward (a BatchNorm, ``fusion.py``): then this backward
-    passes the gradient on unchanged instead of masking it twice.
-    """
+    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch. Cache: the output."""
 
     def forward(self, x):
         self._check(x)
-        out = kernels.ops.relu_forward(x)
-        self.cache = (out, False)
+        out = relu_forward(x)
+        self.cache = out
         return out
 
-    def keep_output(self, out, masked=False):
-        """Keep ``out = relu(x)`` as ``forward(x)`` would, when the layer before computed it in its
-        own output pass (fusion); ``masked``: that layer's backward also applies this ReLU's mask."""
-        self.cache = (out, bool(masked))
-
     def backward(self, dout, input_grad=True):
-        out, masked = self._saved()
+        out = self._saved()
         self._grad(dout, out)
-        if masked:  # the BatchNorm before masks dout inside its own backward passes
-            return dout
-        return kernels.ops.relu_backward(dout, out)  # dout * (out > 0) in one parallel pass
+        return relu_backward(dout, out)  # dout * (out > 0) in one parallel pass
 
 
 class LeakyReLU(_Activation):

@@ -1,17 +1,13 @@
 """Sequential: children named "0", "1", ... as in PyTorch; backward runs them in reverse."""
-from . import fusion
 from .module import Module
 
 
 class Sequential(Module):
     """``Sequential(m0, m1, ...)``: ``forward`` chains the children, ``backward`` walks them back.
 
-    Neighbours that compute the same function as one pass run fused (``fusion.py``: BatchNorm -> ReLU
-    and Conv2d -> ReLU in training, Conv2d -> BatchNorm2d -> ReLU inside ``no_grad()``);
-    ``fusion.plan(list(seq))`` lists them. ``seq.fuse = False`` runs this container layer by layer.
+    It runs what it holds, one child after the other: ``npnet.fuse(model)`` replaces neighbours by
+    fused modules (``fused.py``), and ``print(model)`` shows them.
     """
-
-    fuse = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -38,9 +34,10 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        """The children applied in order, neighbours fused where the result is the same
-        (``fusion.run_chain``; ``fuse = False`` runs them one by one)."""
-        return fusion.run_chain(list(self._modules.values()), x, self.fuse)
+        """The children applied in order."""
+        for m in self._modules.values():
+            x = m(x)
+        return x
 
     def backward(self, dout, input_grad=True):
         """d loss / d input, or None when ``input_grad`` is False: then the children in front of
@@ -49,7 +46,7 @@ class Sequential(Module):
 
 
 def chain_backward(mods, dout, input_grad=True):
-    """The backward of ``mods`` run one after another (``fusion.run_chain``): each in reverse order.
+    """The backward of ``mods`` run one after another: each in reverse order.
     Without ``input_grad`` the modules in front of the first trainable one are not visited."""
     stop = 0
     if not input_grad:

@@ -1,8 +1,13 @@
-"""Conv2d through im2col + one GEMM per image (see ``npnet.kernels.conv``)."""
+"""Conv2d: im2col + one GEMM per image, or Winograd for 3x3 stride-1 kernels (``npnet.kernels.conv``).
+
+To read what a convolution computes, start at ``npnet.kernels.conv.conv2d_forward_ref`` (im2col, then
+one matrix product per image) and ``npnet.kernels.im2col.im2col_ref``; ``docs/tutorials/02`` draws it.
+"""
 import numpy as np
 
-from .. import init, kernels
+from .. import init
 from ..functional import conv_output_size, pair
+from ..kernels.conv import ALGORITHMS, conv2d_backward, conv2d_forward, conv_algorithm
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -12,10 +17,17 @@ class Conv2d(Module):
 
     Shape: input (N, C_in, H, W) -> output (N, C_out, OH, OW) with OH = (H + 2 ph - kh) // sh + 1.
     Weight (C_out, C_in, kh, kw), bias (C_out,); kernel_size, stride, padding: int or (h, w).
+
+    ``algorithm``: how the kernel computes the same function, ``"im2col"``, ``"winograd"``
+    (F(2x2, 3x3)) or ``"winograd4"`` (F(4x4, 3x3)); the last two need a 3x3 kernel and stride 1.
+    None (the default) takes a fixed rule, the same on every machine
+    (``kernels.conv.conv_algorithm``: Winograd F(2x2) for 3x3 stride-1 layers with at least 16 input
+    and output channels, im2col otherwise). ``npnet.tune(model, x)`` measures and sets it; ``repr``
+    prints it. The algorithms agree to float rounding (``kernels/autotune.py``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 rng=None, dtype=np.float32):
+                 rng=None, dtype=np.float32, algorithm=None):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
@@ -28,10 +40,34 @@ class Conv2d(Module):
         self.weight = Parameter(np.zeros(shape, dtype=dtype))
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype)) if bias else None
         init.default_weight_and_bias(self.weight, self.bias, rng)
+        self.algorithm = algorithm
+
+    @property
+    def algorithm(self):
+        """The kernel's algorithm (see the class docstring); assigning None restores the fixed rule."""
+        return self.__dict__["_algorithm"]
+
+    @algorithm.setter
+    def algorithm(self, name):
+        self.__dict__["_algorithm"] = self._checked_algorithm(name)
+
+    def algorithms(self):
+        """The algorithms that can compute this layer (``npnet.tune`` times each)."""
+        winograd = self.kernel_size == (3, 3) and self.stride == (1, 1)
+        return ALGORITHMS if winograd else ("im2col",)
+
+    def _checked_algorithm(self, name):
+        if name is None:
+            return conv_algorithm(self.in_channels, self.out_channels, *self.kernel_size, *self.stride)
+        if name not in self.algorithms():
+            raise ValueError(f"Conv2d(kernel_size={self.kernel_size}, stride={self.stride}): algorithm "
+                             f"must be one of {self.algorithms()} (or None for the fixed rule), got {name!r}")
+        return name
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, "
+                f"algorithm={self.algorithm!r}")
 
     def output_shape(self, input_shape):
         """(C_out, OH, OW) for an input of shape (C_in, H, W)."""
@@ -44,36 +80,34 @@ class Conv2d(Module):
         self.cache = x
         return out
 
-    def forward_relu(self, x):
-        """``relu(self(x))`` with the clamp in the convolution's output pass, keeping this layer's
-        cache; the ReLU after it is handed the output (``ReLU.keep_output``, ``fusion.py``)."""
-        out = self.convolve(x, relu=True)
-        self.cache = x
-        return out
-
-    def convolve(self, x, relu=False, weights=None, residual=None):
-        """This layer's convolution of x, plus ``residual`` if given (an array of the output's shape),
-        clamped at 0 if relu; keeps no cache (``forward`` does). ``weights``: None for the layer's own,
-        or a (weight, bias) pair to use instead (inference fusion passes BatchNorm-folded ones and a
-        ResNet block's shortcut, ``fusion.py``)."""
-        if weights is None:
-            weights = self.weight.data, None if self.bias is None else self.bias.data
-        w, b = weights
+    def convolve(self, x, weight=None, bias=None, relu=False, residual=None):
+        """The convolution of x by this layer's algorithm, keeping no cache. ``weight``/``bias``:
+        None for the layer's own; the fused modules pass BatchNorm-folded ones, ``relu`` and a ResNet
+        block's shortcut output ``residual`` (``nn/fused.py``)."""
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
         _, oh, ow = self.output_shape(x.shape[1:])
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        return kernels.ops.conv2d_forward(x, w, b, *self.stride, *self.padding, relu=relu, residual=residual)
+        if weight is None:
+            weight, bias = self.weight.data, None if self.bias is None else self.bias.data
+        return conv2d_forward(x, weight, bias, *self.stride, *self.padding, self.algorithm, relu, residual)
 
     def backward(self, dout, input_grad=True):
         x = self._saved()
+        self.cache = None
+        return self.gradients(x, dout, input_grad)
+
+    def gradients(self, x, dout, input_grad=True):
+        """The backward of ``self(x)`` for the upstream gradient dout: adds into weight.grad and
+        bias.grad and returns dx (None unless ``input_grad``). ``backward`` and the fused modules
+        call it."""
         check_grad(self, dout, (x.shape[0],) + self.output_shape(x.shape[1:]), x.dtype)
-        dx, dw, db = kernels.ops.conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
-                                             need_dx=input_grad, need_dw=self.weight.requires_grad)
+        dx, dw, db = conv2d_backward(x, self.weight.data, dout, *self.stride, *self.padding,
+                                     need_dx=input_grad, need_dw=self.weight.requires_grad,
+                                     algorithm=self.algorithm)
         if self.weight.requires_grad:
             self.weight.grad += dw
         if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += db
-        self.cache = None
         return dx

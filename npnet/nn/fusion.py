@@ -1,191 +1,148 @@
-"""Fusion: neighbouring layers of a chain run as one pass over the activations, where the result is the
-same function. ``Sequential`` and ResNet's ``BasicBlock`` run their children through :func:`run_chain`.
+"""The fusion pass: ``npnet.fuse(model)`` replaces neighbouring layers by the fused modules of
+``fused.py``, ``npnet.unfuse(model)`` puts the layers back. Like PyTorch's ``fuse_modules``, it
+rewrites the model once, visibly (``print(model)``), instead of deciding inside ``forward``.
 
-What is fused (:func:`plan` lists it for a chain of modules, in the current grad mode):
+What is fused, in a ``Sequential`` and in the branch of a ``ResidualBlock`` (the data flow of other
+modules is their own code's, so only their children are visited):
 
-* Training, ``BatchNorm -> ReLU`` (``"bn-relu"``): the BatchNorm writes ``relu(bn(x))`` in its own output
-  pass (``_BatchNorm.forward_relu``) and, in its backward, masks the gradient inside its own two passes;
-  the ReLU is handed the output (``ReLU.keep_output(out, masked=True)``) and passes the gradient on.
-  Outputs bit-identical to the layer-by-layer path, gradients equal to rounding (~1 ulp: the compiler
-  may fuse a multiply-add differently in the masked loop).
-* Training, ``Conv2d -> ReLU`` (``"conv-relu"``): the convolution clamps in its output pass
-  (``Conv2d.forward_relu``) and the ReLU is handed that output as its cache; its backward is unchanged.
-  Outputs and gradients bit-identical.
-* Inference (inside ``no_grad()``), ``Conv2d -> BatchNorm2d (eval) -> ReLU`` and the two-layer prefixes
-  ``Conv2d -> BatchNorm2d`` and ``Conv2d -> ReLU``: one convolution. An eval-mode BatchNorm is the affine
-  map ``y * s + t`` (s = gamma / sqrt(running_var + eps), t = beta - running_mean s); it folds into the
-  convolution's weight and bias (w s, b s + t, computed afresh at every call, so weights changed in
-  place are seen) and the ReLU becomes a clamp in the output pass. Folding rounds differently:
-  float32 outputs differ from the layer-by-layer path by ~1e-6 relative.
+* ``Conv2d -> ReLU`` -> ``ConvReLU2d``; ``BatchNorm1d/2d -> ReLU`` -> ``BatchNormReLU``;
+* with ``inference=True`` (the model in eval mode), first ``Conv2d -> BatchNorm2d -> ReLU`` ->
+  ``ConvBnReLU2d`` and ``Conv2d -> BatchNorm2d`` -> ``ConvBn2d`` (the BatchNorm folded);
+* a ``ResidualBlock`` whose activation is a ReLU -> ``ResidualReLU`` (the sum and the ReLU in one
+  pass; with a fold at the end of the branch, in that convolution's output pass).
 
-* Training, a residual block's ending ``relu(chain(x) + shortcut(x))`` (``"add-relu"``, ResNet's
-  ``BasicBlock``): the sum and the ReLU in one pass, the ReLU handed the output
-  (``ReLU.keep_output``); its backward unchanged. Bit-identical.
-* Inference, a residual block's ending ``relu(chain(x) + shortcut(x))`` (``"conv-bn-add-relu"``, ResNet's
-  ``BasicBlock``): where the branch ends with ``Conv2d -> BatchNorm2d (eval)`` (or a lone ``Conv2d``),
-  the shortcut's output is added and the block's ReLU clamps in that convolution's output pass
-  (:func:`run_chain_add_relu`), instead of a sum and a clamp over the branch's output afterwards.
-  Float32 outputs differ from the layer-by-layer path by ~1e-6 relative (the folding above).
-
-The one rule (:func:`fusable`): a layer takes part only if it is an instance of the fused class whose
-type overrides none of the methods fusion calls, and it has no hook (``Module.has_hooks()``): a
-subclass's own code, and a hook's view of each layer's own tensors, are never skipped. A training-mode
-BatchNorm is never folded; any other activation (LeakyReLU, a ReLU subclass) breaks the chain. So a
-layer watched by ``LayerStats`` (which registers hooks) runs unfused, and so do its neighbours in that
-pair: e.g. cnn-bn's train step then pays the ReLU's own passes (``benchmarks/bench_hooks.py`` measures
-what the hooks cost).
-
-The switch: :func:`set_enabled` (global) and ``Sequential.fuse`` / ``BasicBlock.fuse`` (per container)
-turn fusion off, e.g. to debug or to reproduce the layer-by-layer path bit for bit;
-``with fusion.disabled(): ...`` does it for a block of code.
+The one rule: a layer takes part only if it is an instance of the class the fused module expects,
+its type overrides none of the methods the fused module calls (so a subclass's own code is never
+skipped; ``SyncBatchNorm`` overrides only how statistics are summed, which those methods call),
+and it has no hook (a hook sees the layer's own input and output, which a fused pass does not
+produce): such a layer is left as it is, with a warning naming it. Parameters and state-dict keys do
+not change: a fused model loads the unfused model's state dict, strictly, and the other way round.
 """
-import numpy as np
-
-from .. import kernels
-from .._switch import Switch
+import warnings
 
 from .activation import ReLU
+from .container import Sequential
 from .conv import Conv2d
-from .grad_mode import is_grad_enabled
+from .fused import BatchNormReLU, ConvBn2d, ConvBnReLU2d, ConvReLU2d, Fused, Merged, ResidualReLU
 from .normalization import BatchNorm2d, _BatchNorm
+from .residual import ResidualBlock
 
-_enabled = Switch(True)
-
-# the methods fusion calls in place of a layer's forward: a subclass that overrides one is not fused
-_CALLED = {ReLU: ("forward", "backward", "keep_output"),
-           Conv2d: ("forward", "backward", "forward_relu", "convolve"),
-           _BatchNorm: ("forward", "backward", "forward_relu", "_forward"),
-           BatchNorm2d: ("forward", "backward", "forward_relu", "_forward")}
+# the methods each fused module calls on a layer: a type that overrides one is not fused
+_CALLED = {Conv2d: ("forward", "backward", "convolve", "gradients"),
+           _BatchNorm: ("forward", "backward", "normalize", "gradients", "eval_affine"),
+           ReLU: ("forward", "backward")}
 
 
-def is_enabled():
-    """False after ``set_enabled(False)`` or inside ``disabled()``."""
-    return _enabled.on
+def _plain(module, cls, hooks_allowed=False):
+    """The one rule: ``module`` is a ``cls`` running ``cls``'s own code, and has no hook."""
+    methods = _CALLED[_BatchNorm if issubclass(cls, _BatchNorm) else cls]
+    return (isinstance(module, cls) and (hooks_allowed or not module.has_hooks())
+            and all(getattr(type(module), m) is getattr(cls, m) for m in methods))
 
 
-def set_enabled(flag):
-    """Turns fusion on or off for every container; returns the previous setting."""
-    return _enabled.set(flag)
+def _patterns(inference):
+    """(fused class, layer classes) in the order they are tried at each position."""
+    chains = [(ConvBnReLU2d, (Conv2d, BatchNorm2d, ReLU)), (ConvBn2d, (Conv2d, BatchNorm2d))] if inference else []
+    return chains + [(ConvReLU2d, (Conv2d, ReLU)), (BatchNormReLU, (_BatchNorm, ReLU))]
 
 
-def disabled():
-    """``with fusion.disabled():`` every chain runs layer by layer inside the block."""
-    return _enabled.turned(False)
+def _group_at(mods, i, inference, hooks_allowed=False):
+    """(fused class, length) of the group starting at mods[i], or None."""
+    for fused, classes in _patterns(inference):
+        group = mods[i:i + len(classes)]
+        if len(group) == len(classes) and all(_plain(m, c, hooks_allowed) for m, c in zip(group, classes)):
+            if classes[1:2] == (BatchNorm2d,) and group[1].num_features != group[0].out_channels:
+                continue
+            return fused, len(classes)
+    return None
 
 
-def fusable(module, cls):
-    """The one eligibility rule: ``module`` is a ``cls`` running ``cls``'s own code (its type overrides
-    none of the methods fusion calls, so no subclass code is skipped) and has no hook (a hook sees the
-    layer's own input, output and gradient, which a fused pass never produces)."""
-    return (isinstance(module, cls) and not module.has_hooks()
-            and all(getattr(type(module), m) is getattr(cls, m) for m in _CALLED[cls]))
-
-
-def _match(mods, i, training):
-    """``(stop, kind)`` if a fused group starts at mods[i] (it spans mods[i:stop]), else None."""
-    nxt = mods[i + 1] if i + 1 < len(mods) else None
-    relu_next = nxt is not None and fusable(nxt, ReLU)
-    if training:
-        if relu_next and fusable(mods[i], _BatchNorm):
-            return i + 2, "bn-relu"
-        if relu_next and fusable(mods[i], Conv2d):
-            return i + 2, "conv-relu"
-        return None
-    conv = mods[i]
-    if not fusable(conv, Conv2d):
-        return None
-    if (nxt is not None and fusable(nxt, BatchNorm2d) and not nxt.training
-            and nxt.num_features == conv.out_channels):
-        after = mods[i + 2] if i + 2 < len(mods) else None
-        if after is not None and fusable(after, ReLU):
-            return i + 3, "conv-bn-relu"
-        return i + 2, "conv-bn"
-    return (i + 2, "conv-relu") if relu_next else None
-
-
-def plan(mods, training=None):
-    """The fused groups of the chain ``mods`` as ``[(start, stop, kind), ...]`` (mods[start:stop] run
-    as one pass); ``training``: gradients enabled (default: the current grad mode). Empty when fusion
-    is switched off."""
-    training = is_grad_enabled() if training is None else training
-    groups, i = [], 0
-    while i < len(mods) and is_enabled():
-        found = _match(mods, i, training)
-        if found:
-            groups.append((i, found[0], found[1]))
-        i = found[0] if found else i + 1
-    return groups
-
-
-def run_chain(mods, x, fuse=True):
-    """``mods[-1](... mods[0](x))``, the groups of :func:`plan` fused unless ``fuse`` is False."""
-    groups = {start: (stop, kind) for start, stop, kind in (plan(mods) if fuse else ())}
-    i, training = 0, is_grad_enabled()
+def fuse_chain(slots, names, prefix="", inference=False):
+    """Fuses the chain ``names`` of ``slots`` (a dict name -> module, or a module whose children
+    they are) in place; returns the fused modules' names."""
+    get = slots.__getitem__ if isinstance(slots, dict) else lambda n: getattr(slots, n)
+    put = slots.__setitem__ if isinstance(slots, dict) else lambda n, m: setattr(slots, n, m)
+    mods = [get(n) for n in names]
+    made, i = [], 0
     while i < len(mods):
-        if i not in groups:
-            x = mods[i](x)
+        found = _group_at(mods, i, inference)
+        if found is None:
+            hooked = _group_at(mods, i, inference, hooks_allowed=True)
+            if hooked:
+                warnings.warn(f"npnet.fuse: {', '.join(_join(prefix, n) for n in names[i:i + hooked[1]])} "
+                              "left unfused: a layer there has a hook", stacklevel=3)
             i += 1
             continue
-        stop, kind = groups[i]
-        if training:  # "bn-relu" or "conv-relu": the first layer clamps, the ReLU keeps its output
-            x = mods[i].forward_relu(x)
-            mods[i + 1].keep_output(x, masked=kind == "bn-relu")
+        fused, k = found
+        group = dict(zip(names[i:i + k], mods[i:i + k]))
+        put(names[i], fused(group))
+        for n in names[i + 1:i + k]:
+            put(n, Merged(into=names[i]))
+        made.append(_join(prefix, "+".join(group)))
+        i += k
+    return made
+
+
+def fuse(model, inference=False):
+    """Replaces fusable neighbours of ``model`` by fused modules, in place, and returns ``model``.
+
+    ``inference=True`` also folds eval-mode BatchNorm2d layers into the convolution before them
+    (the model must be in eval mode; call ``npnet.unfuse(model)`` before training it again).
+    The fused model computes the same function, to rounding (``fused.py`` says how much)."""
+    if inference and any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
+        raise ValueError("npnet.fuse(inference=True) folds BatchNorm's running statistics into the "
+                         "convolutions: call model.eval() first")
+    _fuse_module(model, "", inference)
+    return model
+
+
+def _fuse_module(module, prefix, inference):
+    if isinstance(module, (Fused, ResidualReLU)):
+        return
+    if isinstance(module, Sequential):
+        fuse_chain(module, list(module._modules), prefix, inference)
+    elif isinstance(module, ResidualBlock):
+        fuse_chain(module, list(module.branch_names), prefix, inference)
+    for name, child in list(module._modules.items()):
+        path = _join(prefix, name)
+        if isinstance(child, ResidualBlock) and _block_fusable(child):
+            children = dict(child._modules)
+            fuse_chain(children, list(child.branch_names), path, inference)
+            for inner, grandchild in children.items():
+                _fuse_module(grandchild, _join(path, inner), inference)
+            setattr(module, name, ResidualReLU(child, children))
         else:
-            bn = mods[i + 1] if kind.startswith("conv-bn") else None
-            x = conv_bn_relu(x, mods[i], bn, relu=kind.endswith("relu"))
-            for m in mods[i:stop]:
-                m.cache = None  # not called: drop a stale cache, as their call inside no_grad() would
-        i = stop
-    return x
+            _fuse_module(child, path, inference)
 
 
-def folded_weights(conv, bn):
-    """(weight, bias) of ``conv`` followed by ``bn`` in eval mode, as one convolution.
-
-    Shape: weight (O, C, kh, kw), bias (O,); conv's dtype. Computed in float64.
-    """
-    s = bn.weight.data.astype(np.float64) if bn.affine else np.ones(bn.num_features)
-    s = s / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-    b = conv.bias.data.astype(np.float64) if conv.bias is not None else 0.0
-    b = (b - bn.running_mean.astype(np.float64)) * s + (bn.bias.data if bn.affine else 0.0)
-    dtype = conv.weight.data.dtype
-    return (conv.weight.data * s[:, None, None, None]).astype(dtype), b.astype(dtype)
+def _block_fusable(block):
+    act = getattr(block, block.act_name)
+    if block.has_hooks() or not _plain(act, ReLU):
+        if block.has_hooks() or act.has_hooks():
+            warnings.warn(f"npnet.fuse: {type(block).__name__} has a hook on it or on its {block.act_name}: "
+                          "its ending is left unfused", stacklevel=4)
+        return False
+    return True
 
 
-def conv_bn_relu(x, conv, bn=None, relu=False):
-    """``relu(bn(conv(x)))`` (either part optional) in one convolution; for ``no_grad()`` only."""
-    return conv.convolve(x, relu, None if bn is None else folded_weights(conv, bn))
+def unfuse(model):
+    """Puts the original layers back in place of every fused module of ``model``; returns ``model``."""
+    for module in list(model.modules()):
+        for name, child in list(module._modules.items()):
+            if isinstance(child, ResidualReLU):
+                unfuse(child)  # fused modules inside it go back into its own slots (the block's)
+                object.__setattr__(child.block, "training", child.training)
+                setattr(module, name, child.block)
+            elif isinstance(child, Fused):
+                for inner, layer in child._modules.items():
+                    setattr(module, inner, layer)
+    return model
 
 
-def run_chain_add_relu(mods, x, shortcut):
-    """A residual block's ending ``relu(chain(mods)(x) + shortcut(x))`` for ``no_grad()``, each layer
-    run once and the chain's layers before the shortcut (as layer by layer, so hooks see that order).
-
-    Returns ``(out, None)`` where the sum and the clamp ran in the last convolution's output pass: the
-    chain ends with a fusable ``Conv2d`` or ``Conv2d -> BatchNorm2d`` group and the shortcut's output
-    has that convolution's output shape and dtype. Otherwise ``(y, s)``: the chain's output (run as
-    :func:`run_chain` runs it) and the shortcut's, for the caller to check, add and clamp."""
-    groups = plan(mods, training=False)
-    if groups and groups[-1][1:] == (len(mods), "conv-bn"):
-        start, bn = groups[-1][0], mods[-1]
-    elif mods and fusable(mods[-1], Conv2d) and not (groups and groups[-1][1] == len(mods)):
-        start, bn = len(mods) - 1, None
-    else:
-        return run_chain(mods, x), shortcut(x)
-    h = run_chain(mods[:start], x)  # the groups before start are those of the whole chain's plan
-    s = shortcut(x)
-    conv = mods[start]
-    if s.dtype != h.dtype or s.shape != (h.shape[0],) + conv.output_shape(h.shape[1:]):
-        return run_chain(mods[start:], h), s
-    for m in mods[start:]:
-        m.cache = None  # not called: drop a stale cache, as their call inside no_grad() would
-    return conv.convolve(h, True, None if bn is None else folded_weights(conv, bn), residual=s), None
+def fused_modules(model):
+    """The names of the fused modules of ``model`` (``"0+1"``, ``"layer.3"``), in order."""
+    return [name for name, m in model.named_modules() if isinstance(m, (Fused, ResidualReLU))]
 
 
-def add_relu_(y, s, x):
-    """``relu(y + s)``, written into ``y`` where that is safe (a ResNet block's ending inside
-    ``no_grad()``: ``y`` the branch's output, ``s`` the shortcut's, ``x`` the block's input)."""
-    if (y.dtype != np.result_type(y, s) or np.shares_memory(y, s) or np.shares_memory(y, x)
-            or not y.flags.c_contiguous):
-        return np.maximum(y + s, 0)  # a wider sum, or not ours to overwrite: a new array, as layer by layer
-    return kernels.ops.add_relu(y, s, out=y)
+def _join(prefix, name):
+    return f"{prefix}.{name}" if prefix else name

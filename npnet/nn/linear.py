@@ -1,7 +1,8 @@
 """Linear: y = x W^T + b, weight stored (out_features, in_features) as in PyTorch."""
 import numpy as np
 
-from .. import init, kernels
+from .. import init
+from ..kernels.matmul import matmul
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -25,7 +26,7 @@ class Linear(Module):
 
     def forward(self, x):
         check_input(self, x, (2,), f"(N, {self.in_features})", self.in_features)
-        out = kernels.ops.matmul(x, self.weight.data.T)  # (N, out); why not @: see kernels.matmul
+        out = matmul(x, self.weight.data.T)  # (N, out); why not @: see kernels.matmul
         if self.bias is not None:
             out += self.bias.data
         self.cache = x
@@ -35,8 +36,8 @@ class Linear(Module):
         x = self._saved()
         check_grad(self, dout, (x.shape[0], self.out_features), x.dtype)
         if self.weight.requires_grad:  # weight.grad += dout^T x (out, in), added by BLAS itself
-            kernels.ops.matmul(dout.T, x, out=self.weight.grad, accumulate=True)
+            matmul(dout.T, x, out=self.weight.grad, accumulate=True)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout.sum(axis=0)
         self.cache = None
-        return kernels.ops.matmul(dout, self.weight.data) if input_grad else None  # (N, in)
+        return matmul(dout, self.weight.data) if input_grad else None  # (N, in)

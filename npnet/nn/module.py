@@ -46,6 +46,11 @@ class Module:
     ``extra_repr``.
     """
 
+    # the fused modules of ``fused.py``: their children keep the names they had in the container
+    # (so state-dict keys do not change), and the slots they took over hold placeholders
+    _inline_names = False
+    _merged = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "backward" in cls.__dict__:
@@ -147,10 +152,19 @@ class Module:
 
     def named_modules(self, prefix=""):
         """``(name, module)`` for this module (name ``prefix``) and every module below it,
-        depth first; names are dotted, as in PyTorch (``"0"``, ``"3.conv1"``)."""
+        depth first; names are dotted, as in PyTorch (``"0"``, ``"3.conv1"``). The layers inside a
+        fused module keep their unfused names; the fused module itself is named by them joined
+        with "+" (``"0+1"``), and the placeholder slots it took over are left out."""
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            if child._merged:      # a slot a fused module computes: the layer is named there
+                continue
+            if child._inline_names:  # a fused module: "0+1+2", its layers "0", "1", "2"
+                yield _joined(prefix, "+".join(child._modules)), child
+                for inner, layer in child._modules.items():
+                    yield from layer.named_modules(_joined(prefix, inner))
+                continue
+            yield from child.named_modules(_joined(prefix, name))
 
     def modules(self):
         """This module and every module below it (the modules of ``named_modules``)."""
@@ -260,3 +274,7 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _joined(prefix, name):
+    return f"{prefix}.{name}" if prefix else name

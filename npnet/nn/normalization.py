@@ -8,7 +8,7 @@
 """
 import numpy as np
 
-from .. import kernels
+from ..kernels.batchnorm import channel_affine, channel_affine2, channel_grad_sums, channel_stats
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -36,14 +36,13 @@ class _BatchNorm(Module):
         return self.running_mean.dtype
 
     def forward(self, x):
-        return self._forward(x, relu=False)
+        out, self.cache = self.normalize(x)
+        return out
 
-    def forward_relu(self, x):
-        """``relu(self(x))`` in one pass over the output; ``backward`` then takes the ReLU's output
-        gradient. Used by ``Sequential`` for a BatchNorm followed by a ReLU (``fusion.py``)."""
-        return self._forward(x, relu=True)
-
-    def _forward(self, x, relu):
+    def normalize(self, x, relu=False):
+        """``(bn(x), cache)``, or ``(relu(bn(x)), cache)`` with the clamp in the same pass over the
+        output (``nn/fused.py``'s BatchNormReLU); in training it updates the running statistics.
+        ``cache`` is what :meth:`gradients` reads."""
         check_input(self, x, self._shapes, self._desc, self.num_features)
         if x.size == 0:  # no statistics to take (training) and no reshape to (N, C, -1)
             raise ValueError(f"{self._label()}: got an empty batch of shape {x.shape}; expected "
@@ -55,21 +54,30 @@ class _BatchNorm(Module):
                 raise ValueError(f"{self._label()}: training needs more than 1 value per channel, "
                                  f"got input of shape {x.shape}")
             self._update_running(mean, var * (n / (n - 1)))
+            inv_std = 1 / np.sqrt(var + self.eps)  # (C,) float64
+            # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
+            scale = inv_std * self._weight64()
+            shift = (self.bias.data if self.affine else 0) - mean * scale
         else:
             mean = self.running_mean.astype(np.float64)
-            var = self.running_var.astype(np.float64)
-        inv_std = 1 / np.sqrt(var + self.eps)  # (C,) float64
-        # y = (x - mean) * inv_std * w + b, written in one pass as x * scale + shift
-        scale = inv_std * self._weight64()
-        shift = (self.bias.data if self.affine else 0) - mean * scale
-        out = kernels.ops.channel_affine(x3, scale, shift, relu)
-        self.cache = (x3, x.shape, mean, inv_std, self.training, out if relu else None)
-        return out.reshape(x.shape)
+            inv_std = 1 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
+            scale, shift = self.eval_affine()
+        out = channel_affine(x3, scale, shift, relu)
+        return out.reshape(x.shape), (x3, x.shape, mean, inv_std, self.training, out if relu else None)
+
+    def eval_affine(self):
+        """``(scale, shift)``, (C,) float64: in eval mode this layer is ``y = x * scale + shift``
+        per channel, with scale = weight / sqrt(running_var + eps) and shift = bias - running_mean
+        * scale. The eval forward and the inference fold into a convolution (``nn/fused.py``) both
+        use it."""
+        scale = 1 / np.sqrt(self.running_var.astype(np.float64) + self.eps) * self._weight64()
+        shift = (self.bias.data.astype(np.float64) if self.affine else 0.0) - self.running_mean.astype(np.float64) * scale
+        return scale, shift
 
     def _batch_stats(self, x3):
         """(mean, biased variance, values per channel) of x3 (N, C, L); ``SyncBatchNorm``
         (npnet.distributed) takes them over the global batch of every rank."""
-        mean, var = kernels.ops.channel_stats(x3)
+        mean, var = channel_stats(x3)
         return mean, var, x3.shape[0] * x3.shape[2]
 
     def _global_grad_sums(self, sum_d, sum_dxc, m):
@@ -90,11 +98,18 @@ class _BatchNorm(Module):
         self.running_var[...] = (1 - m) * self.running_var + (m * unbiased_var).astype(dt)
 
     def backward(self, dout, input_grad=True):
-        x3, shape, mean, inv_std, training, relu_out = self._saved()  # relu_out: see forward_relu
-        check_grad(self, dout, shape, x3.dtype)
+        cache = self._saved()
         self.cache = None
+        return self.gradients(cache, dout, input_grad)
+
+    def gradients(self, cache, dout, input_grad=True):
+        """The backward of a :meth:`normalize` call for the upstream gradient dout: adds into weight
+        and bias grads, returns dx (None unless ``input_grad``). After ``normalize(x, relu=True)``
+        dout is the ReLU's output gradient; the ReLU's mask is applied inside both passes."""
+        x3, shape, mean, inv_std, training, relu_out = cache
+        check_grad(self, dout, shape, x3.dtype)
         dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
-        sum_d, sum_dxc = kernels.ops.channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
+        sum_d, sum_dxc = channel_grad_sums(dout3, x3, mean, relu_out)  # (C,) float64
         if self.affine and self.weight.requires_grad:
             self.weight.grad += (sum_dxc * inv_std).astype(x3.dtype)  # sum dout * xhat
         if self.affine and self.bias.requires_grad:
@@ -104,15 +119,15 @@ class _BatchNorm(Module):
         a = self._weight64() * inv_std  # d y / d x with the statistics held fixed
         if not training:  # running statistics are constants
             if relu_out is None:
-                return kernels.ops.channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
+                return channel_affine(dout3, a, np.zeros_like(a)).reshape(shape)
             zero = np.zeros_like(a)
-            return kernels.ops.channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
+            return channel_affine2(dout3, x3, a, zero, zero, relu_out).reshape(shape)
         # With batch statistics: dx = w * inv_std * (dout - mean(dout) - xhat * mean(dout * xhat)),
         # rewritten as a * dout + b * x + d so that one pass writes it.
         sum_d, sum_dxc, m = self._global_grad_sums(sum_d, sum_dxc, x3.shape[0] * x3.shape[2])
         b = -a * inv_std * inv_std * sum_dxc / m
         d = -a * sum_d / m - b * mean
-        return kernels.ops.channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
+        return channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
 
 
 class BatchNorm1d(_BatchNorm):

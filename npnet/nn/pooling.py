@@ -1,7 +1,8 @@
 """Max and average pooling (Numba kernels in ``npnet.kernels.pooling``) and global average pooling."""
 import numpy as np
 
-from .. import kernels
+from ..kernels.pooling import (avgpool2d_backward, avgpool2d_forward, maxpool2d_backward,
+                               maxpool2d_forward)
 from ..functional import conv_output_size, pair
 from ._checks import check_grad, check_input
 from .module import Module
@@ -42,7 +43,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         self._out_shape(x)
-        out, argmax = kernels.ops.maxpool2d_forward(x, *self._args())
+        out, argmax = maxpool2d_forward(x, *self._args())
         self.cache = (argmax, x.shape, x.dtype)
         return out
 
@@ -50,7 +51,7 @@ class MaxPool2d(_Pool2d):
         argmax, shape, dtype = self._saved()
         check_grad(self, dout, argmax.shape, dtype)
         self.cache = None
-        return kernels.ops.maxpool2d_backward(dout, argmax, shape[2], shape[3])
+        return maxpool2d_backward(dout, argmax, shape[2], shape[3])
 
 
 class AvgPool2d(_Pool2d):
@@ -60,13 +61,13 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         out_shape = self._out_shape(x)
         self.cache = (out_shape, x.shape, x.dtype)
-        return kernels.ops.avgpool2d_forward(x, *self._args())
+        return avgpool2d_forward(x, *self._args())
 
     def backward(self, dout, input_grad=True):
         out_shape, shape, dtype = self._saved()
         check_grad(self, dout, out_shape, dtype)
         self.cache = None
-        return kernels.ops.avgpool2d_backward(dout, shape[2], shape[3], *self._args())
+        return avgpool2d_backward(dout, shape[2], shape[3], *self._args())
 
 
 class GlobalAvgPool2d(Module):

@@ -1,5 +1,6 @@
-"""Residual connections: out = branch(x) + shortcut(x)."""
+"""Residual connections: out = branch(x) + shortcut(x), and blocks act(branch(x) + shortcut(x))."""
 from ._checks import check_grad
+from .container import chain_backward
 from .module import Module
 from .shape import Identity
 
@@ -31,3 +32,42 @@ class Residual(Module):
         dx_branch = self.branch.backward(dout, input_grad)
         dx_shortcut = self.shortcut.backward(dout, input_grad)
         return dx_branch + dx_shortcut if input_grad else None
+
+
+class ResidualBlock(Module):
+    """``act(branch(x) + shortcut(x))`` where the branch is a chain of this block's own children.
+
+    A subclass (ResNet's ``BasicBlock``, a bottleneck block) creates its children under the names
+    its state dict needs and lists the branch's in ``branch_names``; the shortcut is the child
+    ``shortcut``, the activation after the sum the child named ``act_name``. Forward and backward
+    are written once, here; ``npnet.fuse`` may replace the block by a ``fused.ResidualReLU``.
+    Every pass reads the registered children, so replacing one (``block.bn1 = nn.BatchNorm2d(16)``)
+    changes what the block computes.
+    """
+
+    branch_names = ()
+    act_name = "act"
+
+    def branch(self):
+        """The branch's layers, read from the registered children."""
+        return [getattr(self, n) for n in self.branch_names]
+
+    def forward(self, x):
+        y = x
+        for m in self.branch():
+            y = m(y)
+        s = self.shortcut(x)  # after the branch: hooks see the layers in this order
+        if y.shape != s.shape:
+            raise ValueError(f"{type(self).__name__}: branch output {y.shape} and shortcut output "
+                             f"{s.shape} differ")
+        self.cache = (y.shape, y.dtype)
+        return getattr(self, self.act_name)(y + s)
+
+    def backward(self, dout, input_grad=True):
+        shape, dtype = self._saved()
+        self.cache = None
+        d = getattr(self, self.act_name).backward(dout)
+        check_grad(self, d, shape, dtype)
+        dx = chain_backward(self.branch(), d, input_grad)
+        ds = self.shortcut.backward(d, input_grad)
+        return dx + ds if input_grad else None

@@ -41,11 +41,11 @@ def _train_parser(sub, common):
         "train", parents=[common], help="train and evaluate as a YAML config says",
         epilog="config keys (any of them can be set with --set KEY=VALUE):\n"
                + describe_schema(verbose=True)
-               + "\n\nenvironment: NPNET_AUTOTUNE=0 keeps the fixed im2col/Winograd rule for 3x3 convolutions "
-                 "(by default each pass is timed once per shape with im2col, Winograd F(2x2) and F(4x4) and "
-                 "the fastest kept; the choices are in metrics.json); NPNET_AUTOTUNE_ALGORITHMS=im2col,winograd "
-                 "limits the candidates (winograd4, F(4x4), rounds ~10x more coarsely); NPNET_NUMBA_CACHE=0 "
-                 "recompiles the kernels (while editing them)",
+               + "\n\nspeed: the speed section runs npnet.fuse(model) and npnet.tune(model, batch) before "
+                 "training (--set speed.tune=false keeps the fixed im2col/Winograd rule, the same on every machine; "
+                 "speed.algorithms=im2col,winograd leaves out F(4x4), which rounds ~10x more coarsely); what they "
+                 "did is printed and written to metrics.json. environment: NPNET_NUMBA_CACHE=0 "
+                 "recompiles the kernels",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("config", nargs="?", help="YAML file (see configs/); optional with --resume, "
                                              "which continues the checkpoint's own config")

@@ -140,6 +140,16 @@ SCHEMA = {
         "focal_kind": Field("str", "sigmoid", choices=("softmax", "sigmoid")),
         "label_smoothing": Field("float", 0.0, minimum=0.0, below=1.0),
     },
+    "speed": {
+        "fuse": Field("bool", True, doc="npnet.fuse(model): neighbouring layers as fused modules "
+                                        "(same function, fewer passes)"),
+        "tune": Field("bool", True, doc="npnet.tune(model, batch): time each 3x3 convolution's "
+                                        "algorithms once (remembered per machine) and keep the "
+                                        "fastest; false: the fixed rule, the same on every machine"),
+        "algorithms": Field("str", "im2col,winograd,winograd4",
+                            doc="tune's candidates, comma-separated (leave winograd4 out for "
+                                "float32 rounding ~1e-7 instead of ~1e-6)"),
+    },
     "log": {
         "layer_stats": Field("int", 0, minimum=0,
                              doc="every N steps: per-layer statistics (npnet.train.LayerStats) in "
@@ -247,8 +257,27 @@ def _check_values(config, problems):
     for key, value in config["network"]["options"].items():
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"'network.options.{key}': expected a finite number, got {value!r}")
+    try:
+        parse_algorithms(config["speed"]["algorithms"])
+    except ValueError as e:
+        problems.append(f"'speed.algorithms': {e}")
     if config["log"]["tensorboard"] and not config["log"]["layer_stats"]:
         problems.append("'log.tensorboard' needs log.layer_stats > 0 (the steps between samples)")
+
+
+#: the convolution algorithms ``speed.algorithms`` may name (``npnet.kernels.autotune.ALGORITHMS``,
+#: written out here so that reading a config imports no kernel; a test holds the two equal)
+CONV_ALGORITHMS = ("im2col", "winograd", "winograd4")
+
+
+def parse_algorithms(text):
+    """``"im2col, winograd"`` -> ("im2col", "winograd"); a ValueError names what is unknown."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in CONV_ALGORITHMS]
+    if not names or unknown:
+        raise ValueError(f"expected a comma-separated selection of {', '.join(CONV_ALGORITHMS)}, "
+                         f"got {text!r}")
+    return names
 
 
 def read_yaml(path, what="config"):

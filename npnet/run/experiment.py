@@ -13,6 +13,7 @@ import numpy as np
 from .. import data, distributed, init, losses, nn, optim
 from ..models import build_model
 from ..train import Checkpoint, LayerStats, Trainer
+from .speed import apply_speed
 
 
 class RunError(Exception):
@@ -157,9 +158,11 @@ def _watch(config, run):
     return [LayerStats(log["layer_stats"], folder=run, tensorboard=board)]
 
 
-def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
+def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), resuming=False, log=print):
     """(trainer, (train loader, val loader or None), eval transform) for a run whose checkpoints
-    go to the folder ``run`` (nothing is written until training starts)."""
+    go to the folder ``run`` (nothing is written until training starts). The model gets the
+    config's ``speed`` passes (``speed.py``; ``trainer.speed`` is their record); ``resuming``:
+    the checkpoint's algorithms will be loaded, so nothing is tuned."""
     x_tr, y_tr, x_val, y_val = arrays
     t = config["train"]
     init.manual_seed(config["seed"])
@@ -175,6 +178,8 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
     model = make_model(config, x_tr.shape[1:], num_classes)
     if t["sync_bn"]:
         distributed.convert_sync_batchnorm(model)
+    batch = min(t["batch_size"] or len(x_tr), len(x_tr))  # the global batch, on every number of ranks
+    speed = apply_speed(model, config["speed"], (batch,) + tuple(x_tr.shape[1:]), resuming, log)
     opt, sched = make_optimizer(config, model)
     monitor = "val_accuracy" if val_loader is not None else "train_accuracy"
     best = config["network"]["save_best"]
@@ -183,4 +188,5 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=()):
     trainer = Trainer(model, make_loss(config, y_tr, num_classes), opt, sched,
                       list(callbacks) + _watch(config, run) + [ckpt], config=config,
                       progress=progress)
+    trainer.speed = speed
     return trainer, (train_loader, val_loader), eval_tf

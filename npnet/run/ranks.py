@@ -46,7 +46,7 @@ def run_replica(config, resume=None):
     run = os.path.dirname(os.path.abspath(resume)) if resume else os.devnull  # never written
     quiet = dict(config, log=dict(config["log"], layer_stats=0))  # statistics: rank 0's
     trainer, loaders, _ = make_trainer(quiet, run, (d.x_train, d.y_train, d.x_val, d.y_val), len(d.classes),
-                                       progress=False)
+                                       progress=False, resuming=resume is not None)
     if resume is not None:
         load_resume(trainer, loaders, resume)  # as rank 0: one read, fit() continues from it
     try:

@@ -5,7 +5,6 @@ import os
 import numpy as np
 
 from .. import metrics
-from ..kernels import autotune
 from .._io import atomic_write_text
 from ..functional import softmax
 from ..train import LayerStats
@@ -35,8 +34,8 @@ def report(trainer, config, run, test, classes, has_val, log=print):
               "weights": used, "epochs": trainer.epoch, "best_epoch": best_epoch,
               "best_val_accuracy": best_value if has_val else None,
               "train_seconds": float(sum(r["time"] or 0.0 for r in trainer.history.epochs)),
-              # which algorithm ran each 3x3 convolution's passes (kernels/autotune.py)
-              "conv_algorithms": {"autotune": autotune.is_enabled(), "choices": autotune.choices()}}
+              # what the config's speed passes did: fused modules, each convolution's algorithm
+              "speed": getattr(trainer, "speed", None)}
     watch = next((cb for cb in trainer.callbacks if isinstance(cb, LayerStats)), None)
     if watch is not None:  # the last value of every statistic, e.g. for a sweep's summary
         result["layer_stats"] = watch.last()

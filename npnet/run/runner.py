@@ -114,7 +114,7 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     bar = progress if progress is not None else sys.stderr.isatty()
     extra = list(callbacks) + ([] if bar else [EpochLogger(log)])  # no bar: a line per epoch
     trainer, loaders, eval_tf = make_trainer(config, run, (d.x_train, d.y_train, d.x_val, d.y_val),
-                                             len(d.classes), progress, extra)
+                                             len(d.classes), progress, extra, resume is not None, log)
     trainer.interrupt_hint = False  # this runner says how to resume, in its own words
     if resume is not None:
         load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it

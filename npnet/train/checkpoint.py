@@ -9,6 +9,8 @@ Layout (every value a numpy array; no object arrays, so ``np.load(allow_pickle=F
 * ``model/<key>``, ``optimizer/<key>``, ``scheduler/<key>``, ``train_loader/<key>``,
   ``val_loader/<key>``, ``callback/<ClassName>.<k>/<key>``: each object's own flat
   ``state_dict()``;
+* ``algorithms/json``: ``{Conv2d name: algorithm}`` as a JSON string (``npnet.tune``'s choices, or
+  the fixed rule's), so that a resumed run computes with the algorithms it was trained with;
 * ``rng/<owner>``: ``bit_generator.state`` of a random Generator as a JSON string, for every
   Generator found on a module of the model (e.g. ``rng/model.14.rng`` for a Dropout) and for
   npnet's default generator (``rng/npnet.default``). NumPy's legacy global ``np.random`` state
@@ -23,7 +25,8 @@ import zlib
 import numpy as np
 
 from .. import init
-from .._io import atomic_write, rng_state, set_rng_state
+from .._io import atomic_write, from_json_array, rng_state, set_rng_state, to_json_array
+from ..nn.tuning import algorithms, set_algorithms
 
 FORMAT = "npnet-checkpoint-1"
 
@@ -116,3 +119,18 @@ class RandomState:
             set_rng_state(np.random.Generator(type(gen.bit_generator)()), state[key], f"RNG {key}")
         for key, gen in own.items():
             set_rng_state(gen, state[key], f"RNG {key}")
+
+
+class ConvAlgorithms:
+    """The ``algorithm`` of every Conv2d of ``model`` as one stateful object, stored under
+    ``algorithms/``; ``load_state_dict`` sets them (all or none: an unknown layer name or an
+    algorithm the layer cannot run is an error before any is set)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def state_dict(self):
+        return {"json": to_json_array(algorithms(self.model))}
+
+    def load_state_dict(self, state):
+        set_algorithms(self.model, from_json_array(state["json"]))

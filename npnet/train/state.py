@@ -37,6 +37,7 @@ def stateful(model, optimizer, scheduler, loaders, callbacks):
         seen[kind] = seen.get(kind, -1) + 1
         objects[f"callback/{kind}.{seen[kind]}"] = cb
     objects["rng"] = ckpt.RandomState(model)
+    objects["algorithms"] = ckpt.ConvAlgorithms(model)
     return objects
 
 

@@ -1,0 +1,128 @@
+"""The tune pass: ``npnet.tune(model, x)`` times each convolution's candidate algorithms once, on
+the shapes ``x`` gives it, and sets the fastest as the layer's ``algorithm`` attribute (as cuDNN's
+benchmark mode does, but once, visibly: ``print(model)`` shows every layer's algorithm).
+
+Only 3x3 stride-1 convolutions have a choice (im2col, Winograd F(2x2, 3x3), F(4x4, 3x3)); every
+other layer keeps its algorithm. Timings are remembered per machine (``kernels/autotune.py``), so
+the next run on this machine reads them instead of measuring. A model that is never tuned runs the
+fixed rule of ``Conv2d(algorithm=None)``: the same on every machine.
+"""
+import numpy as np
+
+from ..kernels import autotune
+from ..kernels.conv import conv2d_backward, conv2d_forward
+from .conv import Conv2d
+from .grad_mode import no_grad
+
+
+class TuneReport(list):
+    """The rows of a tune pass, one per tuned layer: ``{"layer", "input", "times" (ms by algorithm;
+    empty when read from the cache), "algorithm"}``; ``print(report)`` shows them as a table."""
+
+    def __str__(self):
+        if not self:
+            return "npnet.tune: no layer with a choice of algorithm"
+        lines = [f"{'layer':<22} {'input':<22} {'algorithm':<10} times (ms)"]
+        for r in self:
+            times = ", ".join(f"{a} {t:.2f}" for a, t in r["times"].items()) or "(from the cache)"
+            lines.append(f"{r['layer']:<22} {str(r['input']):<22} {r['algorithm']:<10} {times}")
+        return "\n".join(lines)
+
+
+def tune(model, example_input, algorithms=autotune.ALGORITHMS, train=None):
+    """Times each convolution of ``model`` that has a choice and sets its ``algorithm``; returns a
+    :class:`TuneReport`. ``example_input``: a batch of the shape training (or inference) will use.
+    ``algorithms``: the candidates (leaving ``"winograd4"`` out keeps every layer at the smaller
+    rounding error, see ``kernels/autotune.py``). ``train``: time forward and backward (default:
+    ``model.training``), or the forward alone."""
+    train = model.training if train is None else bool(train)
+    candidates = tuple(a for a in autotune.ALGORITHMS if a in algorithms)
+    if not candidates:
+        raise ValueError(f"npnet.tune: algorithms must name some of {autotune.ALGORITHMS}, got {algorithms!r}")
+    report = TuneReport()
+    for name, conv, shape in _conv_inputs(model, example_input):
+        options = [a for a in candidates if a in conv.algorithms()]
+        if len(options) < 2:
+            continue
+        best, times = autotune.measure(_key(conv, shape, example_input.dtype, train),
+                                       _runs(conv, shape, example_input.dtype, train, options))
+        conv.algorithm = best
+        report.append({"layer": name, "input": shape, "algorithm": best,
+                       "times": {a: t * 1e3 for a, t in times.items()}})
+    return report
+
+
+def algorithms(model):
+    """``{layer name: algorithm}`` of every Conv2d (names as in the unfused model)."""
+    return {name: m.algorithm for name, m in model.named_modules() if isinstance(m, Conv2d)}
+
+
+def set_algorithms(model, choices):
+    """Sets each named Conv2d's ``algorithm`` from ``choices`` (as :func:`algorithms` returns them:
+    a checkpoint's, or rank 0's); a name the model lacks is an error, checked before any is set."""
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, Conv2d)}
+    unknown = sorted(set(choices) - set(convs))
+    if unknown:
+        raise ValueError(f"set_algorithms: the model has no Conv2d named {unknown}; its Conv2d layers: "
+                         f"{sorted(convs)}")
+    for name, algorithm in choices.items():
+        convs[name]._checked_algorithm(algorithm)
+    for name, algorithm in choices.items():
+        convs[name].algorithm = algorithm
+    return model
+
+
+def _conv_inputs(model, x):
+    """``[(name, conv, input shape)]`` for the convolutions one forward of x runs, in call order.
+    Each Conv2d's ``convolve`` is shadowed for that one forward (plain and fused modules alike call
+    it) by a recorder, and restored after. The forward runs in eval mode inside ``no_grad()`` (no
+    BatchNorm statistics move, no Dropout draws), every module's mode restored after."""
+    names = {id(m): n for n, m in model.named_modules() if isinstance(m, Conv2d)}
+    seen = []
+
+    def recorder(conv):
+        def convolve(x, *args, **kwargs):
+            seen.append((names.get(id(conv), "?"), conv, x.shape))
+            return Conv2d.convolve(conv, x, *args, **kwargs)
+        return convolve
+
+    convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for conv in convs:
+            conv.__dict__["convolve"] = recorder(conv)
+        with no_grad():
+            model.eval()(x)
+    finally:
+        for conv in convs:
+            conv.__dict__.pop("convolve", None)
+        for m, mode in modes:
+            object.__setattr__(m, "training", mode)
+    unique = {}
+    for name, conv, shape in seen:
+        unique.setdefault((id(conv), shape), (name, conv, shape))
+    return list(unique.values())
+
+
+def _key(conv, shape, dtype, train):
+    N, C, H, W = shape
+    (ph, pw) = conv.padding
+    return (f"{'train' if train else 'forward'} ({N}, {C}, {H}, {W}) -> {conv.out_channels} 3x3 "
+            f"pad ({ph}, {pw}) {np.dtype(dtype)}")
+
+
+def _runs(conv, shape, dtype, train, options):
+    """``{algorithm: function of no arguments}`` computing this layer's pass on random data."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = conv.weight.data.astype(dtype)
+    dy = rng.standard_normal((shape[0],) + conv.output_shape(shape[1:])).astype(dtype)
+    args = (*conv.stride, *conv.padding)
+
+    def run(a):
+        def step():
+            conv2d_forward(x, w, None, *args, algorithm=a)
+            if train:
+                conv2d_backward(x, w, dy, *args, need_dw=conv.weight.requires_grad, algorithm=a)
+        return step
+    return {a: run(a) for a in options}
