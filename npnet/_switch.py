@@ -1,4 +1,4 @@
-"""A process-wide on/off setting (fusion, autotuning, reference mode): shared plumbing, no npnet imports."""
+"""A process-wide on/off setting (reference mode): shared plumbing, no npnet imports."""
 import contextlib
 
 

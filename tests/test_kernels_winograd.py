@@ -9,7 +9,6 @@ from hypothesis import given, settings, strategies as st
 
 from npnet import kernels as K, nn
 from npnet.gradcheck import check_module
-from npnet.kernels import autotune
 from test_kernels import assert_close, rand
 
 SETTINGS = settings(max_examples=30, deadline=None)

@@ -8,7 +8,6 @@ import pytest
 
 import npnet
 from npnet import nn
-from npnet.nn import fusion
 from npnet.models import build_model
 from npnet.models.resnet import BasicBlock, ShortcutA
 
