@@ -95,7 +95,7 @@ def test_tune_changes_nothing_but_the_algorithms():
     assert model.training and not model[1].training and model[0].training
     assert npnet.init.get_rng().bit_generator.state == rng_before
     assert {model[0].algorithm, model[3].algorithm} <= {"im2col", "winograd"}
-    assert model[0].__dict__.get("convolve") is None              # the recorder is gone
+    assert model[0].__dict__.get("check_input") is None              # the recorder is gone
 
 
 def test_tune_finds_the_convolutions_of_a_fused_model_by_their_unfused_names():

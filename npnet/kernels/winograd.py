@@ -196,7 +196,6 @@ def _forward(x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW, m):
                 _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
 
 
-@one_blas_thread
 def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
     """Convolution with a 3x3 kernel, stride 1, zero padding (ph, pw), by Winograd F(m x m, 3x3), m = 2
     or 4; ``residual`` (y's shape) is added and ``relu=True`` clamps at 0, both in the output
@@ -218,9 +217,11 @@ def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
     e = np.cumsum(_fwd_sizes(C, O, TH, TW, per_group * TT, m))
     total = int(e[-1])
     buf = take_buffer(T * total, x.dtype)
+    U = weight_tiles(w, m)
     try:
-        _forward(x, weight_tiles(w, m), b, bool(relu), res, y, buf[:T * total].reshape(T, total), e,
-                 per_group, ph, pw, TH, TW, m)
+        with one_blas_thread():  # each worker's GEMMs on one BLAS thread
+            _forward(x, U, b, bool(relu), res, y, buf[:T * total].reshape(T, total), e, per_group, ph, pw,
+                     TH, TW, m)
     finally:
         give_buffer(buf)
     return y
@@ -273,7 +274,6 @@ def _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_
                     _in_tiles_adjoint(m, V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
 
-@one_blas_thread
 def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
     """Gradients of :func:`winograd_forward` (the same m).
 
@@ -297,8 +297,9 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
     buf = take_buffer(T * (total + P * O * C + O), x.dtype)
     work, dUT_parts, db_parts = _carve(buf, [T * total, T * P * O * C, T * O])
     try:
-        _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O),
-                  work.reshape(T, total), e, per_group, ph, pw, TH, TW, m)
+        with one_blas_thread():  # each worker's GEMMs on one BLAS thread
+            _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O),
+                      work.reshape(T, total), e, per_group, ph, pw, TH, TW, m)
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None
         if need_dw:

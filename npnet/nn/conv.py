@@ -76,19 +76,27 @@ class Conv2d(Module):
         return self.out_channels, conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
 
     def forward(self, x):
-        out = self.convolve(x)
+        self.check_input(x)
+        bias = None if self.bias is None else self.bias.data
+        out = conv2d_forward(x, self.weight.data, bias, *self.stride, *self.padding, self.algorithm)
         self.cache = x
         return out
 
-    def convolve(self, x, weight=None, bias=None, relu=False, residual=None):
-        """The convolution of x by this layer's algorithm, keeping no cache. ``weight``/``bias``:
-        None for the layer's own; the fused modules pass BatchNorm-folded ones, ``relu`` and a ResNet
-        block's shortcut output ``residual`` (``nn/fused.py``)."""
+    def check_input(self, x):
+        """A clear error unless x is an (N, C_in, H, W) array of the layer's dtype, large enough for
+        the kernel; every path through the layer calls it first (``npnet.tune`` reads the shapes
+        here)."""
         check_input(self, x, (4,), f"(N, {self.in_channels}, H, W)", self.in_channels)
         _, oh, ow = self.output_shape(x.shape[1:])
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._label()}: input of shape {x.shape} is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
+
+    def convolve(self, x, weight=None, bias=None, relu=False, residual=None):
+        """The convolution of x by this layer's algorithm, keeping no cache, for the fused modules
+        (``nn/fused.py``): ``weight``/``bias`` None for the layer's own, or BatchNorm-folded ones;
+        ``relu`` and a ResNet block's shortcut output ``residual`` in the output pass."""
+        self.check_input(x)
         if weight is None:
             weight, bias = self.weight.data, None if self.bias is None else self.bias.data
         return conv2d_forward(x, weight, bias, *self.stride, *self.padding, self.algorithm, relu, residual)

@@ -28,7 +28,7 @@ from .normalization import BatchNorm2d, _BatchNorm
 from .residual import ResidualBlock
 
 # the methods each fused module calls on a layer: a type that overrides one is not fused
-_CALLED = {Conv2d: ("forward", "backward", "convolve", "gradients"),
+_CALLED = {Conv2d: ("forward", "backward", "check_input", "convolve", "gradients"),
            _BatchNorm: ("forward", "backward", "normalize", "gradients", "eval_affine"),
            ReLU: ("forward", "backward")}
 

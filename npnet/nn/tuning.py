@@ -74,28 +74,28 @@ def set_algorithms(model, choices):
 
 def _conv_inputs(model, x):
     """``[(name, conv, input shape)]`` for the convolutions one forward of x runs, in call order.
-    Each Conv2d's ``convolve`` is shadowed for that one forward (plain and fused modules alike call
-    it) by a recorder, and restored after. The forward runs in eval mode inside ``no_grad()`` (no
+    Each Conv2d's ``check_input`` is shadowed for that one forward (plain and fused modules alike call
+    it first) by a recorder, and restored after. The forward runs in eval mode inside ``no_grad()`` (no
     BatchNorm statistics move, no Dropout draws), every module's mode restored after."""
     names = {id(m): n for n, m in model.named_modules() if isinstance(m, Conv2d)}
     seen = []
 
     def recorder(conv):
-        def convolve(x, *args, **kwargs):
+        def check_input(x):
             seen.append((names.get(id(conv), "?"), conv, x.shape))
-            return Conv2d.convolve(conv, x, *args, **kwargs)
-        return convolve
+            return Conv2d.check_input(conv, x)
+        return check_input
 
     convs = [m for m in model.modules() if isinstance(m, Conv2d)]
     modes = [(m, m.training) for m in model.modules()]
     try:
         for conv in convs:
-            conv.__dict__["convolve"] = recorder(conv)
+            conv.__dict__["check_input"] = recorder(conv)
         with no_grad():
             model.eval()(x)
     finally:
         for conv in convs:
-            conv.__dict__.pop("convolve", None)
+            conv.__dict__.pop("check_input", None)
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
     unique = {}
