@@ -6,10 +6,10 @@ train step with no hook vs with ``LayerStats`` watching every layer.
    ``forward`` and unwrapped ``backward`` directly; min over repeats of ``timeit`` (stable under
    load). Times the number of layers in a step gives the overhead per step.
 2. Train steps (``npnet.train.train_step``, batch 128, 1x28x28) of the given models: no hook,
-   no hook with fusion switched off (``fusion.disabled()``: what a hooked layer loses by running
-   unfused, apart from the hooks themselves), then ``LayerStats(every=1)`` (every statistic at
-   every step) and ``LayerStats(every=50)`` (hooks registered; statistics on one step in 50),
-   interleaved in rounds, median per variant.
+   no hook after ``npnet.fuse(model)`` (what fusion saves; the watched layers below run unfused,
+   as a hooked layer is never fused), then ``LayerStats(every=1)`` (every statistic at every step)
+   and ``LayerStats(every=50)`` (hooks registered; statistics on one step in 50), interleaved in
+   rounds, median per variant.
 
     python benchmarks/bench_hooks.py [--models cnn-small cnn-bn mlp] [--steps 20] [--rounds 3]
 """
@@ -18,12 +18,10 @@ import statistics
 import time
 import timeit
 
-import contextlib
-
 import numpy as np
 
+import npnet
 from npnet import losses, nn, optim
-from npnet.nn import fusion
 from npnet.models import build_model
 from npnet.train import LayerStats, Trainer, train_step
 
@@ -46,13 +44,14 @@ def dispatch_overhead_us():
 
 
 def step_ms(model_name, watch_every, steps):
-    """Median train-step time; ``watch_every``: 0 no hook, -1 no hook and fusion off, else LayerStats."""
-    with fusion.disabled() if watch_every == -1 else contextlib.nullcontext():
-        return _step_ms(model_name, max(watch_every, 0), steps)
+    """Median train-step time; ``watch_every``: 0 no hook, -1 no hook and fused, else LayerStats."""
+    return _step_ms(model_name, max(watch_every, 0), steps, fuse=watch_every == -1)
 
 
-def _step_ms(model_name, watch_every, steps):
+def _step_ms(model_name, watch_every, steps, fuse=False):
     model = build_model(model_name, (1, 28, 28), 10, rng=0)
+    if fuse:
+        npnet.fuse(model)
     x = np.random.default_rng(0).standard_normal((128, 1, 28, 28)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 10, 128)
     criterion = losses.CrossEntropyLoss()
@@ -83,7 +82,7 @@ def main():
     wrapped, direct = dispatch_overhead_us()
     print(f"dispatch: {wrapped:.2f} us through Module vs {direct:.2f} us direct per forward+backward "
           f"of one layer: {wrapped - direct:.2f} us of hook machinery per layer and step")
-    variants = {"no hook": 0, "no hook, fusion off": -1, "LayerStats(every=50)": 50, "LayerStats(every=1)": 1}
+    variants = {"no hook": 0, "no hook, npnet.fuse": -1, "LayerStats(every=50)": 50, "LayerStats(every=1)": 1}
     for name in args.models:
         results = {v: [] for v in variants}
         for _ in range(args.rounds):

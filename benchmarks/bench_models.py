@@ -20,6 +20,11 @@ cnn-bn, resnet32 and cnn-small on (128, 3, 32, 32); mlp (3072-200-10 sigmoid) on
 * The PyTorch twin is built from the npnet model layer by layer with the same nesting
   (``_twin.py``) and loads npnet's ``state_dict()`` with strict=True; before timing, the logits,
   the loss and the weight gradients of both are compared.
+* Speed passes (``--passes``, default ``fuse+tune``, as the docs tell users): before the train
+  rows ``npnet.fuse(model)`` and ``npnet.tune(model, x)``; before the inference rows
+  ``npnet.fuse(model.eval(), inference=True)`` and ``npnet.tune(model, x, train=False)``.
+  ``--passes none`` times the model as built (every layer on its own, the fixed algorithm rule).
+  The twin is built, and the check below made, before the passes.
 * Time: median of the timed steps after warm-up; npnet and PyTorch alternate in blocks
   (``_common.time_interleaved``). GFLOP/s counts Conv2d/Linear MACs from the layer shapes
   (``_common.forward_flops``): 2*MACs per forward; a train step adds the weight and input
@@ -65,6 +70,8 @@ def parse_args(argv=None):
                     help="avx2: run every library's AVX2 code paths on this CPU (see _common.emulate_isa)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for other processes to leave the CPUs idle")
+    ap.add_argument("--passes", choices=("fuse+tune", "fuse", "none"), default="fuse+tune",
+                    help="the speed passes applied to the npnet model (default fuse+tune)")
     ap.add_argument("--markdown", action="store_true", help="print markdown tables")
     ap.add_argument("--no-torch", action="store_true", help="npnet's figures alone")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -95,6 +102,7 @@ torch = _common.load_frameworks(ARGS.threads, want_torch=not ARGS.no_torch)
 
 import numpy as np  # noqa: E402
 
+import npnet  # noqa: E402
 from npnet import losses, no_grad  # noqa: E402
 from npnet.models import build_model  # noqa: E402
 
@@ -200,6 +208,7 @@ def time_model(name):
         twin = _twin.to_torch(model)
         result["check"] = check_same_function(model, twin, x, y)
     for mode in ("train", "infer"):
+        apply_passes(model, x, mode)
         fns = {"npnet": npnet_step(model, x, y, mode)}
         if mode == "train":  # the plain loop, timed in the same blocks
             fns[PLAIN] = npnet_step(model, x, y, "plain")
@@ -218,6 +227,19 @@ def time_model(name):
               (f", {PLAIN} {result['passes'][PLAIN]['npnet']['ms']:.1f} ms" if mode == "train" else ""),
               file=sys.stderr, flush=True)
     return result
+
+
+def apply_passes(model, x, mode):
+    """The ``--passes`` of the run on ``model`` for ``mode`` ("train" or "infer"), in place."""
+    npnet.unfuse(model)
+    if ARGS.passes == "none":
+        return
+    if mode == "infer":
+        npnet.fuse(model.eval(), inference=True)
+    else:
+        npnet.fuse(model.train())
+    if ARGS.passes == "fuse+tune":
+        npnet.tune(model, x, train=mode == "train")
 
 
 def _stats(t, batch):
@@ -259,6 +281,8 @@ def memory_child(framework, name, mode):
     if framework == "npnet":
         tracemalloc.start()
         model = build_model(name, spec["in_shape"], 10, rng=0)
+        if ARGS.passes != "none":  # fused as timed; tuning is left out (it would allocate its own data here)
+            npnet.fuse(model.eval(), inference=True) if mode == "infer" else npnet.fuse(model)
         x, y = make_data(name, spec["batch"])
         step = npnet_step(model, x, y, mode)
     else:
@@ -397,6 +421,7 @@ def main():
     peak = _common.sgemm_peak_gflops(ARGS.threads)
     header = [f"command: python benchmarks/bench_models.py {' '.join(sys.argv[1:])}  ({wall:.0f} s)",
               f"threads: {_common.thread_report(torch)}", _common.openblas_report(), ISA,
+              f"npnet speed passes: {ARGS.passes}",
               f"machine at start: {LOAD_AT_START}" +
               ("; a competing busy-loop process ran during the timing (--busy)" if ARGS.busy else ""),
               f"FP32 peak as measured: {peak:.0f} GFLOP/s (NumPy's SGEMM, 2048^3, {ARGS.threads} threads, best of 5); "

@@ -5,6 +5,8 @@ Modes:
             that does not split evenly; every rank writes its weights and buffers to OUT/rank<r>.npz
   overlap   one step of DistributedDataParallel with overlap=False and overlap=True on a ResNet-ish
             and a cnn-small model; rank 0 writes both gradients to OUT/rank0.npz
+  algorithms  every rank sets other Conv2d algorithms, then wraps the model in
+            DistributedDataParallel; every rank writes the algorithms it ends with to OUT/rank<r>.json
   cli-fail  ``npnet train`` (the arguments after cli-fail) in which rank FAIL_RANK raises at its
             FAIL_STEP-th step: the failure of one rank in the middle of an epoch. ``inject()`` does
             the same from a sitecustomize, for the ranks that ``npnet train --nproc`` starts.
@@ -59,6 +61,20 @@ def overlap(out):
         np.savez(os.path.join(out, "rank0.npz"), **grads)
 
 
+def algorithms(out):
+    import json
+    from npnet import distributed as dist
+    from npnet.models import build_model
+    from npnet.nn.tuning import algorithms as of, set_algorithms
+    dist.init()
+    model = build_model("resnet32", (3, 8, 8), 10, rng=0)
+    pick = ("winograd4", "im2col", "winograd")[dist.rank() % 3]
+    set_algorithms(model, {name: pick for name, a in of(model).items() if a != "im2col" or name == "0"})
+    dist.DistributedDataParallel(model)
+    with open(os.path.join(out, f"rank{dist.rank()}.json"), "w") as f:
+        json.dump(of(model), f)
+
+
 def inject():
     """Makes rank FAIL_RANK raise at its FAIL_STEP-th training step (nothing on other ranks)."""
     rank = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
@@ -86,4 +102,4 @@ if __name__ == "__main__":
     if mode == "cli-fail":
         cli_fail(sys.argv[2:])
     else:
-        {"bn-sync": bn_sync, "overlap": overlap}[mode](target)
+        {"bn-sync": bn_sync, "overlap": overlap, "algorithms": algorithms}[mode](target)

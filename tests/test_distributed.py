@@ -3,6 +3,7 @@ one-process run (cnn-small, a BatchNorm net with sync_bn, uneven slices), resume
 a failing rank or Ctrl-C ends every rank, bad input is one message. The MPI tests are skipped
 when mpi4py or mpiexec is missing; the checks made before launching run everywhere."""
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -150,6 +151,35 @@ def test_two_ranks_train_cnn_small_as_one_process(tmp_path, capsys):
     h1, h2 = (yaml.safe_load(open(os.path.join(r, "history.json"))) for r in (one, two))
     np.testing.assert_allclose([e["val_accuracy"] for e in h2["epochs"]],
                                [e["val_accuracy"] for e in h1["epochs"]])
+
+
+@mpi
+def test_two_ranks_with_the_default_tuning_equal_one_process_after_an_epoch_of_the_mini_set(tmp_path):
+    """The runner's speed passes as a user gets them (fuse and tune on): rank 0 tunes on the global
+    batch's shape and reads the timings the one-process run wrote on this machine, every rank gets
+    its choices, and the two runs compute the same function."""
+    config = {"seed": 3, "train": {"batch_size": 128, "learning_rate": 0.05, "epochs": 1, "momentum": 0.9},
+              "network": {"model": "cnn-small", "save_best": False},
+              "data": {"dataset": "fashion-mnist-mini", "val_fraction": 0.1, "max_test": 200}}
+    path = write(tmp_path, config, "mini")
+    assert main(["train", path, "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    proc = npnet_train(path, "--nproc", "2", "--out", str(tmp_path / "two"))
+    assert proc.returncode == 0, proc.stderr
+    one, two = one_folder(str(tmp_path / "one")), one_folder(str(tmp_path / "two"))
+    speed = [json.load(open(os.path.join(r, "metrics.json")))["speed"] for r in (one, two)]
+    assert speed[0]["tune"] and speed[0]["fused"] and speed[0] == speed[1]
+    assert proc.stdout.count("speed: fused") == 1                       # printed once, by rank 0
+    assert_same_weights(weights(os.path.join(one, "last.npz")), weights(os.path.join(two, "last.npz")), rtol=1e-5)
+
+
+@mpi
+def test_every_rank_computes_with_rank_0s_algorithms(tmp_path):
+    proc = subprocess.run([launch.find_mpiexec(), "-n", "3", "-host", "localhost", sys.executable,
+                           os.path.join(HERE, "_mpi_job.py"), "algorithms", str(tmp_path)],
+                          capture_output=True, text=True, env=env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = [json.load(open(tmp_path / f"rank{r}.json")) for r in range(3)]
+    assert got[0] == got[1] == got[2] and set(got[0].values()) == {"winograd4", "im2col"}
 
 
 @mpi

@@ -158,3 +158,42 @@ def test_concurrent_processes_share_one_valid_cache(tmp_path, monkeypatch):
     assert len(files) == 1 and not list(tune_cache.glob(".*.tmp"))
     keys = json.loads(files[0].read_text())["choices"]
     assert all(k.startswith("train (1, 16, ") for k in keys) and 1 <= len(keys) <= 4  # last writer may win
+
+
+def test_the_runner_tunes_once_and_a_resumed_run_keeps_the_checkpoints_algorithms(tmp_path, monkeypatch, capsys):
+    import yaml
+    from npnet.run import speed
+    from npnet.run.cli import main
+    config = {"seed": 0, "train": {"batch_size": 20, "epochs": 1},
+              "network": {"model": "cnn-small", "save_best": False},
+              "data": {"dataset": "fashion-mnist-mini", "max_train": 60, "max_test": 20}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(tmp_path / "runs")]) == 0
+    assert "speed: fused" in capsys.readouterr().out
+    run = next((tmp_path / "runs").iterdir())
+    first = json.loads((run / "metrics.json").read_text())["speed"]
+    assert first["tune"] and first["fuse"] and first["fused"] and len(first["algorithms"]) == 3
+    def refuse(*a, **k):
+        raise AssertionError("a resumed run must not tune")
+    monkeypatch.setattr(speed, "tune", refuse)
+    assert main(["train", "--resume", str(run / "last.npz"), "--epochs", "2"]) == 0
+    assert "convolution algorithms (the checkpoint's)" in capsys.readouterr().out
+    again = json.loads((run / "metrics.json").read_text())["speed"]
+    assert again["algorithms"] == first["algorithms"] and not again["tune"]
+
+
+def test_speed_tune_false_keeps_the_fixed_rule(tmp_path, capsys):
+    import yaml
+    from npnet.run.cli import main
+    config = {"seed": 0, "train": {"batch_size": 20, "epochs": 1}, "speed": {"tune": False, "fuse": False},
+              "network": {"model": "cnn-small", "save_best": False},
+              "data": {"dataset": "fashion-mnist-mini", "max_train": 40, "max_test": 20}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(tmp_path / "runs")]) == 0
+    assert "speed: not fused; convolution algorithms (the fixed rule)" in capsys.readouterr().out
+    record = json.loads((next((tmp_path / "runs").iterdir()) / "metrics.json").read_text())["speed"]
+    assert record["fused"] == [] and record["algorithms"] == algorithms(build_model("cnn-small", (1, 28, 28), 10))
+    assert main(["train", str(path), "--set", "speed.algorithms=im2col,fft"]) == 2
+    assert "speed.algorithms" in capsys.readouterr().err

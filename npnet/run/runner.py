@@ -24,6 +24,7 @@ from .config import ConfigError, validate_config
 from .experiment import RunError, make_trainer, prepare_data
 from .overrides import differing_keys, flatten
 from .report import report
+from .speed import resumed
 
 
 def new_run_dir(out, name):
@@ -118,6 +119,7 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     trainer.interrupt_hint = False  # this runner says how to resume, in its own words
     if resume is not None:
         load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
+        resumed(trainer, log)                  # the checkpoint's convolution algorithms
     created = not os.path.isdir(run)
     os.makedirs(run, exist_ok=True)
     atomic_write_text(os.path.join(run, "config.yaml"), _yaml(config))

@@ -29,9 +29,16 @@ def apply_speed(model, speed, batch_shape, resuming=False, log=print):
         seconds = time.perf_counter() - t0
     record = {"fuse": speed["fuse"], "fused": fused_modules(model), "tune": tuned,
               "algorithms": algorithms(model)}
-    if distributed.is_writer():
-        log(describe(record, seconds, resuming))
+    if distributed.is_writer() and not resuming:  # resuming: said by resumed() once they are loaded
+        log(describe(record, seconds))
     return record
+
+
+def resumed(trainer, log=print):
+    """After a checkpoint was loaded into ``trainer``: its algorithms into the record, said once."""
+    trainer.speed["algorithms"] = algorithms(trainer.model)
+    if distributed.is_writer():
+        log(describe(trainer.speed, resuming=True))
 
 
 def describe(record, seconds=0.0, resuming=False):
