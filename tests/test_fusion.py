@@ -278,3 +278,18 @@ def test_fused_resnet_block_matches_torch():
         want = torch.relu(tb(tx) + tx).numpy()
     with npnet.no_grad():
         np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_layer_stats_refuses_a_fused_model_and_watches_the_unfused_one():
+    from npnet import losses, optim
+    from npnet.train import LayerStats, Trainer
+    model = npnet.fuse(build_model("cnn-bn", (1, 12, 12), 10, rng=0))
+    trainer = Trainer(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+                      callbacks=[LayerStats(1)])
+    with pytest.raises(ValueError, match=r"LayerStats watches each layer's own output.*npnet.unfuse"):
+        trainer.callbacks[0].on_fit_begin(trainer)
+    npnet.unfuse(model)
+    trainer.callbacks[0].on_fit_begin(trainer)
+    with pytest.warns(UserWarning, match="left unfused: a layer there has a hook"):
+        npnet.fuse(model)
+    assert fused_modules(model) == []

@@ -58,7 +58,9 @@ def test_the_layers_algorithm_is_what_runs(algorithm, monkeypatch):
     assert ran == ["_im2col_forward" if algorithm == "im2col" else "winograd_forward"]
 
 
-def test_tune_sets_the_fastest_and_the_cache_remembers_it(tune_cache, monkeypatch):
+def test_tune_sets_the_fastest_and_the_cache_remembers_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPNET_AUTOTUNE_CACHE", str(tmp_path))  # a folder of its own: no other test's keys
+    tune_cache = tmp_path
     model, x = small_net(), batch()
     timed = []
     real = autotune._timed

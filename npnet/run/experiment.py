@@ -179,7 +179,8 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), 
     if t["sync_bn"]:
         distributed.convert_sync_batchnorm(model)
     batch = min(t["batch_size"] or len(x_tr), len(x_tr))  # the global batch, on every number of ranks
-    speed = apply_speed(model, config["speed"], (batch,) + tuple(x_tr.shape[1:]), resuming, log)
+    speed = apply_speed(model, config["speed"], (batch,) + tuple(x_tr.shape[1:]), resuming, log,
+                        watched=bool(config["log"]["layer_stats"]))
     opt, sched = make_optimizer(config, model)
     monitor = "val_accuracy" if val_loader is not None else "train_accuracy"
     best = config["network"]["save_best"]

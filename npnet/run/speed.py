@@ -16,10 +16,11 @@ from ..nn.tuning import algorithms, tune
 from .config import parse_algorithms
 
 
-def apply_speed(model, speed, batch_shape, resuming=False, log=print):
+def apply_speed(model, speed, batch_shape, resuming=False, log=print, watched=False):
     """Fuses and tunes ``model`` in place as ``speed`` (the config's section) says; returns the
-    record for ``metrics.json``: ``{"fuse", "fused", "tune", "algorithms"}``."""
-    if speed["fuse"]:
+    record for ``metrics.json``: ``{"fuse", "fused", "tune", "algorithms"}``. ``watched``: the run's
+    LayerStats watches every layer, so nothing is fused (a hooked layer never is)."""
+    if speed["fuse"] and not watched:
         fuse(model)
     tuned = speed["tune"] and not resuming
     seconds = 0.0
@@ -27,7 +28,7 @@ def apply_speed(model, speed, batch_shape, resuming=False, log=print):
         t0 = time.perf_counter()
         tune(model, np.zeros(batch_shape, np.float32), parse_algorithms(speed["algorithms"]), train=True)
         seconds = time.perf_counter() - t0
-    record = {"fuse": speed["fuse"], "fused": fused_modules(model), "tune": tuned,
+    record = {"fuse": speed["fuse"] and not watched, "watched": watched, "fused": fused_modules(model), "tune": tuned,
               "algorithms": algorithms(model)}
     if distributed.is_writer() and not resuming:  # resuming: said by resumed() once they are loaded
         log(describe(record, seconds))
@@ -44,6 +45,8 @@ def resumed(trainer, log=print):
 def describe(record, seconds=0.0, resuming=False):
     """One line on what the passes did."""
     fused = f"fused {len(record['fused'])} groups" if record["fuse"] else "not fused"
+    if record.get("watched"):
+        fused = "not fused (log.layer_stats watches every layer)"
     counts = {}
     for a in record["algorithms"].values():
         counts[a] = counts.get(a, 0) + 1

@@ -127,6 +127,12 @@ class LayerStats(Callback):
 
     # -- the hooks ----------------------------------------------------------------------------
     def _watched(self, model):
+        fused = [n for n, m in model.named_modules() if m._inline_names or type(m).__name__ == "ResidualReLU"]
+        if fused:
+            raise ValueError(f"LayerStats watches each layer's own output and gradient, which a fused "
+                             f"module ({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) never "
+                             "produces: attach LayerStats to the unfused model (npnet.unfuse(model)); "
+                             "npnet.fuse leaves the layers it watches unfused")
         for name, module in model.named_modules():
             if self.layers is not None:
                 if name in self.layers:
