@@ -14,12 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import npnet
 from npnet import kernels
 
 _RUN = """
 import sys
 import npnet
+import pytest
 from npnet.kernels._probe_caller import twice
 assert npnet.__file__.startswith(sys.argv[1]), npnet.__file__
 print(twice(), sum(twice.stats.cache_hits.values()))
@@ -96,3 +99,13 @@ def test_the_stamp_changes_with_any_kernel_file(tmp_path):
     sources_digest.cache_clear()
     (tmp_path / "b.py").write_text("y = 2\n")
     assert sources_digest(str(tmp_path)) != before
+
+
+def test_njit_keeps_numbas_forms_and_refuses_eager_signatures_with_cache():
+    from npnet.kernels._jit import njit
+
+    def add_one(a):
+        return a + 1
+    assert njit(add_one)(1) == 2 and njit(fastmath=True)(add_one)(2.0) == 3.0
+    with pytest.raises(TypeError, match="explicit signatures"):
+        njit("float64(float64)", cache=True)

@@ -13,7 +13,9 @@ helpers it calls compiled into it, so after an edit of ``im2col.py`` numba's ``n
 would keep running the old im2col. npnet's ``njit`` is ``numba.njit`` with one difference: a kernel
 with ``cache=True`` gets a :class:`KernelCache`, whose index stamp is Numba's stamp plus a hash of
 every ``npnet/kernels/*.py`` (:func:`sources_digest`). An edit of any kernel file makes every index
-stale: each kernel compiles afresh on its first call and overwrites its cache entry. Nothing of
+stale: each kernel compiles afresh on its first call and overwrites its cache entry. Every file counts,
+even one without kernels (``autotune.py``): a constant a kernel reads, frozen into its compiled code,
+may come from any of them; the price is one full compile after such an edit. Nothing of
 Numba's is changed (no environment variable, no ``numba.config``, no patched class): user code that
 calls ``numba.njit(cache=True)`` caches as before.
 """
