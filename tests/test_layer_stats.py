@@ -123,6 +123,16 @@ def test_csv_and_png_are_written_atomically(tmp_path):
     assert csv_path.read_text().splitlines() == lines  # the old file is intact
 
 
+def test_the_figure_takes_the_records_the_callback_or_its_file(tmp_path):
+    stats = LayerStats(every=2, folder=tmp_path)
+    fit(model(), stats, epochs=1)
+    figures = [plots.plot_layer_stats(s) for s in (stats.stats, stats, tmp_path / "layer_stats.csv")]
+    panels = [[(ax.get_title(), [line.get_label() for line in ax.lines]) for ax in fig.axes] for fig in figures]
+    assert panels[0] == panels[1] == panels[2] and panels[0][0][0] == "out_mean"
+    with pytest.raises(TypeError, match="expected LayerStats.stats, a LayerStats or the path"):
+        plots.plot_layer_stats([("0", "out_mean", 0, 1.0)])
+
+
 def test_the_csv_reader_refuses_another_file(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n1,0.5\n")

@@ -139,3 +139,14 @@ def test_import_npnet_does_not_import_matplotlib():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_figures_do_not_import_the_trainer():
+    """The floors: a figure takes the records it draws (histories, LayerStats.stats, their files),
+    so npnet.plots loads neither npnet.train nor what it stands on (nn, the kernels, Numba)."""
+    code = ("import sys, npnet.plots; bad = sorted(m for m in sys.modules if m.startswith("
+            "('npnet.train', 'npnet.nn', 'npnet.kernels', 'numba'))); assert not bad, bad")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -6,9 +6,8 @@ Y = A^T M A); ``input_tiles4_adjoint`` turns dV into the input gradient: B dV B^
 overlapping tiles summed, the padding dropped (the adjoint of V = B^T d B). As in F(2x2), each adjoint is
 a gather: padded row 4s + k receives row k of tile row s and, for k < 2, row k + 4 of tile row s - 1.
 """
-from numba import njit
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy
 from ._wino4_tiles import FIVE, F2, F4, F5, F8, plane_sizes4
 

@@ -23,9 +23,8 @@ The constants are float32 (exact: small integers): a float32 kernel computes in 
 int or float would promote to float64), a float64 one in float64.
 """
 import numpy as np
-from numba import njit
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from ._wino_tiles import u, ONE, TWO, THREE, FOUR, _copy, finish_row
 
 FIVE = u(5)

@@ -7,9 +7,8 @@ tiles summed, the padding dropped (the adjoint of V = B^T d B). Each adjoint is 
 no two iterations of a loop write the same element and the loops stay vectorisable: e.g. column 2q of a
 padded row receives column 0 of tile q and column 2 of tile q - 1.
 """
-from numba import njit
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from ._wino_tiles import u, ONE, TWO, THREE, FOUR, plane_sizes, _copy
 
 

@@ -23,9 +23,8 @@ Layout of the padded image: two planes, even rows then odd rows of the padded im
 Transformed tiles: ``V[a, c, t0 + q]`` in a flat (16, C, T) array, a = 4 i + j, q = th R + tw.
 """
 import numpy as np
-from numba import njit
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 
 u = np.uint64
 ONE, TWO, THREE, FOUR = u(1), u(2), u(3), u(4)

@@ -14,9 +14,9 @@ large against the spread.
 Reductions run one channel per ``prange`` iteration; element-wise maps one (n, c) row per iteration.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from .reference import reference_enabled
 
 # fastmath without 'nnan'/'ninf': reductions may be reordered (so they vectorise), but a NaN or inf in

@@ -18,10 +18,10 @@ serves every layout (views of every layout would each compile their own).
     C[i, j] = c[i ldc + j].
 """
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 
 _SIG = {dt: types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char,                      # kind, transa, transb

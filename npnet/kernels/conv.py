@@ -20,9 +20,9 @@ Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 
   per image). dx[n] = col2im(w^T @ dy[n]).
 """
 import numpy as np
-from numba import njit, prange, get_num_threads
+from numba import prange, get_num_threads
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from .reference import reference_enabled
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from .blas import gemm

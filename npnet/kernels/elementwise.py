@@ -17,9 +17,9 @@ Semantics as before, NumPy's: the forward keeps NaN (``np.maximum``); the backwa
 kernels' fused mask does, ``batchnorm.py``), to surface rather than hide it.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from .reference import reference_enabled
 
 

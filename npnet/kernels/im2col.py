@@ -10,9 +10,9 @@ like PyTorch). ``col2im`` is the adjoint of ``im2col``: it scatters each column 
 and sums the entries that overlap.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 
 
 def as_float_array(a):

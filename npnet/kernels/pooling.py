@@ -13,9 +13,9 @@ The Numba kernels run one (n, c) plane per ``prange`` iteration: planes are inde
 backward scatter-adds need no atomics.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from .reference import reference_enabled
 from .im2col import out_size, as_float_array
 

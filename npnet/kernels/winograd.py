@@ -30,9 +30,9 @@ convolution's for F(2x2), below 1.5e-5 and at most 40x for F(4x4). In float64 F(
 direct convolution to ~1e-15 relative, F(4x4) to ~1e-13.
 """
 import numpy as np
-from numba import njit, prange, get_num_threads
+from numba import prange, get_num_threads
 
-from ._jit import CACHE
+from ._jit import CACHE, njit
 from ._threads import take_buffer, give_buffer, one_blas_thread
 from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint

@@ -1,14 +1,28 @@
-"""Figures of ``npnet.train.LayerStats``: every statistic of one run, one statistic across runs.
-Each takes ``LayerStats.stats`` or the path of its ``layer_stats.csv``."""
+"""Figures of the records of ``npnet.train.LayerStats``: every statistic of one run, one statistic
+across runs. Each takes the records it draws, as the other figures take histories:
+``LayerStats.stats`` (``{layer: {statistic: [(step, value)]}}``), the ``LayerStats`` itself, or the
+path of its ``layer_stats.csv``; this module does not import ``npnet.train``."""
 import math
+import os
 
 import numpy as np
 
-from ..train.layer_stats import LayerStats
-from ..train.layer_stats_csv import as_layer_stats
+from .._layer_stats_csv import STATISTICS, read_layer_stats_csv
 from ._figure import _done, _figure
 
 __all__ = ["plot_layer_stats", "plot_statistic_by_run"]
+
+
+def _as_records(stats):
+    """``{layer: {statistic: [(step, value)]}}`` from those records, an object holding them in
+    ``.stats`` (a LayerStats), or the path of a ``layer_stats.csv``."""
+    if isinstance(stats, (str, os.PathLike)):
+        return read_layer_stats_csv(stats)
+    records = getattr(stats, "stats", stats)
+    if not isinstance(records, dict):
+        raise TypeError("expected LayerStats.stats, a LayerStats or the path of its layer_stats.csv, "
+                        f"got {type(stats).__name__}")
+    return records
 
 
 def _decades_scale(ax, values):
@@ -52,11 +66,11 @@ def _plot_layers(ax, stats, stat, colours, markers_below=None):
 
 
 def plot_layer_stats(stats, path=None, title=None):
-    """One panel per statistic of ``npnet.train.LayerStats`` (its ``stats`` or its CSV file),
-    the layers (parameters for update_ratio) as lines over the training steps. A panel whose
-    positive values span more than two decades gets a log scale."""
-    stats = as_layer_stats(stats)
-    names = [s for s in LayerStats.STATISTICS if any(s in by_stat for by_stat in stats.values())]
+    """One panel per statistic of ``npnet.train.LayerStats`` (its records, in any form of the module
+    docstring), the layers (parameters for update_ratio) as lines over the training steps. A panel
+    whose positive values span more than two decades gets a log scale."""
+    stats = _as_records(stats)
+    names = [s for s in STATISTICS if any(s in by_stat for by_stat in stats.values())]
     if not names:
         raise ValueError("plot_layer_stats: no statistics recorded")
     cols = min(3, len(names))
@@ -81,9 +95,9 @@ def plot_layer_stats(stats, path=None, title=None):
 
 def plot_statistic_by_run(runs, statistic, path=None, title=None, ylabel=None):
     """One ``LayerStats`` statistic for several runs side by side: a panel per run (``runs``: a
-    dict name -> LayerStats.stats or CSV path), its layers as lines over the steps, shared y
-    (a log scale when the values of all runs span more than two decades, as in plot_layer_stats)."""
-    runs = {name: as_layer_stats(s) for name, s in runs.items()}
+    dict name -> records in any form of the module docstring), its layers as lines over the steps,
+    shared y (a log scale when the values of all runs span more than two decades, as in plot_layer_stats)."""
+    runs = {name: _as_records(s) for name, s in runs.items()}
     fig = _figure(max(6.0, 3.3 * len(runs)), 3.4)
     axes = np.asarray(fig.subplots(1, len(runs), sharey=True, squeeze=False)).ravel()
     values = []

@@ -28,8 +28,8 @@ import numpy as np
 
 from .. import nn
 from .._io import from_json_array, to_json_array
+from .._layer_stats_csv import STATISTICS as _STATISTICS, write_layer_stats_csv
 from .callbacks import Callback
-from .layer_stats_csv import write_layer_stats_csv
 
 _SKIPPED = (nn.Flatten, nn.Identity, nn.Dropout)  # they only reshape or mask: nothing to watch
 SATURATION_BOUND = 0.99  # Sigmoid: y < 1 - bound or y > bound; Tanh: |y| > bound
@@ -57,8 +57,7 @@ class LayerStats(Callback):
     ``stats[layer][statistic]`` is a list of ``(step, value)``.
     """
 
-    STATISTICS = ("out_mean", "out_std", "zero_fraction", "saturation", "dead_fraction", "grad_norm",
-                  "update_ratio")
+    STATISTICS = _STATISTICS  # named with the records' file format (npnet/_layer_stats_csv.py)
 
     def __init__(self, every=50, folder=None, layers=None, tensorboard=None):
         if int(every) != every or every < 1:

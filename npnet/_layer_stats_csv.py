@@ -1,14 +1,19 @@
-"""The file format of ``LayerStats``: ``layer_stats.csv``, one ``step,layer,statistic,value`` row
-per recorded value. Its writer and its reader live here together, so that the two never drift."""
+"""The records of ``npnet.train.LayerStats`` and their file, ``layer_stats.csv``: one
+``step,layer,statistic,value`` row per recorded value. Its writer (used by ``LayerStats``) and its
+reader (used by ``npnet.plots``, which draws the records without importing ``npnet.train``) live here
+together on floor 0, so that the two never drift.
+
+Records: ``{layer: {statistic: [(step, value)]}}`` (``LayerStats.stats``)."""
 import csv
 import io
-import os
 
-from .._io import atomic_write_text
+from ._io import atomic_write_text
 
-__all__ = ["write_layer_stats_csv", "read_layer_stats_csv", "as_layer_stats"]
+__all__ = ["STATISTICS", "write_layer_stats_csv", "read_layer_stats_csv"]
 
 HEADER = ("step", "layer", "statistic", "value")
+# what LayerStats records (its module docstring says how), in the order its figures show them
+STATISTICS = ("out_mean", "out_std", "zero_fraction", "saturation", "dead_fraction", "grad_norm", "update_ratio")
 
 
 def write_layer_stats_csv(rows, path):
@@ -35,9 +40,3 @@ def read_layer_stats_csv(path):
             points.append((int(row["step"]), float(row["value"])))
     return out
 
-
-def as_layer_stats(stats):
-    """``LayerStats.stats`` given as it is, or read from its CSV file (a path)."""
-    if isinstance(stats, (str, os.PathLike)):
-        return read_layer_stats_csv(stats)
-    return stats
