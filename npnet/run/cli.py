@@ -91,6 +91,15 @@ def _sweep_parser(sub, common):
     w.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
 
 
+def _check_out(out):
+    """``RunError`` (exit 2, nothing written) when no files can be written in the folder ``out``."""
+    from .._io import check_writable_folder
+    try:
+        check_writable_folder(out)
+    except ValueError as e:
+        raise RunError(f"--out {out}: {e}; give a folder you can write in (made if missing)") from None
+
+
 def _shares(args, n_trials, backend):
     """(workers, threads per trial): by default the machine's cores, filled."""
     from .threads import available_cores
@@ -120,6 +129,7 @@ def _sweep(args):
     if args.asha is not None and args.asha < 1:
         raise RunError(f"--asha GRACE_EPOCHS must be >= 1, got {args.asha}")
     sweep = load_sweep(args.sweep, args.set)
+    _check_out(args.out)
     workers, threads = _shares(args, len(sweep.trials), backend)
     log = (lambda *a, **k: None) if args.quiet else print
     if (backend == "local" or not args.address) and workers * threads > available_cores():
@@ -135,6 +145,8 @@ def _train(args):
     from .runner import run_experiment
     rank = None if args.nproc is not None else join_world()  # None: not under MPI
     config = _train_config(args)
+    if not rank and args.resume is None:  # resuming: the checkpoint's folder (rank 0 writes)
+        _check_out(args.out or "runs")
     if args.nproc is not None and args.nproc != 1:
         from .launch import check_launch, launch
         check_launch(args.nproc, config)
@@ -198,6 +210,7 @@ def _compare(args):
 
     from .. import plots
     labels = [os.path.basename(os.path.normpath(r)) for r in args.runs]
+    _check_out(args.out)
     try:
         histories = {k: _read_json(os.path.join(r, "history.json")) for k, r in zip(labels, args.runs)}
         results = {k: _read_json(os.path.join(r, "metrics.json")) for k, r in zip(labels, args.runs)}
