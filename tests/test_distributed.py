@@ -284,13 +284,17 @@ def test_ctrl_c_stops_every_rank_with_a_resumable_checkpoint(tmp_path):
 
 
 @mpi
-def test_the_example_runs_under_mpiexec():
+def test_the_example_runs_under_mpiexec(tmp_path):
     one = dict(env(), NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     proc = subprocess.run([launch.find_mpiexec(), "-n", "2", "-host", "localhost", sys.executable,
-                           os.path.join(ROOT, "examples", "distributed_mlp.py"), "--epochs", "1"],
+                           os.path.join(ROOT, "examples", "distributed_mlp.py"), "--epochs", "1",
+                           "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=one, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("epoch 1:") == 1 and "2 processes" in proc.stdout, proc.stdout
+    assert proc.stdout.count("epoch 1:") == 1 and "(2 processes)" in proc.stdout, proc.stdout
+    results = (tmp_path / "out" / "results.md").read_text()  # written once, by rank 0
+    assert results.startswith("mlp on fashion-mnist-mini, global batch 128, 2 processes")
+    assert results.count("\n| 1 ") == 1, results
 
 
 def test_shards_of_every_global_batch_are_its_rows_in_order():
