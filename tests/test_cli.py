@@ -183,7 +183,7 @@ def test_train_does_not_import_the_application():
             "('npnet.run', 'npnet.models', 'npnet.plots', 'matplotlib'))); "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     for path in glob.glob(os.path.join(ROOT, "npnet", "train", "*.py")):
         for line in open(path):
@@ -193,5 +193,5 @@ def test_train_does_not_import_the_application():
 
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "npnet", "summary", "cnn-small"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Total parameters: 122,570" in result.stdout

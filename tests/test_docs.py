@@ -187,7 +187,7 @@ def test_site_search_finds_conv2d(browser_page):
     page.goto(f"{base}/search.html?q=Conv2d")
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('#search-results a'))"
-        ".some(a => a.textContent.includes('Conv2d'))", timeout=30_000)
+        ".some(a => a.textContent.includes('Conv2d'))", timeout=120_000)
     links = page.eval_on_selector_all("#search-results a", "els => els.map(a => a.getAttribute('href'))")
     assert any("npnet.nn" in (href or "") for href in links), links
 

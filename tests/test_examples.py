@@ -212,7 +212,7 @@ def test_an_example_with_a_bad_out_says_so_in_one_line(tmp_path, example):
     for out, said in [(taken, f"{taken} is a file, not a folder"),
                       (taken / "figures", f"{taken} is a file, so no folder {taken / 'figures'}")]:
         proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example), "--quick",
-                               "--out", str(out)], capture_output=True, text=True, timeout=120,
+                               "--out", str(out)], capture_output=True, text=True, timeout=600,
                               cwd=ROOT, env=ENV)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.splitlines() == [f"{example}: --out {out}: {said} can be made in it; give a "
