@@ -20,6 +20,7 @@ _NAMES = {
     "manual_seed": ("init", "manual_seed"),
     "no_grad": ("nn", "no_grad"),
     "is_grad_enabled": ("nn", "is_grad_enabled"),
+    "load_run": ("run.trained", "load_run"),
 }
 __all__ = sorted(_NAMES)
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ does
     from . import data, functional, gradcheck, init, losses, metrics, models, nn, optim, plots, train
     from .init import manual_seed
     from .nn import is_grad_enabled, no_grad
+    from .run.trained import load_run
     from .serialization import load, save
 
 

@@ -1,5 +1,6 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
-them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
+them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers, ``evaluate``
+and ``predict`` use a trained run's model (``trained.py``).
 
 ``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
 ``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
@@ -33,7 +34,29 @@ def _parser():
     s.add_argument("model")
     s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
     s.add_argument("--num-classes", type=int, default=10)
+    _use_parsers(sub, common)
     return p
+
+
+def _use_parsers(sub, common):
+    weights = {"choices": ("best", "last"), "default": "best",
+               "help": "best: best.npz when the run kept one, else last.npz (default); last: last.npz"}
+    run_help = "a run folder written by npnet train (runs/<name>-<time>) or one of its checkpoints"
+    e = sub.add_parser("evaluate", parents=[common], help="a trained run's accuracy on a test set")
+    e.add_argument("run", help=run_help)
+    e.add_argument("--dataset", help="whose whole test split to use (default: the run's own dataset); one of "
+                                     "the same image size, e.g. fashion-mnist for a fashion-mnist-mini run")
+    e.add_argument("--weights", **weights)
+    p = sub.add_parser("predict", parents=[common],
+                       help="a trained run's classes and probabilities for images in files",
+                       description="Prints, for every image, the predicted class and the top "
+                       "probabilities. FILES: .npy arrays ((N, C, H, W), (N, H, W) or one image), "
+                       ".png images, Fashion-MNIST IDX image files (*-images-idx3-ubyte[.gz]) or "
+                       "CIFAR-10 batches (data_batch_N, test_batch, *.bin), of the run's image size.")
+    p.add_argument("run", help=run_help)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--top", type=int, default=3, help="probabilities shown per image (default 3)")
+    p.add_argument("--weights", **weights)
 
 
 def _train_parser(sub, common):
@@ -227,7 +250,60 @@ def _compare(args):
     return 0
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary}
+def _load_run(args):
+    from .trained import load_run
+    try:
+        return load_run(args.run, args.weights)
+    except (OSError, ValueError) as e:
+        raise RunError(str(e)) from None
+
+
+def _evaluate(args):
+    from .. import metrics
+    from .experiment import load_data
+    from .trained import IMAGE_SHAPES
+    run = _load_run(args)
+    dataset = args.dataset or run.config["data"]["dataset"]
+    if dataset not in IMAGE_SHAPES:
+        raise RunError(f"--dataset {dataset!r}: expected one of {', '.join(IMAGE_SHAPES)}")
+    if IMAGE_SHAPES[dataset] != run.image_shape:
+        raise RunError(f"--dataset {dataset}: its images are {IMAGE_SHAPES[dataset]}, the run's "
+                       f"model takes {run.image_shape}; give a dataset of the run's image size")
+    config = dict(run.config, data=dict(run.config["data"], dataset=dataset))
+    _, _, x, y = load_data(config)
+    logits = run.logits(x, run.config["train"]["eval_batch_size"])
+    k = len(run.classes)
+    print(f"{run}\n{dataset} test set, {len(y)} images: accuracy {metrics.accuracy(y, logits):.4f}, "
+          f"balanced accuracy {metrics.balanced_accuracy(y, logits, k):.4f}")
+    return 0
+
+
+def _predict(args):
+    import numpy as np
+
+    from .trained import read_images
+    if args.top < 1:
+        raise RunError(f"--top must be >= 1, got {args.top}")
+    run = _load_run(args)
+    top = min(args.top, len(run.classes))
+    for path in args.files:
+        try:
+            images = read_images(path, channels=run.image_shape[0])
+            probs = run.predict(images, run.config["train"]["eval_batch_size"])
+        except OSError as e:
+            raise RunError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        except (ValueError, TypeError) as e:
+            raise RunError(f"{path}: {e}" if path not in str(e) else str(e)) from None
+        for i, p in enumerate(probs):
+            best = np.argsort(-p, kind="stable")[:top]
+            where = path if len(probs) == 1 else f"{path}[{i}]"
+            print(f"{where}: {run.classes[best[0]]}  ("
+                  + ", ".join(f"{run.classes[c]} {p[c]:.3f}" for c in best) + ")")
+    return 0
+
+
+COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary,
+            "evaluate": _evaluate, "predict": _predict}
 
 
 def main(argv=None):
