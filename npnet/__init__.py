@@ -51,4 +51,6 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_NAMES) | _submodules())
+    """The public names only: ``__all__``, the public submodules and ``__version__`` (not the
+    helpers this file imports, nor the dunders every module has)."""
+    return sorted(set(__all__) | _submodules() | {"__version__"})

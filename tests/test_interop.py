@@ -288,3 +288,13 @@ def test_kernels_limit_scipy_blas_only_while_they_run():
     others = {path: n for path, n in inside.items() if path != setup["library"]}
     assert others == {path: n for path, n in before.items() if path != setup["library"]}
     assert all(n == 2 for path, n in others.items() if path.startswith(numpy_libs))  # NumPy's wheel
+
+def test_dir_npnet_shows_only_public_names():
+    """What tab completion offers: the public names, the submodules and __version__; not the
+    helpers npnet/__init__.py imports (functools, importlib, TYPE_CHECKING) nor the dunders."""
+    names = dir(npnet)
+    assert {"save", "load", "load_run", "manual_seed", "no_grad", "nn", "optim", "train",
+            "__version__"} <= set(names)
+    assert [n for n in names if n.startswith("_") and n != "__version__"] == []
+    assert not {"functools", "importlib", "pkgutil", "TYPE_CHECKING"} & set(names)
+    assert all(hasattr(npnet, n) for n in names)
