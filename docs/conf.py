@@ -30,13 +30,16 @@ extensions = [
     "sphinx.ext.autodoc",    # the API reference, from the docstrings
     "sphinx.ext.viewcode",   # a [source] link beside every object
     "npnet_docs",            # fails the build on a public name without a docstring
+    "sphinx-mathjax-offline",  # MathJax 3 copied into the site: math renders without a network
 ]
 
 # -- pages -----------------------------------------------------------------------------------------
 root_doc = "index"
 # every .py file outside tutorials/ is code, not a notebook
 exclude_patterns = ["_build", "results", "figures", "conf.py", "_ext", "**/.ipynb_checkpoints"]
-myst_enable_extensions = ["colon_fence", "deflist"]
+# dollarmath: $x$ and $$...$$ are math (the tutorials' formulas); amsmath: \begin{align} and kin.
+# Math is typeset in the browser by MathJax, served from the site itself (sphinx-mathjax-offline)
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 # a heading that skips a level (## after #, as pages written for GitHub often do) is style, not a
 # broken reference: it does not fail the build
