@@ -200,3 +200,39 @@ def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "npnet", "summary", "cnn-small"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "Total parameters: 122,570" in result.stdout
+
+
+def test_version_summary_help_and_num_classes(capsys):
+    import npnet
+    from npnet.models import MODELS
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"npnet {npnet.__version__}"
+    with pytest.raises(SystemExit):
+        main(["summary", "--help"])
+    listed = " ".join(capsys.readouterr().out.split("models:")[1].split())
+    assert listed == ", ".join(MODELS)
+    for bad in ("0", "-3"):
+        assert main(["summary", "mlp", "--in-shape", "1,28,28", "--num-classes", bad]) == 2
+        assert capsys.readouterr().err.strip() == f"npnet summary: --num-classes must be >= 1, got {bad}"
+
+
+def test_metrics_json_has_no_float_noise(tmp_path):
+    from npnet.run.report import _without_float_noise
+    assert 0.1 + 0.2 != 0.3 and _without_float_noise({"a": [0.1 + 0.2, 2], "b": 0.5}) == {"a": [0.3, 2], "b": 0.5}
+    assert _without_float_noise(0.6900000000000001) == 0.69 and _without_float_noise(19 / 60) == 19 / 60
+    config = dict(TINY, train=dict(TINY["train"], epochs=1), data=dict(TINY["data"], max_test=70))
+    assert main(["train", write(tmp_path, config), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    (run,) = glob.glob(str(tmp_path / "runs" / "*"))
+    m = json.load(open(os.path.join(run, "metrics.json")))
+
+    def floats(obj):
+        if isinstance(obj, float):
+            yield obj
+        for v in (obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()):
+            yield from floats(v)
+
+    noisy = [v for v in floats(m) if float(f"{v:.12g}") != v
+             and abs(float(f"{v:.12g}") - v) <= 4 * np.spacing(v)]
+    assert not noisy and m["train_seconds"] == round(m["train_seconds"], 3)
+    assert m["test_accuracy"] == round(m["test_accuracy"] * 70) / 70  # an exact share of 70 images

@@ -17,8 +17,12 @@ from .config import ConfigError, describe_schema, finish_config, load_config
 from .experiment import RunError
 
 
-def _parser():
+def _parser(zoo=None):
+    """The argument parser; ``zoo``: the model names ``summary --help`` lists (None: not asked,
+    so that no command pays for importing the zoo to build its parser)."""
+    from .. import __version__
     p = argparse.ArgumentParser(prog="npnet", description="npnet experiments")
+    p.add_argument("--version", action="version", version=f"npnet {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--traceback", action="store_true",
                         help="on an unexpected error show the Python traceback (for bug reports)")
@@ -30,10 +34,12 @@ def _parser():
     c.add_argument("runs", nargs="+", help="run folders (with history.json and metrics.json)")
     c.add_argument("--out", default=".", help="folder for the figures (default: .)")
     s = sub.add_parser("summary", parents=[common],
-                       help="print a model's layers, output shapes and parameters")
-    s.add_argument("model")
+                       help="print a model's layers, output shapes and parameters",
+                       epilog=None if zoo is None else "models: " + ", ".join(zoo))
+    s.add_argument("model", help="a name of the model zoo (listed below)")
     s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
-    s.add_argument("--num-classes", type=int, default=10)
+    s.add_argument("--num-classes", type=int, default=10, help="outputs of the last layer, >= 1 "
+                                                               "(default 10)")
     _use_parsers(sub, common)
     return p
 
@@ -213,6 +219,8 @@ def _train_config(args):
 
 def _summary(args):
     from ..models import build_model, summary
+    if args.num_classes < 1:
+        raise RunError(f"--num-classes must be >= 1, got {args.num_classes}")
     try:
         shape = tuple(int(v) for v in args.in_shape.split(","))
         model = build_model(args.model, shape, args.num_classes)
@@ -308,7 +316,12 @@ COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _s
 
 def main(argv=None):
     """Entry point of the ``npnet`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    zoo = None
+    if argv[:1] == ["summary"] and {"-h", "--help"} & set(argv):
+        from ..models import MODELS
+        zoo = list(MODELS)
+    args = _parser(zoo).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, RunError) as e:
