@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from .. import data
+from .._io import from_json_array
 from ..functional import softmax
 from ..train.checkpoint import load_checkpoint
 from .config import ConfigError, validate_config
@@ -95,7 +96,6 @@ def load_run(path, weights="best"):
     if "config" not in arrays:
         raise ValueError(f"{checkpoint}: a checkpoint without the run's config, so not one "
                          "written by npnet train; load_run needs a run folder of npnet train")
-    from .._io import from_json_array
     try:
         config = validate_config(from_json_array(arrays["config"]))
     except ConfigError as e:
