@@ -36,7 +36,10 @@ extensions = [
 root_doc = "index"
 # every .py file outside tutorials/ is code, not a notebook
 exclude_patterns = ["_build", "results", "figures", "conf.py", "_ext", "**/.ipynb_checkpoints"]
-myst_enable_extensions = ["colon_fence", "deflist"]
+# dollarmath: $x$ and $$...$$ are math (the tutorials' formulas); amsmath: \begin{align} and kin.
+# Math is typeset in the browser by MathJax, which Sphinx loads from its CDN (offline, a page shows
+# the formula's LaTeX inside its math element)
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 # a heading that skips a level (## after #, as pages written for GitHub often do) is style, not a
 # broken reference: it does not fail the build

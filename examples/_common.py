@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from npnet import metrics, plots
-from npnet._io import atomic_write_text
+from npnet._io import atomic_write_text, check_writable_folder
 from npnet.data import DataLoader, Normalize, load_dataset, train_val_split
+from npnet.distributed import launched_size
 
 DATASETS = ["fashion-mnist-mini", "fashion-mnist", "cifar10"]
 EVAL_BATCH = 1000  # images per forward pass when nothing is learned: larger is faster, to a point
@@ -22,7 +23,8 @@ if hasattr(sys.stdout, "reconfigure"):  # lines appear as they come, also in a l
 
 class _Parser(argparse.ArgumentParser):
     """Fills in ``--out``: the example's folder, ``<folder>-quick`` for a ``--quick`` run, so
-    that a smoke run never overwrites the figures of a full one."""
+    that a smoke run never overwrites the figures of a full one; a folder that cannot be written
+    ends the example at once with one line and exit status 2."""
 
     def __init__(self, out, **kwargs):
         super().__init__(**kwargs)
@@ -32,6 +34,12 @@ class _Parser(argparse.ArgumentParser):
         parsed = super().parse_args(args, namespace)
         if parsed.out is None:
             parsed.out = self.default_out + ("-quick" if parsed.quick else "")
+        try:  # before any training: a path that cannot take the results is the user's to change
+            # under mpiexec every rank checks at once: keep the folders, or one rank could remove
+            # a folder another is testing (the run writes in it anyway)
+            check_writable_folder(parsed.out, keep=launched_size() > 1)
+        except ValueError as e:
+            self.exit(2, f"{self.prog}: --out {parsed.out}: {e}; give a folder you can write in\n")
         return parsed
 
 

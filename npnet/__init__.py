@@ -23,6 +23,7 @@ _NAMES = {
     "fuse": ("nn.fusion", "fuse"),
     "unfuse": ("nn.fusion", "unfuse"),
     "tune": ("nn.tuning", "tune"),
+    "load_run": ("run.trained", "load_run"),
 }
 __all__ = sorted(_NAMES)
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ does
     from .nn import is_grad_enabled, no_grad
     from .nn.fusion import fuse, unfuse
     from .nn.tuning import tune
+    from .run.trained import load_run
     from .serialization import load, save
 
 
@@ -54,4 +56,6 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_NAMES) | _submodules())
+    """The public names only: ``__all__``, the public submodules and ``__version__`` (not the
+    helpers this file imports, nor the dunders every module has)."""
+    return sorted(set(__all__) | _submodules() | {"__version__"})

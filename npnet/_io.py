@@ -38,6 +38,36 @@ def atomic_write_text(path, text):
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def check_writable_folder(path, keep=False):
+    """Raises ``ValueError`` saying why files cannot be written in the folder ``path`` (a file in
+    the way, no permission, a read-only file system), found by trying: the missing folders are
+    made and a temporary file written and removed, since permission bits do not tell (root).
+    ``keep`` False removes the folders this made, leaving the disk as it was; True keeps them
+    (safe when several processes check the same path at once)."""
+    path = os.path.abspath(os.fspath(path))
+    missing, existing = [], path
+    while not os.path.lexists(existing):
+        missing.append(existing)
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{existing} is a file, not a folder" if existing == path else
+                         f"{existing} is a file, so no folder {path} can be made in it")
+    made = []
+    try:
+        for folder in reversed(missing):
+            os.makedirs(folder, exist_ok=keep)
+            made.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".npnet-write-test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"cannot write in {path} ({e.strerror or e})") from None
+    finally:
+        for folder in [] if keep else reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
 def to_json_array(obj):
     """A JSON string of ``obj`` in a 0-d unicode array (floats round-trip exactly; arrays become
     lists)."""

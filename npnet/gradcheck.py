@@ -5,6 +5,9 @@ relative error of the whole gradient, ``||analytic - numeric|| / max(||analytic|
 which is small when the gradients agree and does not blow up on entries that are zero. A gradient
 that is exactly zero (e.g. a bias feeding BatchNorm) has only rounding noise on the numeric side, so
 an array also passes when its largest absolute difference is at most ``atol``.
+
+``check_module`` also checks the contract's accumulate rule: ``backward`` adds into ``p.grad`` in
+place and never assigns it, so a second backward without ``zero_grad()`` doubles every gradient.
 """
 import numpy as np
 
@@ -59,14 +62,20 @@ def _compare(pairs, name, tol, atol):
 
 
 def check_module(module, x, dout=None, eps=1e-6, tol=1e-6, atol=1e-8, seed=0, reset=None, params=True):
-    """Compares ``module.backward`` with finite differences of ``sum(module(x) * dout)``.
+    """Compares ``module.backward`` with finite differences of ``sum(module(x) * dout)``, and checks
+    the accumulate rule: ``backward`` adds into each ``p.grad`` in place (``+=``), never assigns.
 
     module: any ``Module``; it is converted to float64 in place (``astype``).
     x: the input (converted to a float64 copy). dout: the upstream gradient; random normal
     (non-uniform, so that errors cannot cancel) when None. reset: optional callable run before
-    every forward, for modules with randomness (e.g. re-seeding a Dropout).
-    Returns ``{"input": err, "<param name>": err, ...}``; raises ``GradientCheckError`` with a
-    readable report when an array fails both ``tol`` (relative) and ``atol`` (absolute).
+    every forward, for modules with randomness (e.g. re-seeding a Dropout). params: False checks
+    the input's gradient only.
+    The parameters' gradients are checked after ``zero_grad()`` and one backward; a second forward
+    and backward without ``zero_grad()`` must then leave each ``grad`` (the same array) at twice
+    that gradient, and a frozen parameter (``requires_grad=False``) at zero.
+    Returns ``{"input": err, "<param name>": err, ...}`` over the trainable parameters; raises
+    ``GradientCheckError`` with a readable report when an array fails both ``tol`` (relative) and
+    ``atol`` (absolute), or when the accumulate rule is broken.
     """
     module.astype(np.float64)
     x = np.array(x, dtype=np.float64, copy=True)
@@ -85,17 +94,54 @@ def check_module(module, x, dout=None, eps=1e-6, tol=1e-6, atol=1e-8, seed=0, re
     def f():
         return float(np.sum(forward() * dout))
 
+    named = list(module.named_parameters()) if params else []
     forward()
     module.zero_grad()
     dx = module.backward(dout.copy())
-    analytic = {"input": dx}
-    if params:
-        analytic.update({name: p.grad.copy() for name, p in module.named_parameters()})
+    once = {name: (p.grad, p.grad.copy()) for name, p in named}  # (the array, its value)
+    if named:
+        forward()
+        module.backward(dout.copy())  # no zero_grad(): each grad must now hold twice ``once``
     pairs = {"input": (dx, numerical_gradient(f, x, eps))}
-    if params:
-        for name, p in module.named_parameters():
-            pairs[name] = (analytic[name], numerical_gradient(f, p.data, eps))
-    return _compare(pairs, module._label(), tol, atol)
+    for name, p in named:
+        if p.requires_grad:
+            pairs[name] = (once[name][1], numerical_gradient(f, p.data, eps))
+    errors = _compare(pairs, module._label(), tol, atol)
+    _check_accumulation(module._label(), named, once, atol)
+    return errors
+
+
+def _check_accumulation(label, named, once, atol):
+    """Raises ``GradientCheckError`` unless each trainable ``p.grad`` is the array it was after the
+    first backward and holds twice its value then, and each frozen one is still zero."""
+    rule = ("backward must add into p.grad in place (p.grad += g, as the contract says; shared "
+            "weights and gradient accumulation rely on it), never assign or replace it")
+    lines = []
+    for name, p in named:
+        array, first = once[name]
+        if np.shape(p.grad) != p.data.shape or getattr(p.grad, "dtype", None) != p.data.dtype:
+            lines.append(f"  {name}: backward replaced grad by an array of shape {np.shape(p.grad)}, "
+                         f"dtype {getattr(p.grad, 'dtype', type(p.grad).__name__)} (the parameter's: "
+                         f"{p.data.shape}, {p.data.dtype})")
+        elif not p.requires_grad:
+            if np.any(p.grad != 0):
+                lines.append(f"  {name}: frozen (requires_grad=False) but backward wrote a gradient "
+                             f"(max abs {np.max(np.abs(p.grad)):.3e}); it must get none")
+        elif not _close(p.grad, 2 * first, atol):
+            said = ("equals one call's gradient: it was assigned, not added" if _close(p.grad, first, atol)
+                    else f"is not twice one call's gradient (relative error "
+                         f"{relative_error(p.grad, 2 * first):.3e})")
+            lines.append(f"  {name}: after two backward calls without zero_grad(), grad {said}")
+        elif p.grad is not array:
+            lines.append(f"  {name}: backward replaced the grad array by a new one (p.grad = p.grad + g) "
+                         "instead of adding into it")
+    if lines:
+        raise GradientCheckError("\n".join([f"{label}: accumulate rule broken: {rule}"] + lines))
+
+
+def _close(a, b, atol, rtol=1e-10):
+    """Equal to rounding (``rtol`` of the whole array's norm), or within ``atol`` everywhere."""
+    return relative_error(a, b) <= rtol or float(np.max(np.abs(a - b), initial=0.0)) <= atol
 
 
 def check_loss(criterion, outputs, targets, eps=1e-6, tol=1e-6, atol=1e-8, seed=0):

@@ -77,13 +77,16 @@ def test_a_bad_value_names_the_key_and_leaves_no_folder(tmp_path, lr, expected):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_bad_set_value_shows_no_key_list_but_an_unknown_key_does(tmp_path):
+def test_a_bad_set_value_shows_no_key_list_and_an_unknown_key_the_closest(tmp_path):
     path = write(tmp_path, "a.yaml", A)
     status, _, err = npnet(tmp_path, "train", path, "--set", "train.learning_rate=-1")
     assert_message(status, err, "'train.learning_rate': expected a value > 0.0, got -1")
     assert "valid keys" not in err and len(err.strip().splitlines()) == 2, err
     status, _, err = npnet(tmp_path, "train", path, "--set", "train.learning_rat=0.1")
-    assert_message(status, err, "unknown key 'train.learning_rat'", "valid keys:", "batch_size")
+    assert_message(status, err, "unknown key 'train.learning_rat' (did you mean "
+                   "'train.learning_rate'?); valid keys in 'train': batch_size",
+                   "every key, with its default: npnet train --help")
+    assert "valid keys:\n" not in err and len(err.strip().splitlines()) == 3, err  # no schema dump
     assert not (tmp_path / "runs").exists()
 
 
@@ -93,3 +96,61 @@ def test_a_missing_data_root_is_an_error(tmp_path):
     status, _, err = npnet(tmp_path, "train", write(tmp_path, "d.yaml", config), "--out", "runs")
     assert_message(status, err, "data.root", "no-such-folder", "is not a folder")
     assert not (tmp_path / "runs").exists()
+
+
+def unwritable_folder(tmp_path):
+    """A folder path in which no file can be written: a read-only folder, or (as root, whom
+    permission bits do not stop) a path under /sys; skips where there is neither."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        (locked / "probe").write_text("")
+    except OSError:
+        return locked / "runs"
+    (locked / "probe").unlink()
+    locked.chmod(0o700)
+    try:
+        os.mkdir("/sys/npnet-out-test")
+    except OSError:
+        return "/sys/npnet-out-test"
+    os.rmdir("/sys/npnet-out-test")
+    pytest.skip("no unwritable folder on this machine")
+
+
+@pytest.mark.parametrize("kind", ["file", "under a file", "unwritable"])
+def test_a_bad_out_is_one_plain_message(tmp_path, kind):
+    (tmp_path / "taken").write_text("a file\n")
+    out, said = {"file": (tmp_path / "taken", "is a file, not a folder"),
+                 "under a file": (tmp_path / "taken" / "runs", "is a file, so no folder"),
+                 "unwritable": (None, "cannot write in")}[kind]
+    out = unwritable_folder(tmp_path) if out is None else out
+    config = write(tmp_path, "c.yaml", A)
+    status, _, err = npnet(tmp_path, "train", config, "--out", out)
+    assert_message(status, err, f"npnet train: --out {out}: ", said, "give a folder you can write in")
+    assert "unexpected error" not in err and "bug" not in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == sorted(["c.yaml", "taken"] + ["locked"] * (kind == "unwritable"))
+    assert (tmp_path / "taken").read_text() == "a file\n"
+    if os.path.isdir(tmp_path / "locked"):
+        assert os.listdir(tmp_path / "locked") == []
+
+
+def test_a_bad_out_of_sweep_and_compare_and_of_the_library_runner(tmp_path, capsys):
+    from npnet.run.cli import main
+    from npnet.run.config import validate_config
+    from npnet.run.experiment import RunError
+    from npnet.run.runner import run_experiment
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"config": A, "grid": {"seed": [1, 2]}}))
+    assert main(["sweep", str(sweep), "--out", str(taken)]) == 2
+    assert main(["compare", str(tmp_path), "--out", str(taken / "figures")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"npnet sweep: --out {taken}: {taken} is a file, not a folder; give a folder you "
+                   "can write in (made if missing)",
+                   f"npnet compare: --out {taken / 'figures'}: {taken} is a file, so no folder "
+                   f"{taken / 'figures'} can be made in it; give a folder you can write in (made if missing)"]
+    with pytest.raises(RunError, match="cannot write the run folder .*give another --out"):
+        run_experiment(validate_config(A), out=str(taken), progress=False, log=lambda *a: None)
+    assert sorted(os.listdir(tmp_path)) == ["s.yaml", "taken"]

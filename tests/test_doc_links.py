@@ -57,3 +57,13 @@ def test_no_link_points_at_an_ignored_file(page):
     assert done.returncode in (0, 1), f"git check-ignore failed: {done.stderr}"
     ignored = done.stdout.split()
     assert not ignored, f"{page} links to files that git ignores (never committed): {ignored}"
+
+
+def test_install_guide_lists_every_extra():
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = set(cfg["options.extras_require"])
+    guide = (ROOT / "docs" / "guide" / "install.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w-]+)` \|", guide, re.M))
+    assert "mpi" in extras and listed == extras, (sorted(extras), sorted(listed))

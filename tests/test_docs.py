@@ -7,15 +7,19 @@
   checked instead of being run a second time.
 * Every public name has a docstring (the check the docs build runs, ``docs/_ext/npnet_docs.py``).
 * The site builds with warnings as errors (reusing the notebooks executed above, or the site in
-  ``NPNET_DOCS_SITE`` that CI built), and in Chromium its search finds ``Conv2d`` and a tutorial
-  page shows its figures.
+  ``NPNET_DOCS_SITE`` that CI built); no page shows raw LaTeX (``$$``, ``\frac``) outside its
+  math elements (which MathJax typesets in the reader's browser), and every tutorial page says
+  which setting (quick or full) produced its outputs. In Chromium its search finds ``Conv2d`` and a
+  tutorial page shows its figures.
 
 Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sphinx, myst-nb
 (the site); playwright and ``/usr/bin/chromium`` (the browser).
 """
 import functools
+import html
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -154,6 +158,42 @@ def test_site_has_every_page(site):
     assert 'id="npnet.nn.Conv2d"' in api
 
 
+RAW_MATH = ("$$", "\\frac", "\\begin{")  # LaTeX that only a missing math renderer leaves visible
+_NOT_TEXT = re.compile(r"<(script|style|pre|code)\b.*?</\1>|<(div|span) class=\"math\b[^\"]*\">.*?</\2>",
+                       re.S)
+
+
+def visible_raw_math(page_html):
+    """The raw LaTeX in a page's text outside its math elements (which MathJax typesets), code
+    and scripts: what a reader would see as ``$$\\frac{d}{dx}...`` instead of a formula."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", _NOT_TEXT.sub(" ", page_html)))
+    return [m for m in RAW_MATH if m in text]
+
+
+def test_raw_math_is_detected():
+    assert visible_raw_math("<p>$$\\frac{d}{dx}\\, x$$</p>") == ["$$", "\\frac"]
+    assert visible_raw_math('<div class="math notranslate nohighlight">\\[\\frac{a}{b}\\]</div>'
+                            "<pre>echo $$</pre>") == []
+
+
+def test_no_page_shows_raw_math_and_the_formulas_are_math_elements(site):
+    pages = [p for p in site.rglob("*.html") if not p.relative_to(site).parts[0].startswith("_")]
+    assert len(pages) > 10
+    bad = {str(p.relative_to(site)): found for p in pages
+           if (found := visible_raw_math(p.read_text(encoding="utf-8")))}
+    assert not bad, f"pages showing raw LaTeX (math not parsed as math): {bad}"
+    page = (site / "tutorials" / "01_layer_from_scratch.html").read_text(encoding="utf-8")
+    assert re.search(r'<div class="math\b[^"]*">\s*\\\[\\frac\{d\}\{dx\}', page), "no display math"
+    assert re.search(r'<script[^>]+src="[^"]*mathjax[^"]*"', page, re.I), "no MathJax on the page"
+
+
+def test_every_tutorial_page_says_which_setting_ran(site):
+    for path in TUTORIALS:
+        page = (site / "tutorials" / f"{path.stem}.html").read_text(encoding="utf-8")
+        assert re.search(r"Built in the (quick|full) setting", page), path.stem
+        assert page.index("Built in the") < page.index("<img"), f"{path.stem}: note after a figure"
+
+
 @pytest.fixture()
 def browser_page(site):
     pytest.importorskip("playwright")
@@ -187,7 +227,7 @@ def test_site_search_finds_conv2d(browser_page):
     page.goto(f"{base}/search.html?q=Conv2d")
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('#search-results a'))"
-        ".some(a => a.textContent.includes('Conv2d'))", timeout=30_000)
+        ".some(a => a.textContent.includes('Conv2d'))", timeout=120_000)
     links = page.eval_on_selector_all("#search-results a", "els => els.map(a => a.getAttribute('href'))")
     assert any("npnet.nn" in (href or "") for href in links), links
 

@@ -11,14 +11,16 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
+# a script's sys.path starts at its own folder: this checkout's npnet, not another installed one
+ENV = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join(
+    [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
            "Ankle boot"]
 
 
 def run_example(name, tmp_path, *args):
-    env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), "--quick",
-                           "--out", str(tmp_path), *args], capture_output=True, text=True, env=env,
+                           "--out", str(tmp_path), *args], capture_output=True, text=True, env=ENV,
                           timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -132,10 +134,9 @@ def test_theory(tmp_path):
 
 
 def test_ctrl_c_stops_a_training_example_with_one_line(tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "cnn_batchnorm.py"), "--epochs",
                              "1", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+                            text=True, env=ENV, cwd=ROOT)
     try:
         for line in proc.stdout:  # the line printed just before training starts (minutes of it)
             if "parameters" in line:
@@ -194,3 +195,29 @@ def test_dead_relu(tmp_path):
     assert dead_end["bias -3"] == "100% / 100% / 100%"  # every unit starts and stays dead
     assert dead_end["BN, bias -3"] == "0% / 0% / 0%"  # BatchNorm re-centres the pre-activations
     assert_pngs(tmp_path, ["dead_relu.png", "zero_fraction.png", "sane-lr/layer_stats.png"])
+
+
+def test_distributed_mlp_takes_quick_and_out_on_one_process(tmp_path):
+    out, _ = run_example("distributed_mlp.py", tmp_path)
+    header, rows = markdown_table(out, "epoch")
+    assert header == ["epoch", "train loss", "train accuracy", "test accuracy"]
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert out.count("(1 process)") == 2 and "processes" not in out, out
+
+
+@pytest.mark.parametrize("example", ["distributed_mlp.py", "cnn_batchnorm.py"])
+def test_an_example_with_a_bad_out_says_so_in_one_line(tmp_path, example):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for out, said in [(taken, f"{taken} is a file, not a folder"),
+                      (taken / "figures", f"{taken} is a file, so no folder {taken / 'figures'}")]:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example), "--quick",
+                               "--out", str(out)], capture_output=True, text=True, timeout=600,
+                              cwd=ROOT, env=ENV)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [f"{example}: --out {out}: {said} can be made in it; give a "
+                                            "folder you can write in" if out != taken else
+                                            f"{example}: --out {out}: {said}; give a folder you can "
+                                            "write in"], proc.stderr
+        assert proc.stdout == ""  # nothing loaded or trained
+    assert os.listdir(tmp_path) == ["taken"]

@@ -1,7 +1,7 @@
 """Input gradients are asked for at the backward call (``backward(dout, input_grad=False)``), and
 honoured by every composite; frozen parameters get no gradient and are not even visited when in front.
 Backward calls are counted twice: with hooks (which keep every layer unfused) and by wrapping each
-module's ``backward`` without a hook, so the fused path (``fusion.plan`` non-empty) is covered too."""
+module's ``backward`` without a hook, so the fused path (after ``npnet.fuse``) is covered too."""
 import numpy as np
 import pytest
 

@@ -229,7 +229,7 @@ def test_failed_load_leaves_model_unchanged(tmp_path, damage):
 def run_python(code):
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120, check=True).stdout
+                          timeout=600, check=True).stdout
 
 
 def test_import_npnet_is_lazy_and_exposes_submodules():
@@ -276,7 +276,7 @@ def test_kernels_limit_scipy_blas_only_while_they_run():
             "print(json.dumps([K.blas_setup(), before, after_import, inside, count(), numpy.__path__[0] + '.libs']))\n")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
                          check=True).stdout
     setup, before, after_import, inside, after_kernel, numpy_libs = json.loads(out)
     if setup["library"] is None:
@@ -288,3 +288,13 @@ def test_kernels_limit_scipy_blas_only_while_they_run():
     others = {path: n for path, n in inside.items() if path != setup["library"]}
     assert others == {path: n for path, n in before.items() if path != setup["library"]}
     assert all(n == 2 for path, n in others.items() if path.startswith(numpy_libs))  # NumPy's wheel
+
+def test_dir_npnet_shows_only_public_names():
+    """What tab completion offers: the public names, the submodules and __version__; not the
+    helpers npnet/__init__.py imports (functools, importlib, TYPE_CHECKING) nor the dunders."""
+    names = dir(npnet)
+    assert {"save", "load", "load_run", "manual_seed", "no_grad", "nn", "optim", "train",
+            "__version__"} <= set(names)
+    assert [n for n in names if n.startswith("_") and n != "__version__"] == []
+    assert not {"functools", "importlib", "pkgutil", "TYPE_CHECKING"} & set(names)
+    assert all(hasattr(npnet, n) for n in names)

@@ -185,7 +185,7 @@ def test_numba_cache_switch():
     """NPNET_NUMBA_CACHE=0 compiles every kernel afresh: Numba's dispatcher gets no disk cache."""
     code = ("import npnet.kernels as K; from npnet.kernels import _jit; "
             "print(_jit.CACHE, type(K.conv._conv_forward._cache).__name__)")
-    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600,
                            env={**os.environ, "NPNET_NUMBA_CACHE": v}).stdout.split() for v in ("0", "1")]
     assert outs[0] == ["False", "NullCache"] and outs[1][0] == "True" and outs[1][1] != "NullCache"
 

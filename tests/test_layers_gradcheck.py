@@ -126,3 +126,64 @@ def test_check_module_catches_a_wrong_backward():
 
     with pytest.raises(GradientCheckError, match="input: relative error .*too large"):
         check_module(Broken(), np.random.default_rng(0).standard_normal((2, 3)))
+
+
+class _AssigningLinear(nn.Linear):
+    """A Linear whose backward assigns ``weight.grad`` (rebinding it) instead of adding into it."""
+
+    def backward(self, dout, input_grad=True):
+        x = self.cache
+        dx = super().backward(dout, input_grad)
+        self.weight.grad = dout.T @ x  # the bug: one call's gradient, the earlier ones lost
+        return dx
+
+
+class _OverwritingLinear(nn.Linear):
+    """Writes ``weight.grad[...] = g``: the array is kept but the earlier gradient is lost."""
+
+    def backward(self, dout, input_grad=True):
+        x = self.cache
+        dx = super().backward(dout, input_grad)
+        self.weight.grad[...] = dout.T @ x
+        return dx
+
+
+class _ReplacingLinear(nn.Linear):
+    """Adds correctly but into a new array (``grad = grad + g``): views and buffers are cut off."""
+
+    def backward(self, dout, input_grad=True):
+        before = self.weight.grad.copy()
+        dx = super().backward(dout, input_grad)
+        self.weight.grad = before + (self.weight.grad - before)
+        return dx
+
+
+@pytest.mark.parametrize("cls, said", [
+    (_AssigningLinear, "weight: .*grad equals one call's gradient: it was assigned, not added"),
+    (_OverwritingLinear, "weight: .*grad equals one call's gradient: it was assigned, not added"),
+    (_ReplacingLinear, "weight: backward replaced the grad array")])
+def test_check_module_catches_a_backward_that_does_not_accumulate(cls, said):
+    layer = cls(3, 2, rng=np.random.default_rng(0))
+    with pytest.raises(GradientCheckError, match="accumulate rule broken") as info:
+        check_module(layer, np.random.default_rng(1).standard_normal((4, 3)))
+    assert info.match(said)
+    assert "  bias:" not in str(info.value)  # the bias adds as it should: not reported
+
+
+def test_check_module_accepts_frozen_parameters_and_catches_a_gradient_written_into_one():
+    rng = np.random.default_rng(0)
+    layer = nn.Linear(3, 2, rng=rng)
+    layer.weight.requires_grad = False
+    x = rng.standard_normal((4, 3))
+    assert set(check_module(layer, x)) == {"input", "bias"}
+
+    class Leaky(nn.Linear):
+        def backward(self, dout, input_grad=True):
+            dx = super().backward(dout, input_grad)
+            self.weight.grad += 1.0  # frozen, yet written
+            return dx
+
+    leaky = Leaky(3, 2, rng=rng)
+    leaky.weight.requires_grad = False
+    with pytest.raises(GradientCheckError, match="weight: frozen .* backward wrote a gradient"):
+        check_module(leaky, x)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from npnet.nn import Module, Parameter
-from npnet.optim import SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, MultiStepLR
+from npnet.optim import SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR, MultiStepLR, RMSprop
 
 
 def params(dtype=np.float64, seed=0):
@@ -149,6 +149,10 @@ OPTIMIZERS = {
                                momentum=0.8, nesterov=True),
     "adam": lambda ps: Adam(ps, 0.05, weight_decay=1e-2),
     "adamw": lambda ps: AdamW([{"params": ps[:1], "betas": (0.5, 0.6)}, {"params": ps[1:]}], 0.05),
+    "rmsprop": lambda ps: RMSprop([{"params": ps[:1], "centered": True}, {"params": ps[1:]}], 0.01,
+                                  momentum=0.9, weight_decay=1e-2),
+    "adagrad": lambda ps: Adagrad([{"params": ps[:1], "initial_accumulator_value": 0.5},
+                                   {"params": ps[1:]}], 0.1, lr_decay=0.1),
 }
 
 

@@ -203,11 +203,18 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     logs = lambda: [open(p).read() for p in glob.glob(str(out / "long" / "trials" / "*" / "log.txt"))]
-    deadline = time.time() + 240
-    while time.time() < deadline and not (len(logs()) == 2 and all("epoch 1:" in t for t in logs())):
-        time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=240)
+    try:  # Ctrl-C once both trials are in epoch 2 of 3 (each has a last.npz to resume from)
+        deadline = time.time() + 900  # a bound on a hung sweep only
+        while not (len(logs()) == 2 and all("epoch 1:" in t for t in logs())):
+            assert driver.poll() is None, driver.communicate()
+            assert time.time() < deadline, f"the trials did not finish epoch 1 in 900 s: {logs()}"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=60)
     assert driver.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err + _
     records = json.loads((out / "long" / "results.json").read_text())["trials"]
@@ -216,7 +223,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
     summary = (out / "long" / "summary.md").read_text()
     assert summary.count(": interrupted: stopped by Ctrl-C") == 2 and "None" not in summary
     assert all(os.path.isfile(os.path.join(r["run_dir"], "last.npz")) for r in records.values())
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     for r in rows(out / "long"):
         assert r["status"] == "done" and r["epochs"] == "3"

@@ -7,8 +7,8 @@ F = torch.nn.functional
 
 from npnet.losses import CrossEntropyLoss, FocalLoss, MSELoss  # noqa: E402
 from npnet.nn import Parameter  # noqa: E402
-from npnet.optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR,  # noqa: E402
-                         MultiStepLR)
+from npnet.optim import (SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR,  # noqa: E402
+                         MultiStepLR, RMSprop)
 
 REDUCTIONS = ["mean", "sum", "none"]
 WEIGHT = np.array([0.5, 2.0, 1.0, 0.25, 1.5])
@@ -141,6 +141,16 @@ CONFIGS = {
                     [{"betas": (0.5, 0.9)}, {"lr": 0.01, "weight_decay": 0.2}]),
     "adamw": (AdamW, torch.optim.AdamW, dict(lr=0.05), None),
     "adamw_wd": (AdamW, torch.optim.AdamW, dict(lr=0.05, weight_decay=0.3), None),
+    "rmsprop": (RMSprop, torch.optim.RMSprop, dict(), None),
+    "rmsprop_all": (RMSprop, torch.optim.RMSprop, dict(lr=0.02, alpha=0.9, eps=1e-6, weight_decay=0.1,
+                                                       momentum=0.8, centered=True), None),
+    "rmsprop_groups": (RMSprop, torch.optim.RMSprop, dict(lr=0.01),
+                       [{"momentum": 0.5}, {"centered": True, "alpha": 0.5}]),
+    "adagrad": (Adagrad, torch.optim.Adagrad, dict(), None),
+    "adagrad_all": (Adagrad, torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.3, weight_decay=0.05,
+                                                       initial_accumulator_value=0.2, eps=1e-6), None),
+    "adagrad_groups": (Adagrad, torch.optim.Adagrad, dict(lr=0.1),
+                       [{"lr_decay": 0.5}, {"weight_decay": 0.1, "eps": 1e-3}]),
 }
 
 
@@ -209,11 +219,11 @@ def test_warmup_matches_torch_linear_then_multistep():
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
 @pytest.mark.parametrize("lr", [1e-3, 0.0, -0.0, -1e-12, -1.0])
 def test_learning_rate_rule_is_pytorchs(name, lr):
     """A finite lr is accepted exactly when PyTorch accepts it (lr >= 0, zero included)."""
-    ours_cls = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[name]
+    ours_cls = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad}[name]
     try:
         getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)], lr=lr)
         torch_accepts = True
@@ -240,3 +250,44 @@ def test_cross_entropy_ignore_index(reduction, weight, smoothing, ignore_index, 
     fn = lambda xt: F.cross_entropy(xt, torch.tensor(y), weight=wt, ignore_index=ignore_index,  # noqa
                                     label_smoothing=smoothing, reduction=reduction)
     compare(CrossEntropyLoss(weight, smoothing, reduction, ignore_index=ignore_index), fn, x, y)
+
+
+@pytest.mark.parametrize("cls, key, bad", [
+    ("RMSprop", "alpha", -0.1), ("RMSprop", "eps", -1e-8), ("RMSprop", "momentum", -0.5),
+    ("RMSprop", "weight_decay", -1.0), ("Adagrad", "lr_decay", -0.1), ("Adagrad", "eps", -1.0),
+    ("Adagrad", "weight_decay", -1.0), ("Adagrad", "initial_accumulator_value", -0.5)])
+def test_rmsprop_and_adagrad_refuse_what_pytorch_refuses(cls, key, bad):
+    with pytest.raises(ValueError):
+        getattr(torch.optim, cls)([torch.zeros(1, requires_grad=True)], **{key: bad})
+    with pytest.raises(ValueError, match=f"{cls}: {key} must be >= 0, got {bad}"):
+        {"RMSprop": RMSprop, "Adagrad": Adagrad}[cls]([Parameter(np.zeros(1))], **{key: bad})
+
+
+@pytest.mark.parametrize("name", ["rmsprop_all", "adagrad_all"])
+def test_a_frozen_parameter_keeps_its_step_count_as_in_torch(name):
+    """Parameter b is frozen for steps 2-3 (PyTorch: grad None); its own t (Adagrad's lr decay)
+    and buffers do not advance, and the float32 state stays float32."""
+    ours_cls, torch_cls, kwargs, _ = CONFIGS[name]
+    w0, b0, x, t = model_data()
+    w, b = Parameter(w0.copy()), Parameter(b0.copy())
+    wt, bt = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    opt, opt_t = ours_cls([w, b], **kwargs), torch_cls([wt, bt], **kwargs)
+    xt, tt = torch.tensor(x), torch.tensor(t)
+    for k in range(5):
+        b.requires_grad = k not in (1, 2)
+        opt.zero_grad()
+        np_grads(w, b, x, t)
+        opt.step()
+        opt_t.zero_grad()
+        ((xt @ wt.T + bt - tt) ** 2).mean().backward()
+        if k in (1, 2):
+            bt.grad = None
+        opt_t.step()
+        np.testing.assert_allclose(w.data, wt.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(b.data, bt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    p32 = Parameter(np.ones(3, np.float32))
+    p32.grad[...] = 0.5
+    opt32 = ours_cls([p32], **kwargs)
+    opt32.step()
+    buffers = [getattr(opt32, n)[0] for n in opt32._state_names if n not in opt32._scalar_states]
+    assert p32.data.dtype == np.float32 and {b.dtype for b in buffers if b is not None} == {np.dtype(np.float32)}

@@ -372,3 +372,22 @@ def test_state_dict_round_trip_and_checkpoints_written_once_per_epoch(mini, tmp_
     second.load_state_dict(first.state_dict())
     second.fit(train_c, val_c, epochs=2)
     assert_same_run(full, second)
+
+
+def test_a_cold_kernel_cache_is_announced_once_with_an_estimate(mini, tmp_path, monkeypatch, capsys):
+    from npnet.train import progress
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # read by kernels_cached() only
+    monkeypatch.setitem(progress._said, "cold start", False)
+    assert not progress.kernels_cached()
+    quiet, train, val = make_run(mini, progress=False)
+    quiet.fit(train, val, epochs=1)
+    assert "compile" not in capsys.readouterr().err  # progress=False: nothing at all
+    for _ in range(2):
+        shown, train, val = make_run(mini, progress=None)
+        shown.fit(train, val, epochs=1)
+    err = capsys.readouterr().err
+    assert err.count("npnet: the first steps compile npnet's Numba kernels") == 1, err
+    assert "about 40 s on 2 idle cores" in err and "later runs start in about a second" in err
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "conv._conv_forward-12.py311.nbi").write_bytes(b"")
+    assert progress.kernels_cached()

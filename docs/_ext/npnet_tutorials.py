@@ -54,13 +54,35 @@ def reusable(folder=None):
     return stems
 
 
+QUICK_NOTE = """```{admonition} Built in the quick setting
+:class: warning npnet-setting
+
+This page was built with `NPNET_TUTORIAL_QUICK=1` (as CI builds it): the code below ran on a
+fraction of the images for fewer epochs, so its accuracies and figures are those of a short run,
+not of the tutorial's full setting. Build the site without the variable, or run the tutorial as a
+notebook, for the full run.
+```"""
+FULL_NOTE = """```{admonition} Built in the full setting
+:class: note npnet-setting
+
+The outputs below are those of the tutorial's full setting (as written in its code).
+```"""
+
+
+def setting_note():
+    """The note every tutorial page shows under its title: which setting produced its outputs."""
+    return QUICK_NOTE if os.environ.get("NPNET_TUTORIAL_QUICK") == "1" else FULL_NOTE
+
+
 def read_tutorial(text):
     """MyST-NB's reader of ``tutorials/*.py``: the notebook, with the outputs of its executed
-    copy when ``reusable`` found one."""
+    copy when ``reusable`` found one, and a note after the first cell (title and introduction)
+    saying which setting (quick or full, from ``NPNET_TUTORIAL_QUICK``) ran. The note is a markdown cell: it leaves the code cells, which decide reuse, alone."""
     nb = read_text(text)
     done = _REUSED.get(code_cells(nb))
     if done is not None:
         cells = [c for c in nb.cells if c.cell_type == "code"]
         for cell, ran in zip(cells, (c for c in done.cells if c.cell_type == "code")):
             cell.outputs, cell.execution_count = ran.outputs, ran.execution_count
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(setting_note()))
     return nb

@@ -79,6 +79,9 @@ print(SiLU()(x).round(3))
 # `npnet.gradcheck.check_module` converts the layer to float64, draws a random upstream gradient
 # `dout` and compares `backward(dout)` with central differences of `sum(forward(x) * dout)`. It
 # returns the relative error of every array and raises `GradientCheckError` when one is too large.
+# For a layer with parameters it also runs a second backward without `zero_grad()` and checks that
+# every `grad` doubled: `backward` must add into `p.grad` (`+=`), never assign it, or shared weights
+# would silently get only one of their gradients.
 
 # %%
 rng = np.random.default_rng(0)

@@ -1,5 +1,6 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
-them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers.
+them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers, ``evaluate``
+and ``predict`` use a trained run's model (``trained.py``).
 
 ``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
 ``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
@@ -16,8 +17,12 @@ from .config import ConfigError, describe_schema, finish_config, load_config
 from .experiment import RunError
 
 
-def _parser():
+def _parser(zoo=None):
+    """The argument parser; ``zoo``: the model names ``summary --help`` lists (None: not asked,
+    so that no command pays for importing the zoo to build its parser)."""
+    from .. import __version__
     p = argparse.ArgumentParser(prog="npnet", description="npnet experiments")
+    p.add_argument("--version", action="version", version=f"npnet {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--traceback", action="store_true",
                         help="on an unexpected error show the Python traceback (for bug reports)")
@@ -29,11 +34,35 @@ def _parser():
     c.add_argument("runs", nargs="+", help="run folders (with history.json and metrics.json)")
     c.add_argument("--out", default=".", help="folder for the figures (default: .)")
     s = sub.add_parser("summary", parents=[common],
-                       help="print a model's layers, output shapes and parameters")
-    s.add_argument("model")
+                       help="print a model's layers, output shapes and parameters",
+                       epilog=None if zoo is None else "models: " + ", ".join(zoo))
+    s.add_argument("model", help="a name of the model zoo (listed below)")
     s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
-    s.add_argument("--num-classes", type=int, default=10)
+    s.add_argument("--num-classes", type=int, default=10, help="outputs of the last layer, >= 1 "
+                                                               "(default 10)")
+    _use_parsers(sub, common)
     return p
+
+
+def _use_parsers(sub, common):
+    weights = {"choices": ("best", "last"), "default": "best",
+               "help": "best: best.npz when the run kept one, else last.npz (default); last: last.npz"}
+    run_help = "a run folder written by npnet train (runs/<name>-<time>) or one of its checkpoints"
+    e = sub.add_parser("evaluate", parents=[common], help="a trained run's accuracy on a test set")
+    e.add_argument("run", help=run_help)
+    e.add_argument("--dataset", help="whose whole test split to use (default: the run's own dataset); one of "
+                                     "the same image size, e.g. fashion-mnist for a fashion-mnist-mini run")
+    e.add_argument("--weights", **weights)
+    p = sub.add_parser("predict", parents=[common],
+                       help="a trained run's classes and probabilities for images in files",
+                       description="Prints, for every image, the predicted class and the top "
+                       "probabilities. FILES: .npy arrays ((N, C, H, W), (N, H, W) or one image), "
+                       ".png images, Fashion-MNIST IDX image files (*-images-idx3-ubyte[.gz]) or "
+                       "CIFAR-10 batches (data_batch_N, test_batch, *.bin), of the run's image size.")
+    p.add_argument("run", help=run_help)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--top", type=int, default=3, help="probabilities shown per image (default 3)")
+    p.add_argument("--weights", **weights)
 
 
 def _train_parser(sub, common):
@@ -91,6 +120,15 @@ def _sweep_parser(sub, common):
     w.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
 
 
+def _check_out(out):
+    """``RunError`` (exit 2, nothing written) when no files can be written in the folder ``out``."""
+    from .._io import check_writable_folder
+    try:
+        check_writable_folder(out)
+    except ValueError as e:
+        raise RunError(f"--out {out}: {e}; give a folder you can write in (made if missing)") from None
+
+
 def _shares(args, n_trials, backend):
     """(workers, threads per trial): by default the machine's cores, filled."""
     from .threads import available_cores
@@ -120,6 +158,7 @@ def _sweep(args):
     if args.asha is not None and args.asha < 1:
         raise RunError(f"--asha GRACE_EPOCHS must be >= 1, got {args.asha}")
     sweep = load_sweep(args.sweep, args.set)
+    _check_out(args.out)
     workers, threads = _shares(args, len(sweep.trials), backend)
     log = (lambda *a, **k: None) if args.quiet else print
     if (backend == "local" or not args.address) and workers * threads > available_cores():
@@ -135,6 +174,8 @@ def _train(args):
     from .runner import run_experiment
     rank = None if args.nproc is not None else join_world()  # None: not under MPI
     config = _train_config(args)
+    if not rank and args.resume is None:  # resuming: the checkpoint's folder (rank 0 writes)
+        _check_out(args.out or "runs")
     if args.nproc is not None and args.nproc != 1:
         from .launch import check_launch, launch
         check_launch(args.nproc, config)
@@ -178,6 +219,8 @@ def _train_config(args):
 
 def _summary(args):
     from ..models import build_model, summary
+    if args.num_classes < 1:
+        raise RunError(f"--num-classes must be >= 1, got {args.num_classes}")
     try:
         shape = tuple(int(v) for v in args.in_shape.split(","))
         model = build_model(args.model, shape, args.num_classes)
@@ -198,6 +241,7 @@ def _compare(args):
 
     from .. import plots
     labels = [os.path.basename(os.path.normpath(r)) for r in args.runs]
+    _check_out(args.out)
     try:
         histories = {k: _read_json(os.path.join(r, "history.json")) for k, r in zip(labels, args.runs)}
         results = {k: _read_json(os.path.join(r, "metrics.json")) for k, r in zip(labels, args.runs)}
@@ -214,12 +258,70 @@ def _compare(args):
     return 0
 
 
-COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary}
+def _load_run(args):
+    from .trained import load_run
+    try:
+        return load_run(args.run, args.weights)
+    except (OSError, ValueError) as e:
+        raise RunError(str(e)) from None
+
+
+def _evaluate(args):
+    from .. import metrics
+    from .experiment import load_data
+    from .trained import IMAGE_SHAPES
+    run = _load_run(args)
+    dataset = args.dataset or run.config["data"]["dataset"]
+    if dataset not in IMAGE_SHAPES:
+        raise RunError(f"--dataset {dataset!r}: expected one of {', '.join(IMAGE_SHAPES)}")
+    if IMAGE_SHAPES[dataset] != run.image_shape:
+        raise RunError(f"--dataset {dataset}: its images are {IMAGE_SHAPES[dataset]}, the run's "
+                       f"model takes {run.image_shape}; give a dataset of the run's image size")
+    config = dict(run.config, data=dict(run.config["data"], dataset=dataset))
+    _, _, x, y = load_data(config)
+    logits = run.logits(x, run.config["train"]["eval_batch_size"])
+    k = len(run.classes)
+    print(f"{run}\n{dataset} test set, {len(y)} images: accuracy {metrics.accuracy(y, logits):.4f}, "
+          f"balanced accuracy {metrics.balanced_accuracy(y, logits, k):.4f}")
+    return 0
+
+
+def _predict(args):
+    import numpy as np
+
+    from .trained import read_images
+    if args.top < 1:
+        raise RunError(f"--top must be >= 1, got {args.top}")
+    run = _load_run(args)
+    top = min(args.top, len(run.classes))
+    for path in args.files:
+        try:
+            images = read_images(path, channels=run.image_shape[0])
+            probs = run.predict(images, run.config["train"]["eval_batch_size"])
+        except OSError as e:
+            raise RunError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        except (ValueError, TypeError) as e:
+            raise RunError(f"{path}: {e}" if path not in str(e) else str(e)) from None
+        for i, p in enumerate(probs):
+            best = np.argsort(-p, kind="stable")[:top]
+            where = path if len(probs) == 1 else f"{path}[{i}]"
+            print(f"{where}: {run.classes[best[0]]}  ("
+                  + ", ".join(f"{run.classes[c]} {p[c]:.3f}" for c in best) + ")")
+    return 0
+
+
+COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary,
+            "evaluate": _evaluate, "predict": _predict}
 
 
 def main(argv=None):
     """Entry point of the ``npnet`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    zoo = None
+    if argv[:1] == ["summary"] and {"-h", "--help"} & set(argv):
+        from ..models import MODELS
+        zoo = list(MODELS)
+    args = _parser(zoo).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, RunError) as e:

@@ -199,8 +199,20 @@ def _section(name, given, problems):
         return {k: f.default for k, f in fields.items()}
     for key in given:
         if key not in fields:
-            problems.append(f"unknown key '{name}.{key}'; valid keys in '{name}': {', '.join(fields)}")
+            problems.append(f"unknown key '{name}.{key}'{_did_you_mean(name, key)}; valid keys in "
+                            f"'{name}': {', '.join(fields)}")
     return _parse_fields(fields, given, f"{name}.", problems)
+
+
+def _did_you_mean(section, key):
+    """ ``" (did you mean 'train.learning_rate'?)"`` for a misspelt key or one put in the wrong
+    section (``train.dataset`` -> ``data.dataset``); "" when nothing is close."""
+    import difflib
+    here = difflib.get_close_matches(str(key), list(SCHEMA[section]), n=1, cutoff=0.6)
+    if here:
+        return f" (did you mean '{section}.{here[0]}'?)"
+    elsewhere = [f"{name}.{key}" for name, fields in SCHEMA.items() if key in fields]
+    return f" (did you mean '{elsewhere[0]}'?)" if elsewhere else ""
 
 
 def validate_config(raw):
@@ -208,21 +220,25 @@ def validate_config(raw):
     listing every problem otherwise (and the valid keys, when a key is unknown)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with sections {', '.join(SCHEMA)}, got "
-                          f"{type(raw).__name__}\nvalid keys:\n{describe_schema()}")
+                          f"{type(raw).__name__}; every key, with its default: npnet train --help")
     problems = []
     valid = list(TOP_LEVEL) + list(SCHEMA)
     for key in raw:
         if key not in valid:
-            problems.append(f"unknown top-level key '{key}'; valid: {', '.join(valid)}")
+            import difflib
+            close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"unknown top-level key '{key}'{hint}; valid: {', '.join(valid)}")
     config = _parse_fields(TOP_LEVEL, raw, "", problems)
     for name in SCHEMA:
         config[name] = _section(name, raw.get(name), problems)
     _check_values(config, problems)
     if problems:
-        # the key list helps with a misspelt key; after a bad value it only buries the message
+        # an unknown key's message names its section's keys (and the closest); the whole schema
+        # would bury it: say where it is instead
         keys = any(p.startswith("unknown ") for p in problems)
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems) +
-                          (f"\nvalid keys:\n{describe_schema()}" if keys else ""))
+                          ("\nevery key, with its default: npnet train --help" if keys else ""))
     return config
 
 

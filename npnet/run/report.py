@@ -1,5 +1,6 @@
 """The end of a run: test metrics (``metrics.json``) and the figures of its folder."""
 import json
+import math
 import os
 
 import numpy as np
@@ -33,12 +34,13 @@ def report(trainer, config, run, test, classes, has_val, log=print):
               "confusion_matrix": np.asarray(cm).tolist(), "classes": list(classes),
               "weights": used, "epochs": trainer.epoch, "best_epoch": best_epoch,
               "best_val_accuracy": best_value if has_val else None,
-              "train_seconds": float(sum(r["time"] or 0.0 for r in trainer.history.epochs)),
+              "train_seconds": round(float(sum(r["time"] or 0.0 for r in trainer.history.epochs)), 3),
               # what the config's speed passes did: fused modules, each convolution's algorithm
               "speed": getattr(trainer, "speed", None)}
     watch = next((cb for cb in trainer.callbacks if isinstance(cb, LayerStats)), None)
     if watch is not None:  # the last value of every statistic, e.g. for a sweep's summary
         result["layer_stats"] = watch.last()
+    result = _without_float_noise(result)
     atomic_write_text(os.path.join(run, "metrics.json"), json.dumps(result, indent=1))
     log(f"test accuracy {result['test_accuracy']:.4f}, balanced {result['balanced_accuracy']:.4f} "
         f"({used} weights)")
@@ -48,6 +50,20 @@ def report(trainer, config, run, test, classes, has_val, log=print):
         plots.plot_layer_stats(watch.stats, os.path.join(run, "layer_stats.png"),
                                title=f"{config['name']}: per-layer statistics")
     return result
+
+
+def _without_float_noise(obj):
+    """Floats that are a short decimal but for rounding noise in their last bits (0.69, not
+    0.6900000000000001: sums of fractions such as a balanced accuracy carry it) written as that
+    decimal, through dicts and lists; any other float (2/3, 19/60) is kept exactly."""
+    if isinstance(obj, float):
+        short = float(f"{obj:.12g}") if math.isfinite(obj) else obj
+        return short if abs(short - obj) <= 4 * math.ulp(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _without_float_noise(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_without_float_noise(v) for v in obj]
+    return obj
 
 
 def _figures(trainer, config, run, x_te, y_te, logits, cm, per_class, classes):

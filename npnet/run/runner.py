@@ -121,8 +121,13 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
         load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
         resumed(trainer, log)                  # the checkpoint's convolution algorithms
     created = not os.path.isdir(run)
-    os.makedirs(run, exist_ok=True)
-    atomic_write_text(os.path.join(run, "config.yaml"), _yaml(config))
+    try:
+        os.makedirs(run, exist_ok=True)
+        atomic_write_text(os.path.join(run, "config.yaml"), _yaml(config))
+    except OSError as e:  # a path the user gave (checked by the CLI; here for library callers)
+        _discard_if_empty(run, created and os.path.isdir(run))
+        raise RunError(f"cannot write the run folder {run} ({e.strerror or e}); give another "
+                       "--out (a folder you can write in)") from None
     log(f"run folder: {run}\nmodel {config['network']['model']}: "
         f"{trainer.model.num_parameters():,} parameters; train {len(d.x_train)}, "
         f"val {0 if d.x_val is None else len(d.x_val)}, test {len(d.x_test)} images")

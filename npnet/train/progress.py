@@ -2,6 +2,8 @@
 (in a terminal), one plain line per epoch (anywhere else: a log file, a pipe, CI), and Ctrl-C.
 Everything goes to stderr, so that stdout keeps only what the program prints itself."""
 import contextlib
+import glob
+import os
 import signal
 import sys
 import threading
@@ -18,6 +20,37 @@ def mode(progress):
     if progress is None:
         return "bar" if _is_terminal(sys.stderr) else "lines"
     return "bar" if progress else None
+
+
+_KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+COLD_START = ("npnet: the first steps compile npnet's Numba kernels ({why}; about 40 s on 2 idle "
+              "cores, minutes on a loaded machine); later runs start in about a second")
+_said = {"cold start": False}
+
+
+def kernels_cached():
+    """Whether Numba's disk cache holds compiled npnet kernels (``*.nbi`` index files beside the
+    kernels, or under ``$NUMBA_CACHE_DIR``); False with ``NPNET_NUMBA_CACHE=0``."""
+    from ..kernels import _jit
+    if not _jit.CACHE:
+        return False
+    stems = {os.path.splitext(f)[0] for f in os.listdir(_KERNELS) if f.endswith(".py")}
+    where = os.environ.get("NUMBA_CACHE_DIR")
+    found = (glob.glob(os.path.join(where, "**", "*.nbi"), recursive=True) if where
+             else glob.glob(os.path.join(_KERNELS, "__pycache__", "*.nbi")))
+    return any(os.path.basename(f).split(".")[0] in stems for f in found)
+
+
+def say_cold_start(progress):
+    """Once per process, when training shows progress (``mode(progress)`` not None) and nothing
+    is compiled yet: says on stderr why the first steps take long and for about how long."""
+    if _said["cold start"] or mode(progress) is None or kernels_cached():
+        return False
+    from ..kernels import _jit
+    why = "once: their cache is empty" if _jit.CACHE else "NPNET_NUMBA_CACHE=0: every run"
+    print(COLD_START.format(why=why), file=sys.stderr, flush=True)
+    _said["cold start"] = True
+    return True
 
 
 def _is_terminal(stream):

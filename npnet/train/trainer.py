@@ -92,6 +92,8 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_begin(self)
         self._replicas = distributed.replicate(self.model, train_loader)
+        if distributed.is_writer():
+            progress.say_cold_start(self.progress)
         with progress.ctrl_c_stops(quiet=not distributed.is_writer()) as ctrl_c:
             while self.epoch < epochs and not self.stop_training:
                 self._run_epoch(epochs, ctrl_c)
