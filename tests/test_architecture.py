@@ -64,7 +64,9 @@ def imported_parts(source, module):
             names = [target] if node.module else [target + [alias.name] for alias in node.names]
         else:
             continue
-        parts |= {name[1] for name in names if len(name) > 1 and name[0] == "npnet"}
+        # npnet.__version__ and the like are the package's own names, not a part on a floor
+        parts |= {name[1] for name in names if len(name) > 1 and name[0] == "npnet"
+                  and not name[1].startswith("__")}
     return parts
 
 
