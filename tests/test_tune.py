@@ -65,7 +65,7 @@ def test_tune_sets_the_fastest_and_the_cache_remembers_it(tmp_path, monkeypatch)
     timed = []
     real = autotune._timed
     monkeypatch.setattr(autotune, "_timed", lambda run: (timed.append(1), real(run))[1])
-    report = npnet.tune(model, x)
+    report = npnet.tune(model, x, algorithms=K.CONV_ALGORITHMS)   # F(4x4) asked for too
     assert [r["layer"] for r in report] == ["0", "3"]          # the 1x1 layer has no choice
     assert [r["input"] for r in report] == [(4, 3, 8, 8), (4, 16, 8, 8)]
     assert len(timed) == 2 * len(K.CONV_ALGORITHMS) * autotune.ROUNDS
@@ -79,10 +79,13 @@ def test_tune_sets_the_fastest_and_the_cache_remembers_it(tmp_path, monkeypatch)
         f"train ({r['input'][0]}, {r['input'][1]}, 8, 8) -> 16 3x3 pad (1, 1) float32" for r in report)
     assert Path(autotune.cache_file()).parent == tune_cache and not list(tune_cache.glob(".*.tmp"))
     again = small_net()
-    again_report = npnet.tune(again, x)                          # same shapes: read, not measured
+    again_report = npnet.tune(again, x, algorithms=K.CONV_ALGORITHMS)  # same shapes: read, not measured
     assert len(timed) == 2 * len(K.CONV_ALGORITHMS) * autotune.ROUNDS
     assert [r["times"] for r in again_report] == [{}, {}] and algorithms(again) == algorithms(model)
     assert "(from the cache)" in str(again_report)
+    default = npnet.tune(small_net(), x)                           # another candidate set: measured anew
+    assert all(set(r["times"]) == {"im2col", "winograd"} for r in default)
+    assert npnet.nn.tuning.DEFAULT_ALGORITHMS == ("im2col", "winograd")
 
 
 def test_tune_changes_nothing_but_the_algorithms():
