@@ -165,16 +165,23 @@ def test_concurrent_processes_share_one_valid_cache(tmp_path, monkeypatch):
     assert all(k.startswith("train (1, 16, ") for k in keys) and 1 <= len(keys) <= 4  # last writer may win
 
 
-def test_the_runner_tunes_once_and_a_resumed_run_keeps_the_checkpoints_algorithms(tmp_path, monkeypatch, capsys):
+def train_small(tmp_path, max_train, **sections):
+    """``npnet train`` of cnn-small on a few images of the mini set, with ``sections`` added to the
+    config; returns (exit status, config path)."""
     import yaml
-    from npnet.run import speed
     from npnet.run.cli import main
-    config = {"seed": 0, "train": {"batch_size": 20, "epochs": 1},
+    config = {"seed": 0, "train": {"batch_size": 20, "epochs": 1}, **sections,
               "network": {"model": "cnn-small", "save_best": False},
-              "data": {"dataset": "fashion-mnist-mini", "max_train": 60, "max_test": 20}}
+              "data": {"dataset": "fashion-mnist-mini", "max_train": max_train, "max_test": 20}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--out", str(tmp_path / "runs")]) == 0
+    return main(["train", str(path), "--out", str(tmp_path / "runs")]), path
+
+
+def test_the_runner_tunes_once_and_a_resumed_run_keeps_the_checkpoints_algorithms(tmp_path, monkeypatch, capsys):
+    from npnet.run import speed
+    from npnet.run.cli import main
+    assert train_small(tmp_path, 60)[0] == 0
     assert "speed: fused" in capsys.readouterr().out
     run = next((tmp_path / "runs").iterdir())
     first = json.loads((run / "metrics.json").read_text())["speed"]
@@ -189,14 +196,9 @@ def test_the_runner_tunes_once_and_a_resumed_run_keeps_the_checkpoints_algorithm
 
 
 def test_speed_tune_false_keeps_the_fixed_rule(tmp_path, capsys):
-    import yaml
     from npnet.run.cli import main
-    config = {"seed": 0, "train": {"batch_size": 20, "epochs": 1}, "speed": {"tune": False, "fuse": False},
-              "network": {"model": "cnn-small", "save_best": False},
-              "data": {"dataset": "fashion-mnist-mini", "max_train": 40, "max_test": 20}}
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--out", str(tmp_path / "runs")]) == 0
+    status, path = train_small(tmp_path, 40, speed={"tune": False, "fuse": False})
+    assert status == 0
     assert "speed: not fused; convolution algorithms (the fixed rule)" in capsys.readouterr().out
     record = json.loads((next((tmp_path / "runs").iterdir()) / "metrics.json").read_text())["speed"]
     assert record["fused"] == [] and record["algorithms"] == algorithms(build_model("cnn-small", (1, 28, 28), 10))

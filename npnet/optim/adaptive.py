@@ -47,9 +47,7 @@ class Adagrad(Optimizer):
         """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
         self._begin_step()
         for group, i, p in self._each():
-            g = p.grad
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p.data
+            g = self._decayed_grad(group, p)
             if self.state_sum[i] is None:
                 self.state_sum[i] = np.full_like(p.data, group["initial_accumulator_value"])
                 self.steps[i] = np.array(0, dtype=np.int64)
@@ -94,9 +92,7 @@ class RMSprop(Optimizer):
         """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
         self._begin_step()
         for group, i, p in self._each():
-            alpha, g = group["alpha"], p.grad
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p.data
+            alpha, g = group["alpha"], self._decayed_grad(group, p)
             if self.square_avg[i] is None:
                 self.square_avg[i] = np.zeros_like(p.data)
             v = self.square_avg[i]

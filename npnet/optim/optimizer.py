@@ -87,6 +87,12 @@ class Optimizer:
                     yield group, i, p
                 i += 1
 
+    @staticmethod
+    def _decayed_grad(group, p):
+        """``p.grad`` plus the L2 term ``weight_decay * p.data`` (PyTorch's coupled weight decay of
+        SGD, RMSprop and Adagrad), a new array only when there is decay."""
+        return p.grad + group["weight_decay"] * p.data if group["weight_decay"] else p.grad
+
     def _begin_step(self):
         """Checks every group before anything changes (a NaN lr would poison every weight), then
         counts the step."""

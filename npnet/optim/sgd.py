@@ -41,9 +41,7 @@ class SGD(Optimizer):
         """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
         self._begin_step()
         for group, i, p in self._each():
-            g = p.grad
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * p.data
+            g = self._decayed_grad(group, p)
             momentum = group["momentum"]
             if momentum:
                 buf = self.momentum_buffer[i]
