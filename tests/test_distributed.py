@@ -177,12 +177,18 @@ def test_two_ranks_with_the_default_tuning_equal_one_process(tmp_path):
     assert_same_weights(weights(os.path.join(one, "last.npz")), weights(os.path.join(two, "last.npz")), rtol=1e-5)
 
 
-@mpi
-def test_every_rank_computes_with_rank_0s_algorithms(tmp_path):
-    proc = subprocess.run([launch.find_mpiexec(), "-n", "3", "-host", "localhost", sys.executable,
-                           os.path.join(HERE, "_mpi_job.py"), "algorithms", str(tmp_path)],
+def mpi_job(mode, ranks, out):
+    """``mpiexec -n ranks python _mpi_job.py mode out`` on localhost; asserts it succeeded."""
+    proc = subprocess.run([launch.find_mpiexec(), "-n", str(ranks), "-host", "localhost", sys.executable,
+                           os.path.join(HERE, "_mpi_job.py"), mode, str(out)],
                           capture_output=True, text=True, env=env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@mpi
+def test_every_rank_computes_with_rank_0s_algorithms(tmp_path):
+    mpi_job("algorithms", 3, tmp_path)
     got = [json.load(open(tmp_path / f"rank{r}.json")) for r in range(3)]
     assert got[0] == got[1] == got[2] and set(got[0].values()) == {"winograd4", "im2col"}
 
@@ -218,10 +224,7 @@ def test_sync_batchnorm_running_statistics_equal_on_every_rank(tmp_path):
 
 @mpi
 def test_overlapped_allreduce_gives_the_blocking_gradients(tmp_path):
-    proc = subprocess.run([launch.find_mpiexec(), "-n", "2", "-host", "localhost", sys.executable,
-                           os.path.join(HERE, "_mpi_job.py"), "overlap", str(tmp_path)],
-                          capture_output=True, text=True, env=env(), timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    mpi_job("overlap", 2, tmp_path)
     g = np.load(tmp_path / "rank0.npz")
     keys = [k for k in g.files if "/False/" in k]
     assert len(keys) == 10 + 95

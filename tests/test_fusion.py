@@ -4,7 +4,6 @@ kernels' fused ReLU against their NumPy references; every fused module against i
 both ways; every case that must not fuse (hooks, subclasses, other activations); ResNet blocks, and
 PyTorch where installed."""
 import copy
-import warnings
 
 import numpy as np
 import pytest

@@ -6,14 +6,13 @@ cut short or not a checkpoint at all, or a config that disagrees with it, is one
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
+from _ctrl_c import interrupt_when
 from npnet.run.cli import main
 from test_cli import TINY
 from test_cli_errors import A, ROOT, assert_message, npnet, write
@@ -131,18 +130,7 @@ def test_ctrl_c_prints_only_the_command_lines_hint(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "npnet", "train", path, "--out", "runs"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 900  # a bound on a hung start only
-        while not glob.glob(str(tmp_path / "runs" / "*" / "last.npz")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.time() < deadline, "no last.npz in 900 s"
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
+    out, err = interrupt_when(proc, lambda: glob.glob(str(tmp_path / "runs" / "*" / "last.npz")), "no last.npz")
     assert proc.returncode == 130, err
     (last,) = glob.glob(str(tmp_path / "runs" / "*" / "last.npz"))
     hint = f"resume with: npnet train --resume {os.path.relpath(last, tmp_path)}"

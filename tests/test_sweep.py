@@ -9,15 +9,14 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from npnet.run.asha import Asha
+from _ctrl_c import interrupt_when
 from npnet.run.cli import main
 from npnet.run.config import ConfigError
 from npnet.run.sweep_report import write_report
@@ -203,18 +202,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path):
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     logs = lambda: [open(p).read() for p in glob.glob(str(out / "long" / "trials" / "*" / "log.txt"))]
-    try:  # Ctrl-C once both trials are in epoch 2 of 3 (each has a last.npz to resume from)
-        deadline = time.time() + 900  # a bound on a hung sweep only
-        while not (len(logs()) == 2 and all("epoch 1:" in t for t in logs())):
-            assert driver.poll() is None, driver.communicate()
-            assert time.time() < deadline, f"the trials did not finish epoch 1 in 900 s: {logs()}"
-            time.sleep(0.2)
-        driver.send_signal(signal.SIGINT)
-        _, err = driver.communicate(timeout=600)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait(timeout=60)
+    # Ctrl-C once both trials are in epoch 2 of 3 (each has a last.npz to resume from)
+    _, err = interrupt_when(driver, lambda: len(logs()) == 2 and all("epoch 1:" in t for t in logs()),
+                            "the trials did not finish epoch 1", poll=0.2, wait=600)
     assert driver.returncode == 130, err
     assert "Traceback" not in err and "run the same command again" in err + _
     records = json.loads((out / "long" / "results.json").read_text())["trials"]

@@ -30,7 +30,6 @@ max-pool 8-10.6 ms instead of 6.3. ``OPENBLAS_THREAD_TIMEOUT=4`` in the environm
 imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it once NumPy is loaded.
 """
 import contextlib
-import functools
 import os
 import threading
 

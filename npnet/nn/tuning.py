@@ -15,11 +15,12 @@ from .conv import Conv2d
 from .grad_mode import no_grad
 
 
-#: the candidates unless asked otherwise: the two algorithms with im2col's float32 rounding.
-#: F(4x4, 3x3) ("winograd4", faster on wide layers) rounds ~10x more coarsely, and training amplifies
-#: it: cnn-bn with SyncBatchNorm on 3 uneven ranks ended an epoch 2.1e-3 (relative) away from one
-#: process with it, 1.2e-5 with F(2x2) (7 December); so it is there to be asked for.
-DEFAULT_ALGORITHMS = ("im2col", "winograd")
+#: the candidates unless asked otherwise. For training, the two algorithms with im2col's float32
+#: rounding: F(4x4, 3x3) ("winograd4", faster on wide layers) rounds ~10x more coarsely, and training
+#: amplifies it (cnn-bn with SyncBatchNorm on 3 uneven ranks ended an epoch 2.1e-3 (relative) away
+#: from one process with it, 1.2e-5 with F(2x2), 7 December). For inference all three: there the
+#: error stays ~1e-6 of an output, and F(4x4) made cnn-bn's forward 152 -> 108 ms.
+DEFAULT_ALGORITHMS = {"train": ("im2col", "winograd"), "inference": ("im2col", "winograd", "winograd4")}
 
 
 class TuneReport(list):
@@ -36,14 +37,15 @@ class TuneReport(list):
         return "\n".join(lines)
 
 
-def tune(model, example_input, algorithms=DEFAULT_ALGORITHMS, train=None):
+def tune(model, example_input, algorithms=None, train=None):
     """Times each convolution of ``model`` that has a choice and sets its ``algorithm``; returns a
     :class:`TuneReport`. ``example_input``: a batch of the shape training (or inference) will use.
-    ``algorithms``: the candidates, by default im2col and Winograd F(2x2, 3x3); add ``"winograd4"``
-    (``kernels.autotune.ALGORITHMS`` names all three) for F(4x4, 3x3), faster on wide layers, whose
-    float32 rounding is ~10x coarser (``DEFAULT_ALGORITHMS`` says what that cost). ``train``: time forward and backward (default:
+    ``algorithms``: the candidates; by default (``DEFAULT_ALGORITHMS``) im2col and Winograd
+    F(2x2, 3x3) for training, and also F(4x4, 3x3) (``"winograd4"``, faster on wide layers, float32
+    rounding ~10x coarser) for inference. ``train``: time forward and backward (default:
     ``model.training``), or the forward alone."""
     train = model.training if train is None else bool(train)
+    algorithms = DEFAULT_ALGORITHMS["train" if train else "inference"] if algorithms is None else algorithms
     candidates = tuple(a for a in autotune.ALGORITHMS if a in algorithms)
     if not candidates:
         raise ValueError(f"npnet.tune: algorithms must name some of {autotune.ALGORITHMS}, got {algorithms!r}")
