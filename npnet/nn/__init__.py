@@ -9,6 +9,9 @@ from .dropout import Dropout
 from .activation import ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU, Softmax, LogSoftmax
 from .embedding import Embedding
 from .layernorm import LayerNorm
+from .rnn import RNN
+from .lstm import LSTM
+from .gru import GRU
 from . import utils
 from .shape import Flatten, Identity
 from .residual import Residual
@@ -18,5 +21,6 @@ from ..losses import CrossEntropyLoss, FocalLoss, MSELoss
 
 __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
            "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
-           "Tanh", "GELU", "SiLU", "Softmax", "LogSoftmax", "Embedding", "LayerNorm", "utils",
+           "Tanh", "GELU", "SiLU", "Softmax", "LogSoftmax", "Embedding", "LayerNorm", "RNN", "LSTM", "GRU",
+           "utils",
            "Flatten", "Identity", "Residual", "CrossEntropyLoss", "MSELoss", "FocalLoss"]
