@@ -12,6 +12,9 @@ from .layernorm import LayerNorm
 from .rnn import RNN
 from .lstm import LSTM
 from .gru import GRU
+from .attention import scaled_dot_product_attention, causal_mask
+from .multihead import MultiheadAttention
+from .transformer import TransformerEncoderLayer, TransformerEncoder, PositionalEncoding
 from . import utils
 from .shape import Flatten, Identity
 from .residual import Residual
@@ -22,5 +25,6 @@ from ..losses import CrossEntropyLoss, FocalLoss, MSELoss
 __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
            "GlobalAvgPool2d", "BatchNorm1d", "BatchNorm2d", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
            "Tanh", "GELU", "SiLU", "Softmax", "LogSoftmax", "Embedding", "LayerNorm", "RNN", "LSTM", "GRU",
-           "utils",
+           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "PositionalEncoding",
+           "scaled_dot_product_attention", "causal_mask", "utils",
            "Flatten", "Identity", "Residual", "CrossEntropyLoss", "MSELoss", "FocalLoss"]
