@@ -111,7 +111,7 @@ class GELU(_Activation):
     ``approximate='tanh'``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
     Caches the input: both derivatives are functions of x, not of the output.
 
-    Shape: (N, *) -> same.
+    Shape: ``(N, *)`` -> same.
     """
 
     def __init__(self, approximate="none"):
@@ -156,7 +156,7 @@ def _erf(x):
 class SiLU(_Activation):
     """x * sigmoid(x) (also called swish), as ``torch.nn.SiLU``; caches the input.
 
-    Shape: (N, *) -> same.
+    Shape: ``(N, *)`` -> same.
     """
 
     def forward(self, x):
@@ -193,7 +193,7 @@ class _SoftmaxBase(_Activation):
 class Softmax(_SoftmaxBase):
     """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.Softmax(dim)``; caches the output.
 
-    Shape: any (*) with at least one dim -> same.
+    Shape: any ``(*)`` with at least one dim -> same.
     """
 
     def forward(self, x):
@@ -213,7 +213,7 @@ class Softmax(_SoftmaxBase):
 class LogSoftmax(_SoftmaxBase):
     """log(softmax(x)) along ``dim``, as ``torch.nn.LogSoftmax(dim)``; caches the output.
 
-    Shape: any (*) with at least one dim -> same.
+    Shape: any ``(*)`` with at least one dim -> same.
     """
 
     def forward(self, x):

@@ -15,7 +15,7 @@ class Embedding(Module):
     Backward adds ``dout`` into the rows that were looked up (``np.add.at``: a token used twice
     gets both contributions) and returns None: integer ids have no gradient.
 
-    Shape: ids (*) integers -> output (*, embedding_dim).
+    Shape: ids ``(*)`` integers -> output ``(*, embedding_dim)``.
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=np.float32):

@@ -12,7 +12,7 @@ class LayerNorm(Module):
     train and eval are the same function. ``elementwise_affine=False`` has no parameters;
     ``bias=False`` keeps only ``weight``. Cache: the normalised input and 1 / std.
 
-    Shape: input (*, *normalized_shape) -> same. weight, bias: normalized_shape.
+    Shape: input ``(*, *normalized_shape)`` -> same. weight, bias: ``normalized_shape``.
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32):

@@ -14,7 +14,7 @@ class MultiheadAttention(MultiInput, Module):
 
     Parameters (PyTorch's names): ``in_proj_weight`` (3E, E) and ``in_proj_bias`` (3E,), the q,
     k, v projections stacked in that order; ``out_proj.weight`` (E, E), ``out_proj.bias`` (E,).
-    Init as PyTorch: xavier_uniform_ on in_proj_weight, zero biases. Not supported: kdim / vdim
+    Init as PyTorch: ``xavier_uniform_`` on in_proj_weight, zero biases. Not supported: kdim / vdim
     other than embed_dim, add_bias_kv, add_zero_attn.
 
     ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
@@ -97,6 +97,7 @@ class MultiheadAttention(MultiInput, Module):
     # -- forward / backward ---------------------------------------------------------------------
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True):
+        """``(attn_output, attn_weights or None)``; masks and shapes in the class docstring."""
         q_in, k_in, v_in = (self._batch_major(a, n) for a, n in ((query, "query"), (key, "key"), (value, "value")))
         N, L, _ = q_in.shape
         S = k_in.shape[1]
@@ -116,6 +117,8 @@ class MultiheadAttention(MultiInput, Module):
         return (out if self.batch_first else out.transpose(1, 0, 2)), weights
 
     def backward(self, dout, input_grad=True):
+        """``dout``: d attn_output, or ``(d attn_output, d attn_weights)``. Returns ``(d_query, d_key,
+        d_value)``, or None without ``input_grad``."""
         q_in, k_in, v_in, acache, averaged = self._saved()
         dout, dweights = dout if isinstance(dout, tuple) else (dout, None)
         N, L, E = q_in.shape

@@ -93,6 +93,8 @@ class RNNBase(MultiInput, Module):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x, hx=None):
+        """``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) for input x and initial states hx
+        (None: zeros); shapes in the class docstring."""
         desc = "(N, L, input_size)" if self.batch_first else "(L, N, input_size)"
         check_input(self, x, (3,), desc, self.input_size, axis=2)
         x = x.transpose(1, 0, 2) if self.batch_first else x  # (T, N, I)

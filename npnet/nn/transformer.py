@@ -72,6 +72,7 @@ class TransformerEncoderLayer(MultiInput, Module):
         return g.reshape(d.shape)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None):
+        """The encoded ``src`` (its shape); src_mask (L, L) or (N * nhead, L, L), src_key_padding_mask (N, L)."""
         check_input(self, src, (3,), "(N, L, d_model)" if self.batch_first else "(L, N, d_model)",
                     self.d_model, axis=2)
         x = src
@@ -127,6 +128,7 @@ class TransformerEncoder(MultiInput, Module):
         return f"num_layers={self.num_layers}"
 
     def forward(self, src, mask=None, src_key_padding_mask=None):
+        """The layers applied in turn with the same masks, then ``norm``; src's shape."""
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask)
