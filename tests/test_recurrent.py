@@ -3,6 +3,7 @@ initial states (num_layers, bidirectional, batch_first, dropout, bias=False), dt
 errors. The PyTorch comparison is in tests/test_torch_recurrent.py."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from npnet import nn
 from npnet.gradcheck import numerical_gradient, relative_error
@@ -139,3 +140,27 @@ def test_errors_name_the_layer():
         rnn.backward((None, np.zeros((1, 2, 4), np.float32)))
     with pytest.raises(RuntimeError, match="backward\\(\\) called before forward"):
         nn.RNN(3, 4).backward(np.zeros((5, 2, 4), np.float32))
+
+
+@settings(max_examples=8)
+@given(cls=st.sampled_from([nn.RNN, nn.LSTM, nn.GRU]), T=st.integers(1, 4), N=st.integers(1, 3),
+       I=st.integers(1, 3), H=st.integers(1, 3), layers=st.integers(1, 2), bidirectional=st.booleans(),
+       seed=st.integers(0, 999))
+def test_gradcheck_drawn_shapes(cls, T, N, I, H, layers, bidirectional, seed):
+    rng = np.random.default_rng(seed)
+    layer = cls(I, H, num_layers=layers, bidirectional=bidirectional, rng=rng)
+    hx = make_hx(cls, layers, 2 if bidirectional else 1, N, H, rng)
+    check_recurrent(layer, rng.standard_normal((T, N, I)), hx)
+
+
+def test_hooks_see_every_input_and_no_grad_keeps_no_cache():
+    lstm = nn.LSTM(3, 2)
+    seen = []
+    lstm.register_forward_hook(lambda m, args, out: seen.append(len(args)))
+    x = np.zeros((4, 1, 3), np.float32)
+    h = np.zeros((1, 1, 2), np.float32)
+    lstm(x, (h, h))
+    assert seen == [2]
+    with nn.no_grad():
+        lstm(x)
+    assert lstm.cache is None
