@@ -42,12 +42,13 @@ def test_attention_functions_gradcheck(mask_kind):
     attn_mask = {"none": None, "causal": None, "float": RNG.standard_normal((4, 6)),
                  "bool": RNG.random((4, 6)) > 0.3}[mask_kind]
     if mask_kind == "bool":
-        attn_mask[:, 0] = True  # every query sees one key at least
+        attn_mask[:, 0] = True  # every query sees one key at least,
+        attn_mask[1] = False  # but query 1: zero weights, zero gradients
     mask = sdpa_mask(attn_mask, mask_kind == "causal", 4, 6, q.dtype)
     cache = []
 
     def run():
-        out, w, c = attention_forward(q, k, v, mask)
+        out, w, c = attention_forward(q, k, v, mask, zero_empty_rows=True)
         cache[:] = [c]
         return out, w
 
@@ -65,6 +66,11 @@ def test_sdpa_masks_mean_what_pytorch_says():
     assert np.all(nn.scaled_dot_product_attention(q, k, v, allowed)[0][:, 1] == 0)
     with pytest.raises(ValueError, match="attn_mask or is_causal"):
         nn.scaled_dot_product_attention(q, k, v, allowed, is_causal=True)
+    column = np.array([[True], [True], [False]])  # (L, 1) broadcasts over the keys
+    out = nn.scaled_dot_product_attention(q, k, v, column)[0]
+    assert np.all(out[2] == 0) and np.all(np.isfinite(out))  # a query with no key: zeros, as PyTorch's
+    with pytest.raises(ValueError, match=r"attn_mask broadcastable to \(\.\.\., 3, 3\), got \(3, 2\)"):
+        nn.scaled_dot_product_attention(q, k, v, np.ones((3, 2), bool))
 
 
 def mha_case(batch_first=False, bias=True, dropout=0.0, heads=2):
