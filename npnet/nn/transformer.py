@@ -149,10 +149,10 @@ class PositionalEncoding(Module):
     module): ``pe[t, 2i] = sin(t / 10000^(2i/d))``, ``pe[t, 2i+1] = cos(t / 10000^(2i/d))``.
 
     The table is computed, not learnt, and not in the state dict (it is a function of d_model and
-    max_len). Shape: x (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
+    max_len); it is kept in float64 and rounded to the input's dtype, so float32 stays float32. Shape: x (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
     """
 
-    def __init__(self, d_model, dropout=0.1, max_len=5000, batch_first=False, rng=None, dtype=np.float32):
+    def __init__(self, d_model, dropout=0.1, max_len=5000, batch_first=False, rng=None):
         super().__init__()
         self.d_model, self.max_len, self.batch_first = int(d_model), int(max_len), bool(batch_first)
         pos = np.arange(self.max_len)[:, None]
@@ -160,7 +160,7 @@ class PositionalEncoding(Module):
         pe = np.zeros((self.max_len, self.d_model))
         pe[:, 0::2] = np.sin(pos * div)
         pe[:, 1::2] = np.cos(pos * div[:self.d_model // 2])  # an odd d_model has one cos column fewer
-        self.pe = pe.astype(dtype)  # (max_len, d_model)
+        self.pe = pe  # (max_len, d_model) float64, rounded to the input's dtype at each forward
         self.dropout = Dropout(dropout, rng)
 
     def extra_repr(self):
