@@ -149,7 +149,9 @@ class PositionalEncoding(Module):
     module): ``pe[t, 2i] = sin(t / 10000^(2i/d))``, ``pe[t, 2i+1] = cos(t / 10000^(2i/d))``.
 
     The table is computed, not learnt, and not in the state dict (it is a function of d_model and
-    max_len); it is kept in float64 and rounded to the input's dtype, so float32 stays float32. Shape: x (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
+    max_len); it is kept in float64 and rounded to the input's dtype, so float32 stays float32.
+
+    Shape: x (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
     """
 
     def __init__(self, d_model, dropout=0.1, max_len=5000, batch_first=False, rng=None):
