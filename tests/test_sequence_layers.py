@@ -151,3 +151,13 @@ def test_clip_grad_value_clamps_in_place():
     ps = _params([[-3.0, 0.5, 2.0]])
     assert clip_grad_value_(ps, 1.0) is None
     np.testing.assert_array_equal(ps[0].grad, np.float32([-1.0, 0.5, 1.0]))
+
+
+@given(lead=st.lists(st.integers(1, 3), min_size=1, max_size=2), norm=st.lists(st.integers(2, 4), min_size=1, max_size=2),
+       seed=st.integers(0, 999))
+def test_layernorm_gradcheck_drawn_shapes(lead, norm, seed):
+    rng = np.random.default_rng(seed)
+    layer = nn.LayerNorm(tuple(norm))
+    layer.weight.data[:] = rng.uniform(0.5, 2, norm)
+    layer.bias.data[:] = rng.standard_normal(norm)
+    check_module(layer, rng.standard_normal(lead + norm) * 2 + 1, tol=TOL)

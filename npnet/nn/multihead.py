@@ -108,8 +108,13 @@ class MultiheadAttention(MultiInput, Module):
         q, k, v = (self._heads(self._project(a, i)) for i, a in enumerate((q_in, k_in, v_in)))  # (N, h, ., d)
         p = self.dropout if self.training else 0.0
         o, weights, acache = attention_forward(q, k, v, mask, p, 1 / np.sqrt(self.head_dim), self.rng)
-        out = self.out_proj(self._merge(o).reshape(N * L, self.embed_dim)).reshape(N, L, self.embed_dim)
-        self.cache = (q_in, k_in, v_in, acache, average_attn_weights)
+        merged = self._merge(o)  # (N, L, E)
+        # out_proj holds the weights (PyTorch's names); like PyTorch, the product is made here,
+        # not by calling the child (whose hooks do not fire in PyTorch either)
+        out = merged @ self.out_proj.weight.data.T
+        if self.out_proj.bias is not None:
+            out += self.out_proj.bias.data
+        self.cache = (q_in, k_in, v_in, merged, acache, average_attn_weights)
         if need_weights:
             weights = weights.mean(axis=1) if average_attn_weights else weights
         else:
@@ -119,12 +124,17 @@ class MultiheadAttention(MultiInput, Module):
     def backward(self, dout, input_grad=True):
         """``dout``: d attn_output, or ``(d attn_output, d attn_weights)``. Returns ``(d_query, d_key,
         d_value)``, or None without ``input_grad``."""
-        q_in, k_in, v_in, acache, averaged = self._saved()
+        q_in, k_in, v_in, merged, acache, averaged = self._saved()
         dout, dweights = dout if isinstance(dout, tuple) else (dout, None)
         N, L, E = q_in.shape
         check_grad(self, dout, (N, L, E) if self.batch_first else (L, N, E), q_in.dtype)
         dout = dout if self.batch_first else dout.transpose(1, 0, 2)
-        do = self.out_proj.backward(np.ascontiguousarray(dout).reshape(N * L, E)).reshape(N, L, E)
+        wo, bo = self.out_proj.weight, self.out_proj.bias
+        if wo.requires_grad:
+            wo.grad += dout.reshape(-1, E).T @ merged.reshape(-1, E)
+        if bo is not None and bo.requires_grad:
+            bo.grad += dout.sum(axis=(0, 1))
+        do = dout @ wo.data  # (N, L, E): d loss / d merged heads
         if dweights is not None:
             S = k_in.shape[1]
             check_grad(self, dweights, (N, L, S) if averaged else (N, self.num_heads, L, S), q_in.dtype)
