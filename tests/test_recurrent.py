@@ -138,6 +138,9 @@ def test_errors_name_the_layer():
     rnn(x)
     with pytest.raises(ValueError, match=r"GRU.*backward: expected gradient of shape \(2, 2, 4\)"):
         rnn.backward((None, np.zeros((1, 2, 4), np.float32)))
+    rnn(x)
+    with pytest.raises(ValueError, match=r"expected d_output or a pair \(d_output, d_states\), got a tuple of 3"):
+        rnn.backward((None, None, None))
     with pytest.raises(RuntimeError, match="backward\\(\\) called before forward"):
         nn.RNN(3, 4).backward(np.zeros((5, 2, 4), np.float32))
 

@@ -163,10 +163,10 @@ class RNNBase(MultiInput, Module):
     def _split_grad(self, dout, xshape, dtype):
         T, N, _ = xshape
         state_shape = (self.num_layers * self.num_directions, N, self.hidden_size)
-        dy, dst = dout if isinstance(dout, tuple) else (dout, None)
         if isinstance(dout, tuple) and len(dout) != 2:
             raise ValueError(f"{self._label()}.backward: expected d_output or a pair (d_output, "
                              f"d_states), got a tuple of {len(dout)}")
+        dy, dst = dout if isinstance(dout, tuple) else (dout, None)
         out_shape = (N, T, self.num_directions * self.hidden_size) if self.batch_first else \
             (T, N, self.num_directions * self.hidden_size)
         dy = np.zeros(out_shape, dtype) if dy is None else check_grad(self, dy, out_shape, dtype)
