@@ -190,7 +190,14 @@ class CrossEntropyLoss(_Loss):
     outside [0, C) or name a real class. A batch whose every label is ignored gives, as PyTorch,
     NaN for 'mean' (0 / 0), 0 for 'sum', and a zero gradient either way.
 
-    Shape: outputs (N, C) logits, targets (N,) integer labels -> float, or (N,) for 'none'.
+    Sequences (and any K extra dims), as PyTorch: outputs (N, C, d1, ..., dK) with targets
+    (N, d1, ..., dK), e.g. a language model's (N, C, T) logits and (N, T) tokens. Every position
+    is one sample: 'mean' divides by the summed weight of the non-ignored positions (padding
+    tokens labelled ``ignore_index`` count for nothing), 'none' returns (N, d1, ..., dK). The
+    flattened form (N*T, C) with (N*T,) labels gives the same value.
+
+    Shape: outputs (N, C) logits, targets (N,) integer labels -> float, or (N,) for 'none';
+    outputs (N, C, d1, ...), targets (N, d1, ...) -> float, or (N, d1, ...) for 'none'.
     """
 
     def __init__(self, weight=None, label_smoothing=0.0, reduction="mean", *, ignore_index=-100):
@@ -206,7 +213,35 @@ class CrossEntropyLoss(_Loss):
 
     def _forward(self, outputs, targets):
         name = "CrossEntropyLoss"
-        _check_outputs(name, outputs, 2, "(N, C)")
+        _check_outputs(name, outputs, None, "(N, C) or (N, C, d1, ...)")
+        if outputs.ndim < 2:
+            raise ValueError(f"{name}: expected outputs of shape (N, C) or (N, C, d1, ...), got {outputs.shape}")
+        if outputs.ndim == 2:
+            per, denom = self._flat_forward(outputs, targets)
+            self.cache += (None,)
+            return per, denom
+        # every position of (N, C, d1, ...) is one sample: classes last, then (M, C) rows
+        targets = np.asarray(targets)
+        expected = (outputs.shape[0],) + outputs.shape[2:]
+        if targets.shape != expected:
+            raise ValueError(f"{name}: expected outputs (N, C) with labels (N,), or outputs (N, C, d1, ...) "
+                             f"with labels (N, d1, ...); got outputs {outputs.shape} and labels "
+                             f"{targets.shape} (expected {expected})")
+        flat = np.moveaxis(outputs, 1, -1).reshape(-1, outputs.shape[1])  # (M, C)
+        per, denom = self._flat_forward(flat, targets.reshape(-1))
+        self.cache += (outputs.shape,)
+        return per.reshape(expected), denom
+
+    def _backward(self, g):
+        shape = self.cache[-1]
+        if shape is None:
+            return self._flat_backward(g)
+        dx = self._flat_backward(g.reshape(-1) if g.ndim else g)  # (M, C)
+        dx = dx.reshape((shape[0],) + shape[2:] + (shape[1],))  # (N, d1, ..., C)
+        return np.ascontiguousarray(np.moveaxis(dx, -1, 1))  # (N, C, d1, ...)
+
+    def _flat_forward(self, outputs, targets):
+        name = "CrossEntropyLoss"
         n, c = outputs.shape
         y = _check_labels(name, targets, n, c, self.ignore_index)
         keep = y != self.ignore_index  # (N,)
@@ -221,8 +256,8 @@ class CrossEntropyLoss(_Loss):
         self.cache = (np.exp(logp), y, w, wy, keep)
         return per, wy.sum()
 
-    def _backward(self, g):
-        p, y, w, wy, keep = self.cache  # p (N, C) softmax
+    def _flat_backward(self, g):
+        p, y, w, wy, keep, _ = self.cache  # p (N, C) softmax
         n, c = p.shape
         eps = self.label_smoothing
         dp = p.copy()

@@ -85,3 +85,136 @@ class Tanh(_Activation):
         out = self._saved()
         self._grad(dout, out)
         return dout * (1 - out * out)
+
+
+# -- activations of sequence models (issue 34) ---------------------------------------------------
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+
+
+class GELU(_Activation):
+    """x * Phi(x), Phi the standard normal CDF, as ``torch.nn.GELU(approximate)``.
+
+    ``approximate='none'``: exact, ``0.5 x (1 + erf(x / sqrt 2))`` (SciPy's erf keeps float32).
+    ``approximate='tanh'``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    Caches the input: both derivatives are functions of x, not of the output.
+
+    Shape: ``(N, *)`` -> same.
+    """
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+    def forward(self, x):
+        self._check(x)
+        self.cache = x
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(self._tanh_arg(x)))
+        return 0.5 * x * (1 + _erf(x * x.dtype.type(2 ** -0.5)))
+
+    @staticmethod
+    def _tanh_arg(x):
+        c = x.dtype.type(_SQRT_2_OVER_PI)
+        return c * (x + x.dtype.type(0.044715) * x * x * x)
+
+    def backward(self, dout, input_grad=True):
+        x = self._saved()
+        self._grad(dout, x)
+        f = x.dtype.type
+        if self.approximate == "tanh":
+            t = np.tanh(self._tanh_arg(x))
+            du = f(_SQRT_2_OVER_PI) * (1 + f(3 * 0.044715) * x * x)
+            return dout * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        cdf = 0.5 * (1 + _erf(x * f(2 ** -0.5)))
+        pdf = f(_INV_SQRT_2PI) * np.exp(-0.5 * x * x)
+        return dout * (cdf + x * pdf)
+
+
+def _erf(x):
+    from scipy.special import erf  # imported on first use: most models never call it
+    return erf(x)
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x) (also called swish), as ``torch.nn.SiLU``; caches the input.
+
+    Shape: ``(N, *)`` -> same.
+    """
+
+    def forward(self, x):
+        self._check(x)
+        self.cache = x
+        half = x.dtype.type(0.5)
+        return x * (half * (np.tanh(half * x) + 1))
+
+    def backward(self, dout, input_grad=True):
+        x = self._saved()
+        self._grad(dout, x)
+        half = x.dtype.type(0.5)
+        s = half * (np.tanh(half * x) + 1)  # sigmoid(x), without overflow
+        return dout * s * (1 + x * (1 - s))
+
+
+class _SoftmaxBase(_Activation):
+    def __init__(self, dim=None):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            # PyTorch's dim=None picks an axis by a deprecated rule; npnet asks for it
+            raise TypeError(f"{type(self).__name__}: dim must be an int (the axis to normalise), got {dim!r}")
+        self.dim = int(dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+    def _axis(self, x):
+        if not -x.ndim <= self.dim < x.ndim:
+            raise ValueError(f"{self._label()}: dim {self.dim} is out of range for input of shape {x.shape}")
+        return self.dim % x.ndim
+
+
+class Softmax(_SoftmaxBase):
+    """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.Softmax(dim)``; caches the output.
+
+    Shape: any ``(*)`` with at least one dim -> same.
+    """
+
+    def forward(self, x):
+        self._check(x)
+        axis = self._axis(x)
+        out = F.softmax(x, axis=axis)
+        self.cache = (out, axis)
+        return out
+
+    def backward(self, dout, input_grad=True):
+        out, axis = self._saved()
+        self._grad(dout, out)
+        # Jacobian-vector product of softmax: y * (g - <g, y>)
+        return out * (dout - (dout * out).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(_SoftmaxBase):
+    """log(softmax(x)) along ``dim``, as ``torch.nn.LogSoftmax(dim)``; caches the output.
+
+    Shape: any ``(*)`` with at least one dim -> same.
+    """
+
+    def forward(self, x):
+        self._check(x)
+        axis = self._axis(x)
+        out = F.log_softmax(x, axis=axis)
+        self.cache = (out, axis)
+        return out
+
+    def backward(self, dout, input_grad=True):
+        out, axis = self._saved()
+        self._grad(dout, out)
+        return dout - np.exp(out) * dout.sum(axis=axis, keepdims=True)
+
+
+from .. import functional as F  # noqa: E402  (the softmax math; imported here to leave the top untouched)

@@ -1,0 +1,62 @@
+"""RNN (Elman): ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act tanh or ReLU."""
+import numpy as np
+
+from .recurrent import RNNBase
+
+STATES_DOC = """
+    Shape (T steps, N sequences, D = 2 if bidirectional else 1, H = hidden_size):
+        x: (T, N, input_size), or (N, T, input_size) with ``batch_first``.
+        hx: {hx} of shape (num_layers * D, N, H); None is zeros.
+        output: (T, N, D * H) (or (N, T, D * H)): the last layer's h_t, forward and reverse
+        direction concatenated on the last axis. {final}
+
+    ``module(x, hx)`` returns ``{returns}`` as PyTorch. The reverse direction's final state is
+    its state after reading x_0. ``dropout`` applies to every layer's output except the last, in
+    training only. Only batched 3-D input (PyTorch also takes an unbatched 2-D sequence).
+
+    Backward takes the gradient of what forward returned: ``backward(d_output)``, or
+    ``backward({dstates})``, any part None for zeros (a classifier on h_n passes
+    ``(None, d_h_n)``). It returns d_x and leaves the gradient of the initial states in
+    ``self.hx_grad`` ({hx} structure, zeros for hx=None), so a truncated-BPTT loop can pass it
+    on to the previous chunk.
+"""
+
+
+class RNN(RNNBase):
+    __doc__ = """Multi-layer Elman RNN, as ``torch.nn.RNN``: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1}
+    + b_hh)`` (``nonlinearity='relu'``: max(., 0)). Parameters: see ``RNNBase`` (one gate).
+    """ + STATES_DOC.format(hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
+                            returns="(output, h_n)", dstates="(d_output, d_h_n)")
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, rng=None, dtype=np.float32):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, rng, dtype)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        act = ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
+        return super().extra_repr() + act
+
+    def _cell_forward(self, xw, h0, c0, w_hh, b_hh):
+        hs = np.empty_like(xw)  # (T, N, H)
+        h = h0
+        for t in range(xw.shape[0]):
+            a = xw[t] + h @ w_hh.T  # (N, H) pre-activation
+            if b_hh is not None:
+                a += b_hh
+            h = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
+            hs[t] = h
+        return hs, h, None, None
+
+    def _cell_backward(self, dhs, dhT, dcT, cache, w_hh):
+        hs = cache[2]
+        da = np.empty_like(hs)  # (T, N, H): d loss / d pre-activation of each step
+        dh = dhT
+        for t in range(hs.shape[0] - 1, -1, -1):
+            dh = dh + dhs[t]  # from the output at t and from step t + 1
+            da[t] = dh * (1 - hs[t] * hs[t]) if self.nonlinearity == "tanh" else dh * (hs[t] > 0)
+            dh = da[t] @ w_hh  # to h_{t-1}
+        return da, da, dh, None
