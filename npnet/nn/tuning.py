@@ -15,12 +15,13 @@ from .conv import Conv2d
 from .grad_mode import no_grad
 
 
-#: the candidates unless asked otherwise. For training, the two algorithms with im2col's float32
-#: rounding: F(4x4, 3x3) ("winograd4", faster on wide layers) rounds ~10x more coarsely, and training
-#: amplifies it (cnn-bn with SyncBatchNorm on 3 uneven ranks ended an epoch 2.1e-3 (relative) away
-#: from one process with it, 1.2e-5 with F(2x2), 7 December). For inference all three: there the
-#: error stays ~1e-6 of an output, and F(4x4) made cnn-bn's forward 152 -> 108 ms.
-DEFAULT_ALGORITHMS = {"train": ("im2col", "winograd"), "inference": ("im2col", "winograd", "winograd4")}
+#: the candidates unless asked otherwise: all three. F(4x4, 3x3) ("winograd4") is what makes the
+#: wide layers fast (cnn-bn's train step 325-342 ms with it, 426-455 ms with im2col and F(2x2)
+#: alone; its forward 97-107 against 152 ms, 7 December), but it rounds ~10x more coarsely, and
+#: training amplifies that: cnn-bn with SyncBatchNorm on 3 uneven ranks ended an epoch 2.1e-3
+#: (relative) away from one process with it, 1.2e-5 with F(2x2). ``algorithms=("im2col",
+#: "winograd")`` (the config's ``speed.algorithms``) keeps every layer at im2col's rounding.
+DEFAULT_ALGORITHMS = ("im2col", "winograd", "winograd4")
 
 
 class TuneReport(list):
@@ -40,12 +41,11 @@ class TuneReport(list):
 def tune(model, example_input, algorithms=None, train=None):
     """Times each convolution of ``model`` that has a choice and sets its ``algorithm``; returns a
     :class:`TuneReport`. ``example_input``: a batch of the shape training (or inference) will use.
-    ``algorithms``: the candidates; by default (``DEFAULT_ALGORITHMS``) im2col and Winograd
-    F(2x2, 3x3) for training, and also F(4x4, 3x3) (``"winograd4"``, faster on wide layers, float32
-    rounding ~10x coarser) for inference. ``train``: time forward and backward (default:
+    ``algorithms``: the candidates; by default (``DEFAULT_ALGORITHMS``) im2col, Winograd F(2x2, 3x3)
+    and F(4x4, 3x3) (``"winograd4"``: faster on wide layers, float32 rounding ~10x coarser). ``train``: time forward and backward (default:
     ``model.training``), or the forward alone."""
     train = model.training if train is None else bool(train)
-    algorithms = DEFAULT_ALGORITHMS["train" if train else "inference"] if algorithms is None else algorithms
+    algorithms = DEFAULT_ALGORITHMS if algorithms is None else algorithms
     candidates = tuple(a for a in autotune.ALGORITHMS if a in algorithms)
     if not candidates:
         raise ValueError(f"npnet.tune: algorithms must name some of {autotune.ALGORITHMS}, got {algorithms!r}")

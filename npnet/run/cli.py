@@ -72,7 +72,7 @@ def _train_parser(sub, common):
                + describe_schema(verbose=True)
                + "\n\nspeed: the speed section runs npnet.fuse(model) and npnet.tune(model, batch) before "
                  "training (--set speed.tune=false keeps the fixed im2col/Winograd rule, the same on every machine; "
-                 "speed.algorithms=im2col,winograd,winograd4 adds F(4x4), faster on wide layers, which rounds ~10x more coarsely); what they "
+                 "speed.algorithms=im2col,winograd leaves out F(4x4), fast on wide layers, which rounds ~10x more coarsely); what they "
                  "did is printed and written to metrics.json. environment: NPNET_NUMBA_CACHE=0 "
                  "recompiles the kernels",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -146,9 +146,9 @@ SCHEMA = {
         "tune": Field("bool", True, doc="npnet.tune(model, batch): time each 3x3 convolution's "
                                         "algorithms once (remembered per machine) and keep the "
                                         "fastest; false: the fixed rule, the same on every machine"),
-        "algorithms": Field("str", "im2col,winograd",
-                            doc="tune's candidates, comma-separated; add winograd4 (F(4x4), faster "
-                                "on wide layers) for ~10x coarser float32 rounding"),
+        "algorithms": Field("str", "im2col,winograd,winograd4",
+                            doc="tune's candidates, comma-separated; im2col,winograd leaves out "
+                                "F(4x4) (fast on wide layers, float32 rounding ~10x coarser)"),
     },
     "log": {
         "layer_stats": Field("int", 0, minimum=0,
