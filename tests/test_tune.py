@@ -204,3 +204,13 @@ def test_speed_tune_false_keeps_the_fixed_rule(tmp_path, capsys):
     assert record["fused"] == [] and record["algorithms"] == algorithms(build_model("cnn-small", (1, 28, 28), 10))
     assert main(["train", str(path), "--set", "speed.algorithms=im2col,fft"]) == 2
     assert "speed.algorithms" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algorithm", K.CONV_ALGORITHMS)
+def test_an_empty_batch_gives_an_empty_output_with_every_algorithm(algorithm):
+    """As PyTorch: N = 0 is a valid batch (Winograd's grouping divided by zero before)."""
+    conv = nn.Conv2d(16, 8, 3, padding=1, algorithm=algorithm)
+    y = conv(np.zeros((0, 16, 8, 8), np.float32))
+    assert y.shape == (0, 8, 8, 8) and y.dtype == np.float32
+    dx = conv.backward(np.zeros_like(y))
+    assert dx.shape == (0, 16, 8, 8) and not conv.weight.grad.any() and not conv.bias.grad.any()
