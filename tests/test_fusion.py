@@ -292,3 +292,27 @@ def test_layer_stats_refuses_a_fused_model_and_watches_the_unfused_one():
     with pytest.warns(UserWarning, match="left unfused: a layer there has a hook"):
         npnet.fuse(model)
     assert fused_modules(model) == []
+
+
+class _Float64(nn.Module):
+    """A shortcut that (wrongly) returns float64: the block must say so, fused or not."""
+
+    def forward(self, x):
+        return x.astype(np.float64)
+
+    def backward(self, dout, input_grad=True):
+        return dout.astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["plain", "train", "inference"])
+def test_a_block_whose_shortcut_differs_is_one_clear_error_fused_or_not(mode):
+    block = BasicBlock(8, 8, rng=0)
+    block.shortcut = _Float64()
+    model = nn.Sequential(block)
+    if mode != "plain":
+        model = npnet.fuse(model.eval() if mode == "inference" else model, inference=mode == "inference")
+        assert fused_modules(model)
+    x = np.ones((2, 8, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=r"BasicBlock: branch output float32 \(2, 8, 6, 6\) and shortcut "
+                                         r"output float64 \(2, 8, 6, 6\) differ"):
+        model(x)

@@ -25,6 +25,7 @@ from ..kernels.elementwise import add_, add_relu, relu_backward
 from ._checks import check_grad
 from .container import chain_backward
 from .module import Module
+from .residual import check_sum
 
 
 class Merged(Module):
@@ -183,7 +184,7 @@ class ResidualReLU(Module):
 
     def _ending(self):
         """(layers before the fold, the fold) when the branch ends in a fold, else (branch, None)."""
-        mods = [m for m in self.branch() if not getattr(m, "_merged", False)]
+        mods = [m for m in self.branch() if not m._merged]
         if mods and isinstance(mods[-1], ConvBn2d) and not mods[-1].relu:
             return mods[:-1], mods[-1]
         return mods, None
@@ -194,13 +195,12 @@ class ResidualReLU(Module):
         for m in mods:
             y = m(y)
         s = self.shortcut(x)
-        if fold is not None:
+        if fold is not None:  # the branch's output is the fold's: checked before it is computed
+            check_sum(self.block, (y.shape[0],) + fold.layers[0].output_shape(y.shape[1:]), y.dtype, s)
             out = fold.convolve(y, residual=s)   # relu(fold(y) + s) in the convolution's output pass
             self.cache = (out, y, fold)
             return out
-        if y.shape != s.shape or y.dtype != s.dtype:
-            raise ValueError(f"{self._label()}: branch output {y.dtype} {y.shape} and shortcut output "
-                             f"{s.dtype} {s.shape} differ")
+        check_sum(self.block, y.shape, y.dtype, s)
         out = add_relu(y, s)
         self.cache = (out, None, None)
         return out
@@ -212,7 +212,7 @@ class ResidualReLU(Module):
         d = relu_backward(dout, out)
         mods = self._ending()[0]
         if fold is not None:
-            dh = fold.gradients(y, d, True if mods else input_grad)
+            dh = fold.gradients(y, d, bool(mods) or input_grad)
             dx = chain_backward(mods, dh, input_grad)
         else:
             dx = chain_backward(mods, d, input_grad)

@@ -59,11 +59,11 @@ def _group_at(mods, i, inference, hooks_allowed=False):
 
 def fuse_chain(slots, names, prefix="", inference=False):
     """Fuses the chain ``names`` of ``slots`` (a dict name -> module, or a module whose children
-    they are) in place; returns the fused modules' names."""
+    they are) in place."""
     get = slots.__getitem__ if isinstance(slots, dict) else lambda n: getattr(slots, n)
     put = slots.__setitem__ if isinstance(slots, dict) else lambda n, m: setattr(slots, n, m)
     mods = [get(n) for n in names]
-    made, i = [], 0
+    i = 0
     while i < len(mods):
         found = _group_at(mods, i, inference)
         if found is None:
@@ -78,9 +78,7 @@ def fuse_chain(slots, names, prefix="", inference=False):
         put(names[i], fused(group))
         for n in names[i + 1:i + k]:
             put(n, Merged(into=names[i]))
-        made.append(_join(prefix, "+".join(group)))
         i += k
-    return made
 
 
 def fuse(model, inference=False):

@@ -34,6 +34,14 @@ class Residual(Module):
         return dx_branch + dx_shortcut if input_grad else None
 
 
+def check_sum(module, shape, dtype, s):
+    """A clear error unless the shortcut output ``s`` has the branch output's ``shape`` and
+    ``dtype`` (a residual block adds them: no silent broadcast, no silent upcast)."""
+    if tuple(shape) != s.shape or dtype != s.dtype:
+        raise ValueError(f"{type(module).__name__}: branch output {dtype} {tuple(shape)} and shortcut output "
+                         f"{s.dtype} {s.shape} differ")
+
+
 class ResidualBlock(Module):
     """``act(branch(x) + shortcut(x))`` where the branch is a chain of this block's own children.
 
@@ -57,9 +65,7 @@ class ResidualBlock(Module):
         for m in self.branch():
             y = m(y)
         s = self.shortcut(x)  # after the branch: hooks see the layers in this order
-        if y.shape != s.shape:
-            raise ValueError(f"{type(self).__name__}: branch output {y.shape} and shortcut output "
-                             f"{s.shape} differ")
+        check_sum(self, y.shape, y.dtype, s)
         self.cache = (y.shape, y.dtype)
         return getattr(self, self.act_name)(y + s)
 
