@@ -68,6 +68,29 @@ def test_one_epoch_run_writes_the_whole_folder(tmp_path, capsys):
         assert (tmp_path / png).read_bytes()[:8] == PNG
 
 
+def test_compare_takes_an_unfinished_run_and_says_where_it_wrote(tmp_path, capsys):
+    """A run stopped before its end has history.json and no metrics.json: compare draws its curves
+    beside the finished run's and says so; two folders of one name are told apart by path."""
+    import shutil
+    assert main(["train", write(tmp_path, TINY), "--out", str(tmp_path / "a"), "--epochs", "1",
+                 "--quiet"]) == 0
+    (done,) = glob.glob(str(tmp_path / "a" / "tiny-*"))
+    stopped = tmp_path / "b" / os.path.basename(done)
+    shutil.copytree(done, stopped)
+    os.remove(stopped / "metrics.json")
+    history = json.load(open(stopped / "history.json"))
+    history["epochs"] = []                                  # stopped inside its first epoch
+    (stopped / "history.json").write_text(json.dumps(history))
+    capsys.readouterr()
+    assert main(["compare", done, str(stopped), "--out", str(tmp_path / "fig")]) == 0
+    out = capsys.readouterr().out
+    assert f"{os.path.normpath(done)}: test accuracy" in out
+    assert f"{os.path.normpath(stopped)}: no metrics.json (the run did not finish)" in out
+    figures = [str(tmp_path / "fig" / f"compare_{k}.png") for k in ("learning_curves", "per_class_accuracy")]
+    assert out.splitlines()[-1] == "figures: " + ", ".join(figures)
+    assert all(open(f, "rb").read(8) == PNG for f in figures)
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"train": {"lr": 0.1}}, "unknown key 'train.lr'; valid keys in 'train': batch_size"),
     ({"train": {"epochs": "ten"}}, "'train.epochs': expected int, got str"),

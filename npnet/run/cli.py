@@ -29,9 +29,10 @@ def _parser(zoo=None):
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub, common)
     _sweep_parser(sub, common)
-    c = sub.add_parser("compare", parents=[common], help="figures comparing finished runs "
-                       "(learning curves, per-class accuracy)")
-    c.add_argument("runs", nargs="+", help="run folders (with history.json and metrics.json)")
+    c = sub.add_parser("compare", parents=[common], help="figures comparing runs "
+                       "(learning curves; per-class accuracy of the finished ones)")
+    c.add_argument("runs", nargs="+", help="run folders of npnet train (with history.json; "
+                   "metrics.json once finished)")
     c.add_argument("--out", default=".", help="folder for the figures (default: .)")
     s = sub.add_parser("summary", parents=[common],
                        help="print a model's layers, output shapes and parameters",
@@ -237,25 +238,41 @@ def _read_json(path):
 
 
 def _compare(args):
+    """Learning curves of every run given, per-class accuracy of those that finished; an
+    interrupted or diverged run has history.json but no metrics.json, and still gets its curves."""
     import os
 
     from .. import plots
-    labels = [os.path.basename(os.path.normpath(r)) for r in args.runs]
     _check_out(args.out)
-    try:
-        histories = {k: _read_json(os.path.join(r, "history.json")) for k, r in zip(labels, args.runs)}
-        results = {k: _read_json(os.path.join(r, "metrics.json")) for k, r in zip(labels, args.runs)}
-    except (OSError, ValueError) as e:
-        raise RunError(f"{e}; give folders of finished runs (they hold history.json and "
-                       "metrics.json)") from None
-    plots.plot_learning_curves(histories, path=os.path.join(args.out, "compare_learning_curves.png"))
-    names = list(next(iter(results.values()))["per_class_accuracy"])
-    per_class = {k: list(m["per_class_accuracy"].values()) for k, m in results.items()}
-    plots.plot_per_class_accuracy(per_class, names,
-                                  os.path.join(args.out, "compare_per_class_accuracy.png"))
-    for k, m in results.items():
-        print(f"{k}: test accuracy {m['test_accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}")
+    histories, results = {}, {}
+    for label, run in zip(_run_labels(args.runs), args.runs):
+        try:
+            histories[label] = _read_json(os.path.join(run, "history.json"))
+            if os.path.exists(os.path.join(run, "metrics.json")):
+                results[label] = _read_json(os.path.join(run, "metrics.json"))
+        except (OSError, ValueError) as e:
+            raise RunError(f"{e}; give run folders of npnet train (each holds history.json, and "
+                           "metrics.json once it finished)") from None
+    written = [os.path.join(args.out, "compare_learning_curves.png")]
+    plots.plot_learning_curves(histories, path=written[0])
+    if results:
+        names = list(next(iter(results.values()))["per_class_accuracy"])
+        per_class = {k: list(m["per_class_accuracy"].values()) for k, m in results.items()}
+        written.append(os.path.join(args.out, "compare_per_class_accuracy.png"))
+        plots.plot_per_class_accuracy(per_class, names, written[1])
+    for k in histories:
+        m = results.get(k)
+        print(f"{k}: test accuracy {m['test_accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}"
+              if m else f"{k}: no metrics.json (the run did not finish): learning curves only")
+    print("figures: " + ", ".join(written))
     return 0
+
+
+def _run_labels(runs):
+    """Each run folder's name, or its whole path where two folders share a name."""
+    import os
+    names = [os.path.basename(os.path.normpath(r)) for r in runs]
+    return [os.path.normpath(r) if names.count(n) > 1 else n for r, n in zip(runs, names)]
 
 
 def _load_run(args):
