@@ -1,6 +1,6 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
 them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers, ``evaluate``
-and ``predict`` use a trained run's model (``trained.py``).
+and ``predict`` use a trained run's model (``trained.py``), ``sample`` a language model's (``sample.py``).
 
 ``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
 ``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
@@ -41,6 +41,16 @@ def _parser(zoo=None):
     s.add_argument("--num-classes", type=int, default=10, help="outputs of the last layer, >= 1 "
                                                                "(default 10)")
     _use_parsers(sub, common)
+    g = sub.add_parser("sample", parents=[common], help="text from a trained language model "
+                       "(a run of char-lstm or char-transformer)")
+    g.add_argument("run", help="the folder of a language model's run of npnet train (or one of its checkpoints)")
+    g.add_argument("--prompt", default="\n", help="the text to continue (default: a new line)")
+    g.add_argument("--length", type=int, default=300, help="characters to draw (default 300)")
+    g.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature, >= 0; 0: the likeliest character every time (default 0.8)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the draws (default 0)")
+    g.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best: best.npz when the run kept one, else last.npz (default); last: last.npz")
     return p
 
 
@@ -258,12 +268,27 @@ def _compare(args):
     return 0
 
 
-def _load_run(args):
+def _load_run(args, language=False):
+    """The run of ``args.run``; ``language``: a language model's is wanted (else an image model's)."""
     from .trained import load_run
     try:
-        return load_run(args.run, args.weights)
+        run = load_run(args.run, args.weights)
     except (OSError, ValueError) as e:
         raise RunError(str(e)) from None
+    if language != hasattr(run, "vocab"):
+        raise RunError(f"{args.run}: a run of {run.config['network']['model']}, " +
+                       ("not a language model: use npnet predict or evaluate" if language else
+                        "a language model: use npnet sample"))
+    return run
+
+
+def _sample(args):
+    run = _load_run(args, language=True)
+    try:
+        print(run.sample(args.prompt, args.length, args.temperature, args.seed))
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    return 0
 
 
 def _evaluate(args):
@@ -311,7 +336,7 @@ def _predict(args):
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary,
-            "evaluate": _evaluate, "predict": _predict}
+            "evaluate": _evaluate, "predict": _predict, "sample": _sample}
 
 
 def main(argv=None):
