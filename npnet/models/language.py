@@ -45,9 +45,11 @@ class _LanguageModel(nn.Module):
         dh = self.fc.backward(np.ascontiguousarray(dout.transpose(0, 2, 1)).reshape(N * T, V))
         return dh.reshape(N, T, -1)
 
-    def generate(self, ids, length, temperature=1.0, rng=None):
+    def generate(self, ids, length, temperature=1.0, rng=None, context=None):
         """``ids`` (N, T0) followed by ``length`` sampled ids: (N, T0 + length), in eval mode and
-        without caches (the model's mode is restored)."""
+        without caches (the model's mode is restored). ``context``: the Transformer sees the last
+        ``context`` ids (default max_len; give the training windows' length, the positions it
+        learnt); the LSTM carries its state through everything and ignores it."""
         _check_ids(self, ids)
         if ids.shape[1] < 1 or length < 0 or not temperature >= 0:
             raise ValueError(f"{type(self).__name__}.generate: need a prompt of >= 1 id, length >= 0 "
@@ -56,7 +58,7 @@ class _LanguageModel(nn.Module):
         self.eval()
         try:
             with nn.no_grad():
-                return self._generate(ids.astype(np.int64), int(length), float(temperature), rng)
+                return self._generate(ids.astype(np.int64), int(length), float(temperature), rng, context)
         finally:
             self.train(was_training)
 
@@ -90,7 +92,7 @@ class CharLSTM(_LanguageModel):
         self.embedding.backward(self.lstm.backward(self._head_backward(dout)))
         return None  # integer ids have no gradient
 
-    def _generate(self, ids, length, temperature, rng):
+    def _generate(self, ids, length, temperature, rng, context):
         logits, state = self.step(ids)
         out = [ids]
         for _ in range(length):
@@ -135,9 +137,10 @@ class CausalTransformerLM(_LanguageModel):
         self.embedding.backward(self.pos.backward(self.encoder.backward(self._head_backward(dout))))
         return None  # integer ids have no gradient
 
-    def _generate(self, ids, length, temperature, rng):
+    def _generate(self, ids, length, temperature, rng, context):
+        T = self.max_len if context is None else max(1, min(int(context), self.max_len))
         for _ in range(length):
-            logits = self.forward(ids[:, -self.max_len:])
+            logits = self.forward(ids[:, -T:])
             ids = np.concatenate([ids, sample_next(logits[:, :, -1], temperature, rng)[:, None]], axis=1)
         return ids
 

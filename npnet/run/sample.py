@@ -34,17 +34,19 @@ class TrainedLanguageModel:
     def sample(self, prompt, length=SAMPLE_LENGTH, temperature=1.0, seed=None):
         """``prompt`` followed by ``length`` characters drawn from the model at ``temperature``
         (0: always the likeliest), seeded by ``seed``."""
-        return sample_text(self.model, self.vocab, prompt, length, temperature, seed)
+        return sample_text(self.model, self.vocab, prompt, length, temperature, seed,
+                           self.config["data"]["seq_len"])
 
 
-def sample_text(model, vocab, prompt, length, temperature=1.0, seed=None):
-    """The text of ``model.generate`` from ``prompt`` (see ``TrainedLanguageModel.sample``)."""
+def sample_text(model, vocab, prompt, length, temperature=1.0, seed=None, context=None):
+    """The text of ``model.generate`` from ``prompt`` (see ``TrainedLanguageModel.sample``);
+    ``context``: the training windows' length (what a Transformer sees of the past)."""
     if not prompt:
         raise ValueError("the prompt is empty; give at least one character")
     if length < 0 or not temperature >= 0:
         raise ValueError(f"need length >= 0 and temperature >= 0, got {length} and {temperature}")
     ids = vocab.encode(prompt, "the prompt")[None]  # (1, T0)
-    return vocab.decode(model.generate(ids, length, temperature, seed)[0])
+    return vocab.decode(model.generate(ids, length, temperature, seed, context)[0])
 
 
 def language_model_run(config, checkpoint, arrays, build):
@@ -72,7 +74,8 @@ def report_language_model(trainer, config, run, test, chars, has_val, log=print)
     loss = trainer.evaluate(data.DataLoader(x_te, y_te, t["eval_batch_size"], shuffle=False))["loss"]
     best_epoch, best = trainer.history.best("val_loss" if has_val else "train_loss", mode="min")
     prompt = vocab.decode(x_te[0, :min(40, x_te.shape[1])])
-    text = sample_text(trainer.model, vocab, prompt, SAMPLE_LENGTH, SAMPLE_TEMPERATURE, config["seed"])
+    text = sample_text(trainer.model, vocab, prompt, SAMPLE_LENGTH, SAMPLE_TEMPERATURE, config["seed"],
+                       config["data"]["seq_len"])
     result = {"test_loss": loss, "test_perplexity": math.exp(loss), "test_bits_per_char": loss / math.log(2),
               "best_val_loss": best if has_val else None,
               "best_val_perplexity": math.exp(best) if has_val and best is not None else None,
