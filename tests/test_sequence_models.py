@@ -93,7 +93,7 @@ def test_build_model_errors_name_the_kind_and_the_expected_shape():
     assert [input_kind(n) for n in ("cnn-small", "lstm-rows", "char-lstm")] == ["image", "sequence", "tokens"]
     with pytest.raises(ValueError, match=r"sequence model takes in_shape \(T, F\)"):
         build_model("lstm-rows", (1, 28, 28))
-    with pytest.raises(ValueError, match=r"tokens model takes in_shape \(T,\)"):
+    with pytest.raises(ValueError, match=r"a language model takes in_shape \(T,\)"):
         build_model("char-lstm", (28, 28))
     with pytest.raises(ValueError, match=r"image model takes in_shape \(C, H, W\)"):
         build_model("cnn-small", (28, 28))

@@ -67,8 +67,10 @@ def build_model(name, in_shape=(3, 32, 32), num_classes=10, rng=None, **kw):
     kind = input_kind(name)
     words, ndim = INPUT_KINDS[kind]
     if len(in_shape) != ndim or not all(isinstance(d, int) and d > 0 for d in in_shape):
-        raise ValueError(f"build_model({name!r}): a{'n' if kind == 'image' else ''} {kind} model takes "
-                         f"in_shape {words}, of positive ints; got {in_shape!r}")
+        what = {"image": "an image model", "sequence": "a sequence model",
+                "tokens": "a language model"}[kind]
+        raise ValueError(f"build_model({name!r}): {what} takes in_shape {words}, of positive ints; "
+                         f"got {in_shape!r}")
     if int(num_classes) < 1:
         raise ValueError(f"build_model({name!r}): num_classes must be >= 1, got {num_classes}")
     unknown = sorted(set(kw) - set(model_options(name)))
