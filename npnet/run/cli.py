@@ -35,7 +35,8 @@ def _parser(zoo=None):
     c.add_argument("--out", default=".", help="folder for the figures (default: .)")
     s = sub.add_parser("summary", parents=[common],
                        help="print a model's layers, output shapes and parameters",
-                       epilog=None if zoo is None else "models: " + ", ".join(zoo))
+                       epilog=None if zoo is None else _zoo_epilog(zoo),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="a name of the model zoo (listed below)")
     s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
     s.add_argument("--num-classes", type=int, default=10, help="outputs of the last layer, >= 1 "
@@ -52,6 +53,14 @@ def _parser(zoo=None):
     g.add_argument("--weights", choices=("best", "last"), default="best",
                    help="best: best.npz when the run kept one, else last.npz (default); last: last.npz")
     return p
+
+
+def _zoo_epilog(zoo):
+    """"models: ..." wrapped between names (argparse's own wrapping would split char-lstm)."""
+    import textwrap
+    return ("--in-shape by model: C,H,W for an image model; T,F for a sequence model (*-rows); T "
+            "for a\nlanguage model (char-*), whose --num-classes is the vocabulary size\n\n"
+            + textwrap.fill("models: " + ", ".join(zoo), 78, break_on_hyphens=False))
 
 
 def _use_parsers(sub, common):

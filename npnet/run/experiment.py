@@ -11,10 +11,10 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import data, distributed, init, losses, nn, optim
-from .._io import atomic_write_text
 from ..models import build_model, input_kind
-from ..train import Callback, Checkpoint, LayerStats, Trainer
+from ..train import Checkpoint, LayerStats, Trainer
 from .config import TEXT_DATASETS
+from .sample import VocabularyFile, windows
 from .speed import apply_speed
 
 
@@ -101,22 +101,16 @@ def prepare_data(config):
 
 
 def _prepare_text(config):
-    """``PreparedData`` of a text corpus: (N, seq_len) windows of ids and their next-id targets
-    for train, validation and test (consecutive pieces of the text, ``CharCorpus.split``);
-    ``classes`` holds the vocabulary's characters, in id order."""
+    """``PreparedData`` of a text corpus (``sample.windows``); ``classes`` holds the
+    vocabulary's characters, in id order."""
     d, seed = config["data"], config["seed"]
     corpus = load_data(config)
-    pieces = corpus.split(d["val_fraction"])
     try:
-        (x_tr, y_tr), val, (x_te, y_te) = [
-            data.token_windows(ids, d["seq_len"]) if len(ids) else None for ids in pieces]
-    except (TypeError, ValueError) as e:
-        raise RunError(f"cannot cut {corpus.name} into windows of data.seq_len {d['seq_len']} "
-                       f"(train, validation and test hold {', '.join(str(len(p)) for p in pieces)} "
-                       f"characters): {e}") from None
+        x_tr, y_tr, x_val, y_val, x_te, y_te = windows(corpus, d["seq_len"], d["val_fraction"])
+    except ValueError as e:
+        raise RunError(str(e)) from None
     x_tr, y_tr = _subsample(x_tr, y_tr, d["max_train"], seed)
     x_te, y_te = _subsample(x_te, y_te, d["max_test"], seed)
-    x_val, y_val = (None, None) if val is None else val
     return PreparedData(x_tr, y_tr, x_val, y_val, x_te, y_te, corpus.vocab.chars)
 
 
@@ -223,19 +217,6 @@ def _watch(config, run):
         return []
     board = os.path.join(run, "tensorboard") if log["tensorboard"] else None
     return [LayerStats(log["layer_stats"], folder=run, tensorboard=board)]
-
-
-class VocabularyFile(Callback):
-    """Writes ``vocab.json`` (the characters of the ids, ``data.Vocabulary.save``) into the run
-    folder when training starts, where ``npnet sample`` reads it back: the vocabulary of a
-    language model's run is saved with it."""
-
-    def __init__(self, run, chars):
-        self.path, self.vocab = os.path.join(run, "vocab.json"), data.Vocabulary(chars)
-
-    def on_fit_begin(self, trainer):
-        if distributed.is_writer():
-            self.vocab.save(self.path)
 
 
 def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), resuming=False, log=print,

@@ -1,5 +1,6 @@
-"""Language-model runs: text from a trained one (``npnet sample``, ``TrainedLanguageModel``) and
-the end of one (``report_language_model``: test perplexity, ``metrics.json``, a sample).
+"""Language-model runs: their data (``windows`` of a corpus, ``VocabularyFile``), text from a
+trained one (``npnet sample``, ``TrainedLanguageModel``) and the end of one
+(``report_language_model``: test perplexity, ``metrics.json``, a sample).
 
     run = npnet.load_run("runs/char_lstm-20260101-120000")   # a TrainedLanguageModel
     print(run.sample("def ", length=200, temperature=0.8, seed=0))
@@ -11,11 +12,41 @@ import json
 import math
 import os
 
-from .. import data
+from .. import data, distributed
 from .._io import atomic_write_text
+from ..train import Callback
 from ..train.checkpoint import load_checkpoint
 
 SAMPLE_LENGTH, SAMPLE_TEMPERATURE = 300, 0.8  # the report's sample
+
+
+def windows(corpus, seq_len, val_fraction):
+    """``(x_train, y_train, x_val, y_val, x_test, y_test)``: (N, seq_len) windows of ids and their
+    next-id targets (``data.token_windows``) of consecutive train, validation and test pieces of
+    ``corpus`` (``CharCorpus.split``); no validation (None, None) when ``val_fraction`` is 0.
+    A ValueError says which piece is too short."""
+    pieces = corpus.split(val_fraction)
+    try:
+        (x_tr, y_tr), val, (x_te, y_te) = [
+            data.token_windows(ids, seq_len) if len(ids) else None for ids in pieces]
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot cut {corpus.name} into windows of data.seq_len {seq_len} (train, "
+                         f"validation and test hold {', '.join(str(len(p)) for p in pieces)} "
+                         f"characters): {e}") from None
+    return (x_tr, y_tr) + ((None, None) if val is None else val) + (x_te, y_te)
+
+
+class VocabularyFile(Callback):
+    """Writes ``vocab.json`` (the characters of the ids, ``data.Vocabulary.save``) into the run
+    folder when training starts, where ``npnet sample`` reads it back: the vocabulary of a
+    language model's run is saved with it."""
+
+    def __init__(self, run, chars):
+        self.path, self.vocab = os.path.join(run, "vocab.json"), data.Vocabulary(chars)
+
+    def on_fit_begin(self, trainer):
+        if distributed.is_writer():
+            self.vocab.save(self.path)
 
 
 class TrainedLanguageModel:
