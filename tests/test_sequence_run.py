@@ -119,3 +119,15 @@ def test_clip_before_step_clips_the_joint_norm():
     opt.step()
     step = np.concatenate([(b - p.data).ravel() for b, p in zip(before, layer.parameters())])
     assert np.linalg.norm(step) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_a_language_model_run_resumes_as_it_would_have_run(tmp_path):
+    config = os.path.join(ROOT, "configs", "sequence", "char_lstm.yaml")
+    args = [config, "--quiet", *_sets("char_lstm"), "--set", "train.schedule=none"]  # cosine: fixed epochs
+    assert main(["train", *args, "--out", str(tmp_path / "a"), "--epochs", "2"]) == 0
+    assert main(["train", *args, "--out", str(tmp_path / "b"), "--epochs", "1"]) == 0
+    (part,) = glob.glob(os.path.join(tmp_path, "b", "*"))
+    assert main(["train", "--resume", os.path.join(part, "last.npz"), "--epochs", "2", "--quiet"]) == 0
+    (whole,) = glob.glob(os.path.join(tmp_path, "a", "*"))
+    a, b = (json.load(open(os.path.join(r, "metrics.json"))) for r in (whole, part))
+    assert a["test_loss"] == b["test_loss"] and a["sample"] == b["sample"]
