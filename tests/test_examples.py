@@ -221,3 +221,23 @@ def test_an_example_with_a_bad_out_says_so_in_one_line(tmp_path, example):
                                             "write in"], proc.stderr
         assert proc.stdout == ""  # nothing loaded or trained
     assert os.listdir(tmp_path) == ["taken"]
+
+
+def test_compare_sequence_models(tmp_path):
+    out, err = run_example("compare_sequence_models.py", tmp_path)
+    header, rows = markdown_table(out, "model")
+    assert header == ["model", "parameters", "epochs", "best val accuracy", "test accuracy", "train time (s)"]
+    assert [r[0] for r in rows] == ["RNN", "LSTM", "GRU", "Transformer"]
+    assert all(0 <= float(r[4].rstrip("%")) <= 100 for r in rows)
+    assert "sequences of 28 steps x 28 features" in out
+    assert_pngs(tmp_path, ["learning_curves.png"])
+
+
+def test_char_language_model(tmp_path):
+    out, err = run_example("char_language_model.py", tmp_path)
+    header, rows = markdown_table(out, "model")
+    assert header[:5] == ["model", "parameters", "epochs", "val perplexity", "test perplexity"]
+    assert [r[0] for r in rows] == ["LSTM", "Transformer"]
+    assert all(1 < float(r[4]) < 200 for r in rows)  # a vocabulary of 99: uniform is 99
+    assert out.count("--- sample after epoch 1") == 2 and "Last sample of the LSTM" in out
+    assert_pngs(tmp_path, ["perplexity.png"])

@@ -1,5 +1,6 @@
 """Datasets (CIFAR-10, Fashion-MNIST and its embedded mini subset), long-tail builder, batch
-transforms and the DataLoader."""
+transforms and the DataLoader; sequences (images row by row, text corpora of characters and
+their token windows)."""
 from ._base import CLASSES, DatasetNotFoundError, DatasetSplits, resolve_root
 from .cifar import CIFAR10_MD5, CIFAR10_URLS, load_cifar10
 from .datasets import load_dataset
@@ -9,6 +10,9 @@ from .fashion_mnist import (FASHION_MNIST_MD5, FASHION_MNIST_SYSTEM_DIRS, FASHIO
 from .loader import DataLoader
 from .longtail import long_tail_counts, make_long_tailed, train_val_split
 from .mini import load_fashion_mnist_mini
+from .sequences import Rows, token_windows
+from .text import (CharCorpus, Vocabulary, load_char_corpus, load_python_source,
+                   load_python_source_mini)
 from .transforms import (CIFAR10_MEAN, CIFAR10_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD, Compose,
                          Flatten, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, Transform)
 
@@ -21,4 +25,6 @@ __all__ = [
     "Transform", "ToFloat", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Flatten", "Compose",
     "CIFAR10_MEAN", "CIFAR10_STD", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
     "DataLoader",
+    "Rows", "token_windows", "Vocabulary", "CharCorpus", "load_char_corpus", "load_python_source",
+    "load_python_source_mini",
 ]

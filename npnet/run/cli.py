@@ -1,6 +1,6 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
 them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers, ``evaluate``
-and ``predict`` use a trained run's model (``trained.py``).
+and ``predict`` use a trained run's model (``trained.py``), ``sample`` a language model's (``sample.py``).
 
 ``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
 ``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
@@ -36,13 +36,32 @@ def _parser(zoo=None):
     c.add_argument("--out", default=".", help="folder for the figures (default: .)")
     s = sub.add_parser("summary", parents=[common],
                        help="print a model's layers, output shapes and parameters",
-                       epilog=None if zoo is None else "models: " + ", ".join(zoo))
+                       epilog=None if zoo is None else _zoo_epilog(zoo),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="a name of the model zoo (listed below)")
     s.add_argument("--in-shape", default="3,32,32", help="C,H,W (default 3,32,32)")
     s.add_argument("--num-classes", type=int, default=10, help="outputs of the last layer, >= 1 "
                                                                "(default 10)")
     _use_parsers(sub, common)
+    g = sub.add_parser("sample", parents=[common], help="text from a trained language model "
+                       "(a run of char-lstm or char-transformer)")
+    g.add_argument("run", help="the folder of a language model's run of npnet train (or one of its checkpoints)")
+    g.add_argument("--prompt", default="\n", help="the text to continue (default: a new line)")
+    g.add_argument("--length", type=int, default=300, help="characters to draw (default 300)")
+    g.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature, >= 0; 0: the likeliest character every time (default 0.8)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the draws (default 0)")
+    g.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best: best.npz when the run kept one, else last.npz (default); last: last.npz")
     return p
+
+
+def _zoo_epilog(zoo):
+    """"models: ..." wrapped between names (argparse's own wrapping would split char-lstm)."""
+    import textwrap
+    return ("--in-shape by model: C,H,W for an image model; T,F for a sequence model (*-rows); T "
+            "for a\nlanguage model (char-*), whose --num-classes is the vocabulary size\n\n"
+            + textwrap.fill("models: " + ", ".join(zoo), 78, break_on_hyphens=False))
 
 
 def _use_parsers(sub, common):
@@ -275,12 +294,27 @@ def _run_labels(runs):
     return [os.path.normpath(r) if names.count(n) > 1 else n for r, n in zip(runs, names)]
 
 
-def _load_run(args):
+def _load_run(args, language=False):
+    """The run of ``args.run``; ``language``: a language model's is wanted (else an image model's)."""
     from .trained import load_run
     try:
-        return load_run(args.run, args.weights)
+        run = load_run(args.run, args.weights)
     except (OSError, ValueError) as e:
         raise RunError(str(e)) from None
+    if language != hasattr(run, "vocab"):
+        raise RunError(f"{args.run}: a run of {run.config['network']['model']}, " +
+                       ("not a language model: use npnet predict or evaluate" if language else
+                        "a language model: use npnet sample"))
+    return run
+
+
+def _sample(args):
+    run = _load_run(args, language=True)
+    try:
+        print(run.sample(args.prompt, args.length, args.temperature, args.seed))
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    return 0
 
 
 def _evaluate(args):
@@ -328,7 +362,7 @@ def _predict(args):
 
 
 COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary,
-            "evaluate": _evaluate, "predict": _predict}
+            "evaluate": _evaluate, "predict": _predict, "sample": _sample}
 
 
 def main(argv=None):

@@ -112,6 +112,10 @@ SCHEMA = {
         "eval_batch_size": Field("int", 500, minimum=1),
         "sync_bn": Field("bool", False, doc="on several processes (--nproc): BatchNorm with the "
                                             "global batch's statistics (SyncBatchNorm)"),
+        "clip_grad_norm": Field("float", None, nullable=True, above=0.0,
+                                doc="before every step, scale the gradients so that their joint "
+                                    "2-norm is at most this (nn.utils.clip_grad_norm_); null: no "
+                                    "clipping"),
     },
     "network": {
         "model": Field("str", None, doc="a name of npnet.models.MODELS (required)"),
@@ -123,11 +127,18 @@ SCHEMA = {
                                 "sigmoid focal loss)"),
     },
     "data": {
-        "dataset": Field("str", "cifar10", choices=("cifar10", "fashion-mnist", "fashion-mnist-mini")),
+        "dataset": Field("str", "cifar10", choices=("cifar10", "fashion-mnist", "fashion-mnist-mini",
+                                                    "python-source", "python-source-mini"),
+                         doc="images, or a text corpus for the language models (python-source: "
+                             "this Python's standard library; -mini: the embedded subset)"),
+        "seq_len": Field("int", 128, minimum=1, doc="text corpora: characters per training window "
+                                                     "(its targets are the next characters)"),
         "imbalance": Field("str", "regular", choices=("regular", "exp", "step")),
         "imbalance_factor": Field("float", 100.0, minimum=1.0),
         "augment": Field("bool", False, doc="random crop (padding 4) and horizontal flip"),
-        "val_fraction": Field("float", 0.1, minimum=0.0, below=1.0),
+        "val_fraction": Field("float", 0.1, minimum=0.0, below=1.0,
+                              doc="of the training images; of a text corpus, the share before "
+                                  "its end for validation, and as much at the end for test"),
         "max_train": Field("int", None, nullable=True, minimum=1, doc="subsample the training set"),
         "max_test": Field("int", None, nullable=True, minimum=1, doc="subsample the test set"),
         "root": Field("str", None, nullable=True,
@@ -266,6 +277,7 @@ def _check_values(config, problems):
         if unknown:
             problems.append(f"'network.options': unknown option(s) {', '.join(unknown)} for "
                             f"{model}; valid: {', '.join(model_options(model)) or 'none'}")
+    _check_kind(config, problems)
     if config["train"]["nesterov"] and config["train"]["momentum"] == 0:
         problems.append("'train.nesterov' needs train.momentum > 0")
     if config["train"]["optimizer"] != "sgd" and config["train"]["momentum"]:
@@ -279,6 +291,32 @@ def _check_values(config, problems):
         problems.append(f"'speed.algorithms': {e}")
     if config["log"]["tensorboard"] and not config["log"]["layer_stats"]:
         problems.append("'log.tensorboard' needs log.layer_stats > 0 (the steps between samples)")
+
+
+#: the text corpora ``data.dataset`` may name (``npnet.data.text.CORPORA``): language models' data
+TEXT_DATASETS = ("python-source", "python-source-mini")
+
+
+def _check_kind(config, problems):
+    """The model's input kind and the dataset agree: a language model on a text corpus, with the
+    loss it trains with; every other model on images."""
+    from ..models import MODELS, input_kind
+    model, d = config["network"]["model"], config["data"]
+    if model not in MODELS:
+        return
+    text, tokens = d["dataset"] in TEXT_DATASETS, input_kind(model) == "tokens"
+    if tokens and not text:
+        problems.append(f"'network.model': {model} is a language model (token ids in); it needs "
+                        f"a text corpus as data.dataset ({', '.join(TEXT_DATASETS)}), got {d['dataset']}")
+    elif text and not tokens:
+        problems.append(f"'data.dataset': {d['dataset']} is a text corpus; network.model must be a "
+                        f"language model (char-lstm, char-transformer), got {model}")
+    elif text:
+        if config["loss"]["loss_type"] != "CE" or config["loss"]["beta"]:
+            problems.append("'loss': a language model trains with loss_type CE over (N, V, T) and no "
+                            "class weights (beta 0)")
+        if d["imbalance"] != "regular" or d["augment"]:
+            problems.append("'data': a text corpus takes neither data.imbalance nor data.augment")
 
 
 #: the convolution algorithms ``speed.algorithms`` may name (``npnet.kernels.autotune.ALGORITHMS``,

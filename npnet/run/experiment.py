@@ -11,8 +11,10 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import data, distributed, init, losses, nn, optim
-from ..models import build_model
+from ..models import build_model, input_kind
 from ..train import Checkpoint, LayerStats, Trainer
+from .config import TEXT_DATASETS
+from .sample import VocabularyFile, windows
 from .speed import apply_speed
 
 
@@ -29,6 +31,8 @@ def load_data(config):
     """The dataset's ``DatasetSplits`` as ``data.dataset`` and ``data.root`` say; ``RunError`` if
     it is not there (an explicit ``data.root`` must exist: no silent fallback elsewhere)."""
     d = config["data"]
+    if d["dataset"] in TEXT_DATASETS:
+        return _load_corpus(d)
     options = {"progress": False}
     if d["dataset"] != "fashion-mnist-mini" and d["root"] is not None:
         if not os.path.isdir(os.path.expanduser(d["root"])):
@@ -40,6 +44,21 @@ def load_data(config):
         return data.load_dataset(d["dataset"], **options)
     except (OSError, ValueError) as e:  # not found, download failed, bad checksum, bad file
         raise RunError(f"cannot load dataset {d['dataset']!r}: {e}\n{_DATA_HINT}") from None
+
+
+def _load_corpus(d):
+    """The ``CharCorpus`` of a text dataset (``data.root``: the standard library's folder)."""
+    options = {} if d["dataset"].endswith("-mini") or d["root"] is None else {"stdlib": d["root"]}
+    try:
+        return data.load_char_corpus(d["dataset"], **options)
+    except (OSError, ValueError) as e:
+        raise RunError(f"cannot load the text corpus {d['dataset']!r}: {e}; python-source-mini is "
+                       "embedded in npnet") from None
+
+
+def is_text(config):
+    """Whether the run is a language model's, on a text corpus."""
+    return config["data"]["dataset"] in TEXT_DATASETS
 
 
 class PreparedData(NamedTuple):
@@ -59,6 +78,8 @@ def prepare_data(config):
     """The ``PreparedData`` the config asks for: subsampled, made long-tailed, split (seeded by
     ``config['seed']``)."""
     d, seed = config["data"], config["seed"]
+    if is_text(config):
+        return _prepare_text(config)
     x_train, y_train, x_test, y_test = load_data(config)
     x_train, y_train = _subsample(x_train, y_train, d["max_train"], seed)
     x_test, y_test = _subsample(x_test, y_test, d["max_test"], seed)
@@ -79,6 +100,20 @@ def prepare_data(config):
     return PreparedData(x_train, y_train, x_val, y_val, x_test, y_test, data.CLASSES[d["dataset"]])
 
 
+def _prepare_text(config):
+    """``PreparedData`` of a text corpus (``sample.windows``); ``classes`` holds the
+    vocabulary's characters, in id order."""
+    d, seed = config["data"], config["seed"]
+    corpus = load_data(config)
+    try:
+        x_tr, y_tr, x_val, y_val, x_te, y_te = windows(corpus, d["seq_len"], d["val_fraction"])
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    x_tr, y_tr = _subsample(x_tr, y_tr, d["max_train"], seed)
+    x_te, y_te = _subsample(x_te, y_te, d["max_test"], seed)
+    return PreparedData(x_tr, y_tr, x_val, y_val, x_te, y_te, corpus.vocab.chars)
+
+
 def _subsample(x, y, limit, seed):
     if limit is None or limit >= len(x):
         return x, y
@@ -88,8 +123,14 @@ def _subsample(x, y, limit, seed):
 
 def transforms(config, image_shape):
     """(train transform, eval transform): normalisation with the dataset's statistics, after a
-    random crop (padding 4, or 2 below 32 pixels) and a horizontal flip when augmenting."""
+    random crop (padding 4, or 2 below 32 pixels) and a horizontal flip when augmenting; a
+    sequence model reads the result row by row (``data.Rows``); a language model's ids pass as
+    they are (None, None)."""
+    if is_text(config):
+        return None, None
     normalize = data.Normalize.for_dataset(config["data"]["dataset"])
+    if input_kind(config["network"]["model"]) == "sequence":
+        normalize = data.Compose([normalize, data.Rows()])
     if not config["data"]["augment"]:
         return normalize, normalize
     seed, size = config["seed"], image_shape[1:]
@@ -103,7 +144,7 @@ def make_loss(config, y_train, num_classes):
     c = config["loss"]
     weight = None
     if c["beta"] > 0:
-        counts = np.bincount(y_train, minlength=num_classes)
+        counts = np.bincount(y_train.ravel(), minlength=num_classes)
         weight = losses.class_balanced_weights(counts, c["beta"])
     if c["loss_type"] == "MSE":
         if weight is not None:
@@ -123,6 +164,8 @@ def make_optimizer(config, model):
         opt = optim.SGD(params, lr, momentum=t["momentum"], nesterov=t["nesterov"], weight_decay=wd)
     else:
         opt = (optim.Adam if t["optimizer"] == "adam" else optim.AdamW)(params, lr, weight_decay=wd)
+    if t["clip_grad_norm"] is not None:
+        clip_before_step(opt, t["clip_grad_norm"])
     if t["schedule"] == "cosine":
         return opt, optim.CosineAnnealingLR(opt, t["epochs"])
     if t["schedule"] == "multistep" and (t["steps"] or t["warmup"]):
@@ -130,15 +173,33 @@ def make_optimizer(config, model):
     return opt, None
 
 
+def clip_before_step(optimizer, max_norm):
+    """Makes ``optimizer.step()`` first scale the gradients so that their joint 2-norm is at most
+    ``max_norm`` (``nn.utils.clip_grad_norm_`` over ``optimizer.params``), where a PyTorch loop
+    calls it: after the backward pass, before the step. Returns the optimizer."""
+    step = optimizer.step
+
+    def clipped_step():
+        nn.utils.clip_grad_norm_(optimizer.params, max_norm)
+        step()
+
+    optimizer.step = clipped_step
+    return optimizer
+
+
 def make_model(config, in_shape, num_classes):
     """The zoo model of ``network``, seeded by ``config['seed']``; with ``network.init_prior`` p,
     the last Linear layer's bias starts at -log((1 - p) / p) (Lin et al. 2017: every sigmoid
-    output starts at probability p; softmax outputs are unaffected by a constant shift)."""
+    output starts at probability p; softmax outputs are unaffected by a constant shift).
+    ``in_shape``: an image's (C, H, W), which a sequence model reads as (H, C*W) (``data.Rows``),
+    or a window's (T,) for a language model (``num_classes``: the vocabulary size)."""
     n = config["network"]
+    if input_kind(n["model"]) == "sequence" and len(in_shape) == 3:
+        in_shape = data.Rows.output_shape(in_shape)
     try:
         model = build_model(n["model"], in_shape, num_classes, rng=config["seed"], **n["options"])
     except (ValueError, TypeError) as e:
-        raise RunError(f"cannot build network.model {n['model']!r} for images of shape "
+        raise RunError(f"cannot build network.model {n['model']!r} for inputs of shape "
                        f"{tuple(in_shape)}: {e}") from None
     if n["init_prior"] is not None:
         last = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -158,11 +219,13 @@ def _watch(config, run):
     return [LayerStats(log["layer_stats"], folder=run, tensorboard=board)]
 
 
-def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), resuming=False, log=print):
+def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), resuming=False, log=print,
+                 vocab=None):
     """(trainer, (train loader, val loader or None), eval transform) for a run whose checkpoints
     go to the folder ``run`` (nothing is written until training starts). The model gets the
     config's ``speed`` passes (``speed.py``; ``trainer.speed`` is their record); ``resuming``:
-    the checkpoint's algorithms will be loaded, so nothing is tuned."""
+    the checkpoint's algorithms will be loaded, so nothing is tuned. ``vocab``: a language model's
+    characters, in id order (written to the run's ``vocab.json`` when training starts)."""
     x_tr, y_tr, x_val, y_val = arrays
     t = config["train"]
     init.manual_seed(config["seed"])
@@ -179,15 +242,21 @@ def make_trainer(config, run, arrays, num_classes, progress=None, callbacks=(), 
     if t["sync_bn"]:
         distributed.convert_sync_batchnorm(model)
     batch = min(t["batch_size"] or len(x_tr), len(x_tr))  # the global batch, on every number of ranks
-    speed = apply_speed(model, config["speed"], (batch,) + tuple(x_tr.shape[1:]), resuming, log,
+    # only convolutions have algorithms to time: a model without one (a sequence model) is not
+    # run on the zeros tune() would give it (a language model reads integer ids)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    speed = apply_speed(model, dict(config["speed"], tune=config["speed"]["tune"] and has_conv),
+                        (batch,) + tuple(x_tr.shape[1:]), resuming, log,
                         watched=bool(config["log"]["layer_stats"]))
     opt, sched = make_optimizer(config, model)
-    monitor = "val_accuracy" if val_loader is not None else "train_accuracy"
+    split = "val" if val_loader is not None else "train"
+    monitor = f"{split}_loss" if is_text(config) else f"{split}_accuracy"  # an LM has no accuracy
     best = config["network"]["save_best"]
     ckpt = Checkpoint(os.path.join(run, "best.npz" if best else "last.npz"), save_best=best,
                       monitor=monitor, last_path=os.path.join(run, "last.npz") if best else None)
+    saves = [] if vocab is None else [VocabularyFile(run, vocab)]
     trainer = Trainer(model, make_loss(config, y_tr, num_classes), opt, sched,
-                      list(callbacks) + _watch(config, run) + [ckpt], config=config,
+                      list(callbacks) + _watch(config, run) + saves + [ckpt], config=config,
                       progress=progress)
     trainer.speed = speed
     return trainer, (train_loader, val_loader), eval_tf

@@ -21,9 +21,10 @@ from .._io import atomic_write_text, from_json_array
 from ..train import EpochLogger, NonFiniteLossError
 from ..train.checkpoint import load_checkpoint
 from .config import ConfigError, validate_config
-from .experiment import RunError, make_trainer, prepare_data
+from .experiment import RunError, is_text, make_trainer, prepare_data
 from .overrides import differing_keys, flatten
 from .report import report
+from .sample import report_language_model
 from .speed import resumed
 
 
@@ -114,8 +115,10 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
         run = run_dir or new_run_dir(out, config["name"])
     bar = progress if progress is not None else sys.stderr.isatty()
     extra = list(callbacks) + ([] if bar else [EpochLogger(log)])  # no bar: a line per epoch
+    text = is_text(config)  # a language model: windows of characters, its report in sample.py
     trainer, loaders, eval_tf = make_trainer(config, run, (d.x_train, d.y_train, d.x_val, d.y_val),
-                                             len(d.classes), progress, extra, resume is not None, log)
+                                             len(d.classes), progress, extra, resume is not None, log,
+                                             vocab=d.classes if text else None)
     trainer.interrupt_hint = False  # this runner says how to resume, in its own words
     if resume is not None:
         load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
@@ -130,11 +133,13 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
                        "--out (a folder you can write in)") from None
     log(f"run folder: {run}\nmodel {config['network']['model']}: "
         f"{trainer.model.num_parameters():,} parameters; train {len(d.x_train)}, "
-        f"val {0 if d.x_val is None else len(d.x_val)}, test {len(d.x_test)} images")
+        f"val {0 if d.x_val is None else len(d.x_val)}, test {len(d.x_test)} "
+        + (f"windows of {config['data']['seq_len']} characters" if text else "images"))
     result = _fit(trainer, loaders, config, run, created, log)
     if result["status"] == "done":
-        result["metrics"] = report(trainer, config, run, (d.x_test, d.y_test, eval_tf), d.classes,
-                                   loaders[1] is not None, log)
+        end = report_language_model if text else report
+        result["metrics"] = end(trainer, config, run, (d.x_test, d.y_test, eval_tf), d.classes,
+                                loaders[1] is not None, log)
     result["history"] = trainer.history.to_dict()
     return result
 

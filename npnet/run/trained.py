@@ -19,7 +19,7 @@ from .._io import from_json_array
 from ..functional import softmax
 from ..train.checkpoint import load_checkpoint
 from .config import ConfigError, validate_config
-from .experiment import RunError, make_model, transforms
+from .experiment import RunError, is_text, make_model, transforms
 
 #: the image shape (C, H, W) of every dataset a config can name
 IMAGE_SHAPES = {"cifar10": (3, 32, 32), "fashion-mnist": (1, 28, 28),
@@ -84,7 +84,8 @@ class TrainedRun:
 
 def load_run(path, weights="best"):
     """The ``TrainedRun`` of a run folder (``weights``: "best" uses ``best.npz`` when the run
-    kept one, else ``last.npz``; "last" uses ``last.npz``) or of a checkpoint file (``.npz``).
+    kept one, else ``last.npz``; "last" uses ``last.npz``) or of a checkpoint file (``.npz``);
+    for a language model's run, a ``sample.TrainedLanguageModel`` (its ``vocab.json`` beside).
 
     Raises ``ValueError`` naming the path when it is neither a run folder nor a checkpoint of
     ``npnet train`` (FileNotFoundError when nothing is there).
@@ -101,6 +102,9 @@ def load_run(path, weights="best"):
     except ConfigError as e:
         raise ValueError(f"{checkpoint}: the checkpoint's config is not a valid npnet train "
                          f"config ({e})") from None
+    if is_text(config):
+        from .sample import language_model_run
+        return language_model_run(config, checkpoint, arrays, _build)
     shape = IMAGE_SHAPES[config["data"]["dataset"]]
     try:
         model = make_model(config, shape, len(data.CLASSES[config["data"]["dataset"]]))
@@ -109,6 +113,13 @@ def load_run(path, weights="best"):
     state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     model.load_state_dict(state)  # strict: a key or shape that differs is a ValueError
     return TrainedRun(model, config, checkpoint, int(arrays.get("epoch", 0)))
+
+
+def _build(config, in_shape, num_classes):
+    try:
+        return make_model(config, in_shape, num_classes)
+    except RunError as e:
+        raise ValueError(str(e)) from None
 
 
 def _checkpoint_file(path, weights):
