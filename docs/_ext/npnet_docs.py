@@ -143,7 +143,20 @@ def _public_bases(app, name, obj, options, bases):
     bases[:] = shown
 
 
+#: Methods that are plumbing between npnet's own modules (the fused modules, the tuner, fusion's
+#: rule), not API: public in Python's sense so those modules can call them, left off the pages.
+INTERNAL_MEMBERS = {"check_input", "convolve", "gradients", "normalize", "eval_affine", "has_hooks"}
+
+
+def _skip_internal(app, what, name, obj, skip, options):
+    """autodoc-skip-member: keeps ``INTERNAL_MEMBERS`` of a class off the API pages."""
+    if what == "class" and name in INTERNAL_MEMBERS:
+        return True
+    return None
+
+
 def setup(app):
+    app.connect("autodoc-skip-member", _skip_internal)
     app.connect("builder-inited", _check)
     app.connect("build-finished", _fail)
     app.connect("autodoc-process-bases", _public_bases)

@@ -19,7 +19,21 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch. Cache: the output."""
+    """max(x, 0), as ``torch.nn.ReLU``. The derivative at 0 is taken as 0, like PyTorch.
+
+    Shape:
+        input: any (*).
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> relu = nn.ReLU()
+        >>> relu(np.array([[-1.0, 0.0, 2.0]], np.float32)).tolist()
+        [[0.0, 0.0, 2.0]]
+        >>> relu.backward(np.ones((1, 3), np.float32)).tolist()
+        [[0.0, 0.0, 1.0]]
+    """
 
     def forward(self, x):
         self._check(x)

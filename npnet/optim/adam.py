@@ -22,7 +22,25 @@ class Adam(Optimizer):
     not at the optimizer's step count. A state dict saved before ``steps`` existed loads with every
     parameter that has buffers at the optimizer's ``"step"``.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; betas in [0, 1); eps >= 0.
+    Args:
+        params (iterable): ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-3).
+        betas (tuple): (beta1, beta2), the decay rates of m and v, each in [0, 1) (default
+            (0.9, 0.999)).
+        eps (float): added to the denominator, >= 0 (default 1e-8).
+        weight_decay (float): the L2 penalty added to the gradient, >= 0 (default 0); for decoupled
+            weight decay use ``AdamW``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.Adam(model.parameters(), lr=1e-3)
+        >>> model.weight.grad[...] = 5.0
+        >>> before = model.weight.data.copy()
+        >>> optimizer.step()  # the first step moves each weight by about lr
+        >>> np.allclose(model.weight.data, before - 1e-3, atol=1e-6)
+        True
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "steps")
