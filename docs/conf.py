@@ -29,7 +29,6 @@ extensions = [
     "myst_nb",               # MyST markdown pages and executed notebooks
     "sphinx.ext.autodoc",    # the API reference, from the docstrings
     "sphinx.ext.viewcode",   # a [source] link beside every object
-    "sphinx.ext.napoleon",   # "Args:" / "Shape:" / "Example:" sections, as PyTorch's docs
     "npnet_docs",            # fails the build on a public name without a docstring
 ]
 
@@ -64,11 +63,8 @@ autodoc_default_options = {"members": True, "member-order": "bysource", "show-in
 # forward/backward are documented once, on Module: a layer shows them only where it writes its own
 autodoc_inherit_docstrings = False
 autodoc_preserve_defaults = True   # dtype=np.float32 in a signature, not <class 'numpy.float32'>
-# napoleon: Google-style sections; "Shape:" is PyTorch's own section name
-napoleon_google_docstring = True
-napoleon_numpy_docstring = False
-napoleon_use_rtype = False
-napoleon_custom_sections = [("Shape", "params_style")]
+# "Args:" / "Shape:" / "Example:" sections (as PyTorch's pages) are rendered by sphinx.ext.napoleon,
+# called by _ext/npnet_docs on the docstrings of npnet.nn, npnet.losses and npnet.optim only
 autodoc_typehints = "none"
 add_module_names = False
 

@@ -212,7 +212,7 @@ class CrossEntropyLoss(_Loss):
     flattened form (N*T, C) with (N*T,) labels gives the same value.
 
     Args:
-        weight (array or None): a per-class weight (C,) of non-negative numbers; None weighs every
+        weight: a per-class weight array (C,) of non-negative numbers; None weighs every
             class 1.
         label_smoothing (float): eps in [0, 1], the share of the target spread evenly over the C
             classes (default 0.0).

@@ -10,6 +10,8 @@ import importlib
 import inspect
 import pkgutil
 
+from sphinx.ext.napoleon import Config as NapoleonConfig
+from sphinx.ext.napoleon.docstring import GoogleDocstring
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 
@@ -155,7 +157,24 @@ def _skip_internal(app, what, name, obj, skip, options):
     return None
 
 
+#: The modules whose docstrings are written in Google style ("Args:", "Shape:", "Example:"), as
+#: PyTorch's: napoleon renders them there only, so that a line such as ``x: ...`` elsewhere (a
+#: property's first line) is not reinterpreted as a type.
+GOOGLE_STYLE = ("npnet.nn", "npnet.losses", "npnet.optim")
+_NAPOLEON = NapoleonConfig(napoleon_google_docstring=True, napoleon_numpy_docstring=False,
+                           napoleon_use_rtype=False, napoleon_use_ivar=False,
+                           napoleon_custom_sections=[("Shape", "params_style")])
+
+
+def _google_sections(app, what, name, obj, options, lines):
+    """autodoc-process-docstring: napoleon's Google-style sections, on ``GOOGLE_STYLE`` modules."""
+    if what in ("class", "method", "function", "exception") and \
+            any(name == m or name.startswith(m + ".") for m in GOOGLE_STYLE):
+        lines[:] = GoogleDocstring(lines, _NAPOLEON, app, what, name, obj, options).lines()
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _google_sections)
     app.connect("autodoc-skip-member", _skip_internal)
     app.connect("builder-inited", _check)
     app.connect("build-finished", _fail)

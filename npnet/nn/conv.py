@@ -22,7 +22,7 @@ class Conv2d(Module):
         stride (int or tuple): (sh, sw), default 1.
         padding (int or tuple): zeros added on each side, (ph, pw), default 0.
         bias (bool): learn a bias per output channel (default True).
-        rng (numpy.random.Generator, int or None): the generator (or seed) of the initialisation;
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the initialisation;
             None, the default, uses npnet's default generator (seeded by ``npnet.manual_seed``).
         dtype: the parameters' dtype, default ``np.float32``; the input must have the same one.
         algorithm (str or None): how the kernel computes the layer; see below.

@@ -14,11 +14,11 @@ class Dropout(Module):
 
     Args:
         p (float): the probability of zeroing an element, in [0, 1) (default 0.5).
-        rng (numpy.random.Generator, int or None): the generator (or seed) of the masks; None uses
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the masks; None uses
             npnet's default generator (seeded by ``npnet.manual_seed``).
 
     Shape:
-        input: any (N, *).
+        input: any ``(N, *)``.
         output: same as the input.
 
     Example:

@@ -14,7 +14,7 @@ class Linear(Module):
         in_features (int): size of each input row.
         out_features (int): size of each output row.
         bias (bool): learn an additive bias (default True).
-        rng (numpy.random.Generator, int or None): the generator (or seed) of the initialisation;
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the initialisation;
             None uses npnet's default generator (seeded by ``npnet.manual_seed``).
         dtype: the parameters' dtype, default ``np.float32``; the input must have the same one.
 

@@ -23,7 +23,7 @@ class Adam(Optimizer):
     parameter that has buffers at the optimizer's ``"step"``.
 
     Args:
-        params (iterable): ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
         lr (float): the learning rate, >= 0 (default 1e-3).
         betas (tuple): (beta1, beta2), the decay rates of m and v, each in [0, 1) (default
             (0.9, 0.999)).

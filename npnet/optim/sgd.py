@@ -19,7 +19,7 @@ class SGD(Optimizer):
     A frozen parameter (``requires_grad=False``) is skipped: no update, no decay, its buffer kept.
 
     Args:
-        params (iterable): ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
         lr (float): the learning rate, >= 0 (required, as in PyTorch).
         momentum (float): in [0, 1) (default 0: plain SGD).
         nesterov (bool): Nesterov momentum; needs momentum > 0 (default False).
