@@ -30,6 +30,7 @@ extensions = [
     "sphinx.ext.autodoc",    # the API reference, from the docstrings
     "sphinx.ext.viewcode",   # a [source] link beside every object
     "npnet_docs",            # fails the build on a public name without a docstring
+    "npnet_downloads",       # each tutorial page links to its executed .ipynb, served beside it
 ]
 
 # -- pages -----------------------------------------------------------------------------------------

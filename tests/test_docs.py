@@ -8,8 +8,9 @@
 * Every public name has a docstring (the check the docs build runs, ``docs/_ext/npnet_docs.py``).
 * The site builds with warnings as errors (reusing the notebooks executed above, or the site in
   ``NPNET_DOCS_SITE`` that CI built); no page shows raw LaTeX (``$$``, ``\frac``) outside its
-  math elements (which MathJax typesets in the reader's browser), and every tutorial page says
-  which setting (quick or full) produced its outputs. In Chromium its search finds ``Conv2d`` and a
+  math elements (which MathJax typesets in the reader's browser), every tutorial page says
+  which setting (quick or full) produced its outputs and links to its executed notebook
+  (``<stem>.ipynb``, served beside the page). In Chromium its search finds ``Conv2d`` and a
   tutorial page shows its figures.
 
 Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sphinx, myst-nb
@@ -192,6 +193,26 @@ def test_every_tutorial_page_says_which_setting_ran(site):
         page = (site / "tutorials" / f"{path.stem}.html").read_text(encoding="utf-8")
         assert re.search(r"Built in the (quick|full) setting", page), path.stem
         assert page.index("Built in the") < page.index("<img"), f"{path.stem}: note after a figure"
+
+
+def test_every_tutorial_page_links_its_notebook_which_the_site_serves(site):
+    """Each tutorial page has a visible link to ``<stem>.ipynb`` beside it; that file is the
+    executed notebook: valid nbformat JSON whose code cells are the tutorial's, with outputs."""
+    import nbformat
+    tools = _tutorial_tools()
+    for path in TUTORIALS:
+        page = (site / "tutorials" / f"{path.stem}.html").read_text(encoding="utf-8")
+        link = re.search(rf'<a[^>]+href="{re.escape(path.stem)}\.ipynb"[^>]*>([^<]*)</a>', page)
+        assert link and link.group(1) == "Download this notebook (.ipynb)", path.stem
+        assert page.index(link.group(0)) < page.index("<img"), f"{path.stem}: link after a figure"
+        notebook = site / "tutorials" / f"{path.stem}.ipynb"
+        assert notebook.is_file(), f"the site does not serve {notebook.name}"
+        nb = nbformat.read(notebook, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert tools.code_cells(nb) == tools.code_cells(tools.read_text(path.read_text("utf-8")))
+        assert any(c.outputs for c in code), f"{notebook.name}: not executed"
+        assert not any("```{admonition}" in c.source for c in nb.cells), "MyST left in the notebook"
 
 
 @pytest.fixture()
