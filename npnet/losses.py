@@ -329,7 +329,28 @@ class FocalLoss(_Loss):
     It is computed with softplus: -log p_t = softplus(-s), (1 - p_t) ** gamma = exp(-gamma *
     softplus(s)) with s = x where t = 1, -x where t = 0, so no exp overflows.
 
-    'none' returns the (N,) per-sample values. Shape: outputs (N, C) logits, targets (N,) labels.
+    Args:
+        gamma (float): the focusing exponent, >= 0; 0 is cross-entropy (default 2.0).
+        weight: a per-class weight array (C,) of non-negative numbers, e.g.
+            ``class_balanced_weights(counts, beta)``; None weighs every class 1.
+        kind (str): ``'softmax'`` (default) or ``'sigmoid'``, as above.
+        reduction (str): ``'mean'`` (default), ``'sum'`` or ``'none'`` (the (N,) per-sample values).
+
+    Shape:
+        outputs: (N, C) logits.
+        targets: (N,) integer labels in [0, C).
+        output: a float, or (N,) for ``'none'``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> logits = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+        >>> y = np.arange(8) % 5
+        >>> focal, ce = nn.FocalLoss(gamma=0.0), nn.CrossEntropyLoss()
+        >>> bool(np.isclose(focal(logits, y), ce(logits, y)))  # gamma=0 is cross-entropy
+        True
+        >>> focal.backward().shape
+        (8, 5)
     """
 
     def __init__(self, gamma=2.0, weight=None, kind="softmax", reduction="mean"):

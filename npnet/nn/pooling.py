@@ -106,7 +106,18 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool2d(Module):
-    """Mean over the spatial dims. Shape: (N, C, H, W) -> (N, C) (ready for a Linear layer)."""
+    """Mean over the spatial dims, as ``torch.nn.AdaptiveAvgPool2d(1)`` followed by a flatten.
+
+    Shape:
+        input: (N, C, H, W).
+        output: (N, C), ready for a ``Linear`` layer.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.GlobalAvgPool2d()(np.ones((4, 64, 8, 8), np.float32)).shape
+        (4, 64)
+"""
 
     def forward(self, x):
         check_input(self, x, (4,), "(N, C, H, W)")

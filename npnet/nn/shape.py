@@ -42,7 +42,14 @@ class Flatten(Module):
 
 
 class Identity(Module):
-    """Returns its input; the default shortcut of ``Residual``."""
+    """Returns its input, as ``torch.nn.Identity``; the default shortcut of ``Residual``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.Identity()(np.ones((2, 3), np.float32)).shape
+        (2, 3)
+    """
 
     def forward(self, x):
         self.cache = (x.shape, x.dtype)

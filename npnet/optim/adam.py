@@ -96,6 +96,19 @@ class AdamW(Adam):
 
     Before the Adam update of ``Adam`` (whose gradient is then left without the L2 term):
     ``p = p * (1 - lr * weight_decay)``. Default weight_decay is PyTorch's 1e-2.
+
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-3).
+        betas (tuple): (beta1, beta2), each in [0, 1) (default (0.9, 0.999)).
+        eps (float): added to the denominator, >= 0 (default 1e-8).
+        weight_decay (float): the decoupled decay, >= 0 (default 1e-2).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        >>> optimizer.zero_grad(); optimizer.step()  # a zero gradient: only the decay acts
     """
 
     decoupled = True
