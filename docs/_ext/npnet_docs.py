@@ -142,6 +142,8 @@ def _public_bases(app, name, obj, options, bases):
     shown = []
     for base in bases:
         shown += [b for b in resolve(base) if b not in shown]
+    if len(shown) > 1 and object in shown:  # a private mixin's base: says nothing
+        shown.remove(object)
     bases[:] = shown
 
 
@@ -150,9 +152,23 @@ def _public_bases(app, name, obj, options, bases):
 INTERNAL_MEMBERS = {"check_input", "convolve", "gradients", "normalize", "eval_affine", "has_hooks"}
 
 
+def _repeats_a_base(obj, name):
+    """True if ``obj`` (a method) has the docstring of the method it overrides, word for word:
+    the page of the base class already says it."""
+    cls = getattr(obj, "__qualname__", "").rpartition(".")[0]
+    owner = getattr(inspect.getmodule(obj), cls, None) if cls else None
+    doc = inspect.getdoc(obj)
+    if not inspect.isclass(owner) or not doc:
+        return False
+    return any(inspect.getdoc(getattr(base, name, None)) == doc for base in owner.__mro__[1:]
+               if getattr(base, name, None) is not None)
+
+
 def _skip_internal(app, what, name, obj, skip, options):
-    """autodoc-skip-member: keeps ``INTERNAL_MEMBERS`` of a class off the API pages."""
-    if what == "class" and name in INTERNAL_MEMBERS:
+    """autodoc-skip-member: keeps ``INTERNAL_MEMBERS`` of a class off the API pages, and a
+    method whose docstring only repeats the one of the method it overrides."""
+    if what == "class" and (name in INTERNAL_MEMBERS or
+                            (inspect.isfunction(obj) and _repeats_a_base(obj, name))):
         return True
     return None
 

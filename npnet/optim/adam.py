@@ -61,7 +61,7 @@ class Adam(Optimizer):
             raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             lr, wd = group["lr"], group["weight_decay"]

@@ -61,7 +61,7 @@ class Adagrad(Optimizer):
                                           "eps"))
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             g = self._decayed_grad(group, p)
@@ -123,7 +123,7 @@ class RMSprop(Optimizer):
         _check_nonnegative(group, where, ("alpha", "eps", "momentum", "weight_decay"))
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             alpha, g = group["alpha"], self._decayed_grad(group, p)
