@@ -30,6 +30,7 @@ extensions = [
     "sphinx.ext.autodoc",    # the API reference, from the docstrings
     "sphinx.ext.viewcode",   # a [source] link beside every object
     "npnet_docs",            # fails the build on a public name without a docstring
+    "npnet_downloads",       # each tutorial page links to its executed .ipynb, served beside it
 ]
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -60,7 +61,11 @@ nb_merge_streams = True
 
 # -- API reference ---------------------------------------------------------------------------------
 autodoc_default_options = {"members": True, "member-order": "bysource", "show-inheritance": True}
-autodoc_inherit_docstrings = True
+# forward/backward are documented once, on Module: a layer shows them only where it writes its own
+autodoc_inherit_docstrings = False
+autodoc_preserve_defaults = True   # dtype=np.float32 in a signature, not <class 'numpy.float32'>
+# "Args:" / "Shape:" / "Example:" sections (as PyTorch's pages) are rendered by sphinx.ext.napoleon,
+# called by _ext/npnet_docs on the docstrings of npnet.nn, npnet.losses and npnet.optim only
 autodoc_typehints = "none"
 add_module_names = False
 

@@ -143,7 +143,22 @@ class MSELoss(_Loss):
     Targets: an array of the outputs' shape, or integer labels (N,) for (N, C) outputs, which are
     one-hot encoded (the linear and two-layer networks trained on one-hot targets).
 
-    Shape: outputs (N, ...), targets (N, ...) or labels (N,) -> float, or (N, ...) for 'none'.
+    Args:
+        reduction (str): ``'mean'`` (default, over all elements), ``'sum'`` or ``'none'``.
+
+    Shape:
+        outputs: (N, ...).
+        targets: (N, ...), the shape of ``outputs``, or integer labels (N,) for (N, C) outputs.
+        output: a float, or (N, ...) for ``'none'``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> criterion = nn.MSELoss()
+        >>> criterion(np.array([[1.0, 3.0]], np.float32), np.array([[0.0, 1.0]], np.float32))
+        2.5
+        >>> criterion.backward().tolist()  # 2 * (outputs - targets) / 2 elements
+        [[1.0, 2.0]]
     """
 
     def __init__(self, reduction="mean"):
@@ -196,8 +211,29 @@ class CrossEntropyLoss(_Loss):
     tokens labelled ``ignore_index`` count for nothing), 'none' returns (N, d1, ..., dK). The
     flattened form (N*T, C) with (N*T,) labels gives the same value.
 
-    Shape: outputs (N, C) logits, targets (N,) integer labels -> float, or (N,) for 'none';
-    outputs (N, C, d1, ...), targets (N, d1, ...) -> float, or (N, d1, ...) for 'none'.
+    Args:
+        weight: a per-class weight array (C,) of non-negative numbers; None weighs every
+            class 1.
+        label_smoothing (float): eps in [0, 1], the share of the target spread evenly over the C
+            classes (default 0.0).
+        reduction (str): ``'mean'`` (default), ``'sum'`` or ``'none'``, as above.
+        ignore_index (int): keyword only, default -100: the label whose samples count for nothing.
+
+    Shape:
+        outputs: (N, C) logits, or (N, C, d1, ..., dK).
+        targets: (N,) integer labels in [0, C), or (N, d1, ..., dK).
+        output: a float, or (N,) / (N, d1, ..., dK) for ``'none'``; ``backward()`` returns the
+            gradient in the shape and dtype of ``outputs``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> criterion = nn.CrossEntropyLoss()
+        >>> logits = np.zeros((4, 10), np.float32)
+        >>> round(criterion(logits, np.array([0, 1, 2, 3])), 4)  # log(10)
+        2.3026
+        >>> criterion.backward().shape  # d loss / d logits
+        (4, 10)
     """
 
     def __init__(self, weight=None, label_smoothing=0.0, reduction="mean", *, ignore_index=-100):
@@ -293,7 +329,28 @@ class FocalLoss(_Loss):
     It is computed with softplus: -log p_t = softplus(-s), (1 - p_t) ** gamma = exp(-gamma *
     softplus(s)) with s = x where t = 1, -x where t = 0, so no exp overflows.
 
-    'none' returns the (N,) per-sample values. Shape: outputs (N, C) logits, targets (N,) labels.
+    Args:
+        gamma (float): the focusing exponent, >= 0; 0 is cross-entropy (default 2.0).
+        weight: a per-class weight array (C,) of non-negative numbers, e.g.
+            ``class_balanced_weights(counts, beta)``; None weighs every class 1.
+        kind (str): ``'softmax'`` (default) or ``'sigmoid'``, as above.
+        reduction (str): ``'mean'`` (default), ``'sum'`` or ``'none'`` (the (N,) per-sample values).
+
+    Shape:
+        outputs: (N, C) logits.
+        targets: (N,) integer labels in [0, C).
+        output: a float, or (N,) for ``'none'``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> logits = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+        >>> y = np.arange(8) % 5
+        >>> focal, ce = nn.FocalLoss(gamma=0.0), nn.CrossEntropyLoss()
+        >>> bool(np.isclose(focal(logits, y), ce(logits, y)))  # gamma=0 is cross-entropy
+        True
+        >>> focal.backward().shape
+        (8, 5)
     """
 
     def __init__(self, gamma=2.0, weight=None, kind="softmax", reduction="mean"):

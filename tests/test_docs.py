@@ -8,8 +8,9 @@
 * Every public name has a docstring (the check the docs build runs, ``docs/_ext/npnet_docs.py``).
 * The site builds with warnings as errors (reusing the notebooks executed above, or the site in
   ``NPNET_DOCS_SITE`` that CI built); no page shows raw LaTeX (``$$``, ``\frac``) outside its
-  math elements (which MathJax typesets in the reader's browser), and every tutorial page says
-  which setting (quick or full) produced its outputs. In Chromium its search finds ``Conv2d`` and a
+  math elements (which MathJax typesets in the reader's browser), every tutorial page says
+  which setting (quick or full) produced its outputs and links to its executed notebook
+  (``<stem>.ipynb``, served beside the page). In Chromium its search finds ``Conv2d`` and a
   tutorial page shows its figures.
 
 Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sphinx, myst-nb
@@ -192,6 +193,51 @@ def test_every_tutorial_page_says_which_setting_ran(site):
         page = (site / "tutorials" / f"{path.stem}.html").read_text(encoding="utf-8")
         assert re.search(r"Built in the (quick|full) setting", page), path.stem
         assert page.index("Built in the") < page.index("<img"), f"{path.stem}: note after a figure"
+
+
+def test_api_pages_show_arguments_examples_and_readable_signatures_but_no_internals(site):
+    """The API pages of the layers, losses and optimizers: signatures as written
+    (``dtype=np.float32``, not ``<class 'numpy.float32'>``), every class's "Parameters" list and
+    example rendered, no internal method (``check_input``, ``convolve``, ``gradients``, ...), and
+    forward/backward only where a class documents its own (not Module's text under every layer)."""
+    pages = {name: (site / "api" / f"{name}.html").read_text(encoding="utf-8")
+             for name in ("npnet.nn", "npnet.losses", "npnet.optim")}
+    for name, page in pages.items():
+        assert "&lt;class &#39;numpy" not in page and "<class 'numpy" not in page, name
+        internal = re.findall(r'id="[\w.]+\.(check_input|convolve|gradients|normalize|eval_affine|'
+                              r'has_hooks)"', page)
+        assert not internal, f"{name} documents internals: {internal}"
+    nn_page = pages["npnet.nn"]
+    conv = nn_page[nn_page.index('id="npnet.nn.Conv2d"'):nn_page.index('id="npnet.nn.MaxPool2d"')]
+    signature = html.unescape(re.sub(r"<[^>]+>", "", conv[:conv.index("</dt>")]))
+    assert "dtype=np.float32" in signature and "algorithm=None" in signature, signature
+    for arg in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "bias", "rng",
+                "dtype", "algorithm"):
+        assert re.search(rf"<strong>{arg}</strong>", conv), f"Conv2d's {arg} is not described"
+    assert "kaiming_uniform_" in conv and "&gt;&gt;&gt;" in conv
+    documented = set(re.findall(r'id="npnet\.nn\.(\w+)\.(?:forward|backward)"', nn_page))
+    assert "Module" in documented and not documented & {"Conv2d", "Linear", "ReLU", "BatchNorm2d"}
+    assert 'id="npnet.optim.SGD.step"' not in pages["npnet.optim"]  # Optimizer.step says it
+
+
+def test_every_tutorial_page_links_its_notebook_which_the_site_serves(site):
+    """Each tutorial page has a visible link to ``<stem>.ipynb`` beside it; that file is the
+    executed notebook: valid nbformat JSON whose code cells are the tutorial's, with outputs."""
+    import nbformat
+    tools = _tutorial_tools()
+    for path in TUTORIALS:
+        page = (site / "tutorials" / f"{path.stem}.html").read_text(encoding="utf-8")
+        link = re.search(rf'<a[^>]+href="{re.escape(path.stem)}\.ipynb"[^>]*>([^<]*)</a>', page)
+        assert link and link.group(1) == "Download this notebook (.ipynb)", path.stem
+        assert page.index(link.group(0)) < page.index("<img"), f"{path.stem}: link after a figure"
+        notebook = site / "tutorials" / f"{path.stem}.ipynb"
+        assert notebook.is_file(), f"the site does not serve {notebook.name}"
+        nb = nbformat.read(notebook, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert tools.code_cells(nb) == tools.code_cells(tools.read_text(path.read_text("utf-8")))
+        assert any(c.outputs for c in code), f"{notebook.name}: not executed"
+        assert not any("```{admonition}" in c.source for c in nb.cells), "MyST left in the notebook"
 
 
 @pytest.fixture()

@@ -10,6 +10,8 @@ import importlib
 import inspect
 import pkgutil
 
+from sphinx.ext.napoleon import Config as NapoleonConfig
+from sphinx.ext.napoleon.docstring import GoogleDocstring
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 
@@ -140,10 +142,56 @@ def _public_bases(app, name, obj, options, bases):
     shown = []
     for base in bases:
         shown += [b for b in resolve(base) if b not in shown]
+    if len(shown) > 1 and object in shown:  # a private mixin's base: says nothing
+        shown.remove(object)
     bases[:] = shown
 
 
+#: Methods that are plumbing between npnet's own modules (the fused modules, the tuner, fusion's
+#: rule), not API: public in Python's sense so those modules can call them, left off the pages.
+INTERNAL_MEMBERS = {"check_input", "convolve", "gradients", "normalize", "eval_affine", "has_hooks"}
+
+
+def _repeats_a_base(obj, name):
+    """True if ``obj`` (a method) has the docstring of the method it overrides, word for word:
+    the page of the base class already says it."""
+    cls = getattr(obj, "__qualname__", "").rpartition(".")[0]
+    owner = getattr(inspect.getmodule(obj), cls, None) if cls else None
+    doc = inspect.getdoc(obj)
+    if not inspect.isclass(owner) or not doc:
+        return False
+    return any(inspect.getdoc(getattr(base, name, None)) == doc for base in owner.__mro__[1:]
+               if getattr(base, name, None) is not None)
+
+
+def _skip_internal(app, what, name, obj, skip, options):
+    """autodoc-skip-member: keeps ``INTERNAL_MEMBERS`` of a class off the API pages, and a
+    method whose docstring only repeats the one of the method it overrides."""
+    if what == "class" and (name in INTERNAL_MEMBERS or
+                            (inspect.isfunction(obj) and _repeats_a_base(obj, name))):
+        return True
+    return None
+
+
+#: The modules whose docstrings are written in Google style ("Args:", "Shape:", "Example:"), as
+#: PyTorch's: napoleon renders them there only, so that a line such as ``x: ...`` elsewhere (a
+#: property's first line) is not reinterpreted as a type.
+GOOGLE_STYLE = ("npnet.nn", "npnet.losses", "npnet.optim")
+_NAPOLEON = NapoleonConfig(napoleon_google_docstring=True, napoleon_numpy_docstring=False,
+                           napoleon_use_rtype=False, napoleon_use_ivar=False,
+                           napoleon_custom_sections=[("Shape", "params_style")])
+
+
+def _google_sections(app, what, name, obj, options, lines):
+    """autodoc-process-docstring: napoleon's Google-style sections, on ``GOOGLE_STYLE`` modules."""
+    if what in ("class", "method", "function", "exception") and \
+            any(name == m or name.startswith(m + ".") for m in GOOGLE_STYLE):
+        lines[:] = GoogleDocstring(lines, _NAPOLEON, app, what, name, obj, options).lines()
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", _google_sections)
+    app.connect("autodoc-skip-member", _skip_internal)
     app.connect("builder-inited", _check)
     app.connect("build-finished", _fail)
     app.connect("autodoc-process-bases", _public_bases)

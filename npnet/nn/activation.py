@@ -19,7 +19,21 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """max(x, 0). The derivative at 0 is taken as 0, like PyTorch. Cache: the output."""
+    """max(x, 0), as ``torch.nn.ReLU``. The derivative at 0 is taken as 0, like PyTorch.
+
+    Shape:
+        input: any (*).
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> relu = nn.ReLU()
+        >>> relu(np.array([[-1.0, 0.0, 2.0]], np.float32)).tolist()
+        [[0.0, 0.0, 2.0]]
+        >>> relu.backward(np.ones((1, 3), np.float32)).tolist()
+        [[0.0, 0.0, 1.0]]
+    """
 
     def forward(self, x):
         self._check(x)
@@ -34,7 +48,21 @@ class ReLU(_Activation):
 
 
 class LeakyReLU(_Activation):
-    """x if x > 0 else negative_slope * x."""
+    """x if x > 0 else negative_slope * x, as ``torch.nn.LeakyReLU``.
+
+    Args:
+        negative_slope (float): the slope for x <= 0 (default 0.01).
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.LeakyReLU(0.1)(np.array([-2.0, 3.0], np.float32)).tolist()
+        [-0.20000000298023224, 3.0]
+    """
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -57,7 +85,19 @@ class LeakyReLU(_Activation):
 
 
 class Sigmoid(_Activation):
-    """1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so that no exp overflows."""
+    """1 / (1 + exp(-x)), as ``torch.nn.Sigmoid``; computed as (1 + tanh(x/2)) / 2 so that no exp
+    overflows.
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.Sigmoid()(np.array([0.0, 1000.0], np.float32)).tolist()
+        [0.5, 1.0]
+    """
 
     def forward(self, x):
         self._check(x)
@@ -73,7 +113,21 @@ class Sigmoid(_Activation):
 
 
 class Tanh(_Activation):
-    """tanh(x); backward uses 1 - tanh(x)^2 from the cached output."""
+    """tanh(x), as ``torch.nn.Tanh``; backward uses 1 - tanh(x)^2 from the cached output.
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> tanh = nn.Tanh()
+        >>> tanh(np.zeros((2, 3), np.float32)).shape
+        (2, 3)
+        >>> tanh.backward(np.ones((2, 3), np.float32)).tolist()  # 1 - tanh(0)^2
+        [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
 
     def forward(self, x):
         self._check(x)
@@ -99,7 +153,18 @@ class GELU(_Activation):
     ``approximate='tanh'``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
     Caches the input: both derivatives are functions of x, not of the output.
 
-    Shape: ``(N, *)`` -> same.
+    Args:
+        approximate (str): ``'none'`` (default) or ``'tanh'``, as above.
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.GELU()(np.array([0.0, 10.0], np.float32)).tolist()
+        [0.0, 10.0]
     """
 
     def __init__(self, approximate="none"):
@@ -144,7 +209,15 @@ def _erf(x):
 class SiLU(_Activation):
     """x * sigmoid(x) (also called swish), as ``torch.nn.SiLU``; caches the input.
 
-    Shape: ``(N, *)`` -> same.
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.SiLU()(np.array([0.0, 20.0], np.float32)).tolist()
+        [0.0, 20.0]
     """
 
     def forward(self, x):
@@ -181,7 +254,19 @@ class _SoftmaxBase(_Activation):
 class Softmax(_SoftmaxBase):
     """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.Softmax(dim)``; caches the output.
 
-    Shape: any ``(*)`` with at least one dim -> same.
+    Args:
+        dim (int): the axis that sums to 1. Required: PyTorch's ``dim=None`` picks an axis by a
+            deprecated rule, npnet raises a TypeError instead.
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.Softmax(dim=1)(np.zeros((2, 4), np.float32)).tolist()
+        [[0.25, 0.25, 0.25, 0.25], [0.25, 0.25, 0.25, 0.25]]
     """
 
     def forward(self, x):
@@ -201,7 +286,19 @@ class Softmax(_SoftmaxBase):
 class LogSoftmax(_SoftmaxBase):
     """log(softmax(x)) along ``dim``, as ``torch.nn.LogSoftmax(dim)``; caches the output.
 
-    Shape: any ``(*)`` with at least one dim -> same.
+    Args:
+        dim (int): the axis to normalise. Required, as for ``Softmax``.
+
+    Shape:
+        input: any ``(*)`` with at least one dim.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> out = nn.LogSoftmax(dim=-1)(np.zeros((1, 4), np.float32))
+        >>> np.allclose(out, np.log(0.25))
+        True
     """
 
     def forward(self, x):

@@ -7,6 +7,19 @@ class Sequential(Module):
 
     It runs what it holds, one child after the other: ``npnet.fuse(model)`` replaces neighbours by
     fused modules (``fused.py``), and ``print(model)`` shows them.
+
+    Args:
+        *modules (Module): the children, named ``"0"``, ``"1"``, ... as in PyTorch (so a state
+            dict's keys are ``"0.weight"``, ``"3.running_var"``, ...).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> model = nn.Sequential(nn.Linear(4, 8, rng=0), nn.ReLU(), nn.Linear(8, 3, rng=1))
+        >>> logits = model(np.ones((2, 4), np.float32))  # (N, 3)
+        >>> dx = model.backward(np.ones_like(logits))    # runs the children back, last first
+        >>> logits.shape, dx.shape, list(model.state_dict())
+        ((2, 3), (2, 4), ['0.weight', '0.bias', '2.weight', '2.bias'])
     """
 
     def __init__(self, *modules):

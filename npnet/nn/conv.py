@@ -15,8 +15,27 @@ from .module import Module, Parameter
 class Conv2d(Module):
     """2-D cross-correlation, as ``torch.nn.Conv2d`` (zero padding, groups=1, dilation=1).
 
-    Shape: input (N, C_in, H, W) -> output (N, C_out, OH, OW) with OH = (H + 2 ph - kh) // sh + 1.
-    Weight (C_out, C_in, kh, kw), bias (C_out,); kernel_size, stride, padding: int or (h, w).
+    Args:
+        in_channels (int): C_in, the channels of the input.
+        out_channels (int): C_out, the channels of the output (the number of filters).
+        kernel_size (int or tuple): (kh, kw), or one int for both.
+        stride (int or tuple): (sh, sw), default 1.
+        padding (int or tuple): zeros added on each side, (ph, pw), default 0.
+        bias (bool): learn a bias per output channel (default True).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the initialisation;
+            None, the default, uses npnet's default generator (seeded by ``npnet.manual_seed``).
+        dtype: the parameters' dtype, default ``np.float32``; the input must have the same one.
+        algorithm (str or None): how the kernel computes the layer; see below.
+
+    Shape:
+        input: (N, C_in, H, W).
+        output: (N, C_out, OH, OW) with OH = (H + 2 ph - kh) // sh + 1, OW likewise.
+
+    Attributes:
+        weight (Parameter): (C_out, C_in, kh, kw), PyTorch's layout and initialisation:
+            ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in =
+            C_in * kh * kw.
+        bias (Parameter or None): (C_out,), U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
     ``algorithm``: how the kernel computes the same function, ``"im2col"``, ``"winograd"``
     (F(2x2, 3x3)) or ``"winograd4"`` (F(4x4, 3x3)); the last two need a 3x3 kernel and stride 1.
@@ -24,6 +43,16 @@ class Conv2d(Module):
     (``kernels.conv.conv_algorithm``: Winograd F(2x2) for 3x3 stride-1 layers with at least 16 input
     and output channels, im2col otherwise). ``npnet.tune(model, x)`` measures and sets it; ``repr``
     prints it. The algorithms agree to float rounding (``kernels/autotune.py``).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> conv = nn.Conv2d(3, 16, kernel_size=3, padding=1, rng=0)
+        >>> x = np.zeros((8, 3, 32, 32), dtype=np.float32)
+        >>> conv(x).shape
+        (8, 16, 32, 32)
+        >>> conv.backward(np.ones((8, 16, 32, 32), np.float32)).shape  # dx; adds into weight.grad
+        (8, 3, 32, 32)
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,

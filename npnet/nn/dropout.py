@@ -9,7 +9,28 @@ from .module import Module
 class Dropout(Module):
     """Inverted dropout with probability ``p``, as ``torch.nn.Dropout``.
 
-    Shape: any ``(N, *)`` -> same. ``rng``: a Generator or int seed for reproducible masks."""
+    In training, each input is zeroed with probability ``p`` and the others are scaled by
+    ``1 / (1 - p)``; in eval mode the layer is the identity.
+
+    Args:
+        p (float): the probability of zeroing an element, in [0, 1) (default 0.5).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the masks; None uses
+            npnet's default generator (seeded by ``npnet.manual_seed``).
+
+    Shape:
+        input: any ``(N, *)``.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> drop = nn.Dropout(0.5, rng=0)
+        >>> y = drop(np.ones((2, 4), np.float32))
+        >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+        True
+        >>> drop.eval()(np.ones((2, 4), np.float32)).tolist()
+        [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

@@ -15,7 +15,25 @@ class Embedding(Module):
     Backward adds ``dout`` into the rows that were looked up (``np.add.at``: a token used twice
     gets both contributions) and returns None: integer ids have no gradient.
 
-    Shape: ids ``(*)`` integers -> output ``(*, embedding_dim)``.
+    Args:
+        num_embeddings (int): the number of ids (the vocabulary size).
+        embedding_dim (int): the size of each vector.
+        padding_idx (int or None): the id whose row stays zero and gets no gradient (default None).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the
+            initialisation; None uses npnet's default generator (seeded by ``npnet.manual_seed``).
+        dtype: the weight's dtype, default ``np.float32``.
+
+    Shape:
+        input: integer ids of any shape ``(*)``.
+        output: ``(*, embedding_dim)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> emb = nn.Embedding(100, 16, padding_idx=0, rng=0)
+        >>> out = emb(np.array([[0, 5, 7], [7, 7, 0]]))
+        >>> out.shape, float(abs(out[0, 0]).sum())  # id 0 is padding: the zero vector
+        ((2, 3, 16), 0.0)
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None, dtype=np.float32):

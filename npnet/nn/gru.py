@@ -3,7 +3,7 @@ import numpy as np
 
 from .lstm import _sigmoid
 from .recurrent import RNNBase
-from .rnn import STATES_DOC
+from .rnn import ARGS_DOC, STATES_DOC  # the shared parts of the docstrings
 
 
 class GRU(RNNBase):
@@ -16,8 +16,17 @@ class GRU(RNNBase):
 
     Because of r * hn, the n rows of the x-side and h-side pre-activations get different
     gradients; the backward keeps both (``dxw`` and ``dhw``).
-    """ + STATES_DOC.format(hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
-                            returns="(output, h_n)", dstates="(d_output, d_h_n)")
+    """ + ARGS_DOC.format(gates="3 gates (r, z, n)", gh="3H", nonlinearity="") + STATES_DOC.format(
+        hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
+        returns="(output, h_n)", dstates="(d_output, d_h_n)") + """
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> gru = nn.GRU(10, 20, bidirectional=True, rng=0)
+        >>> output, h_n = gru(np.zeros((5, 3, 10), np.float32))  # (T, N, input_size)
+        >>> output.shape, h_n.shape  # D = 2: directions concatenated
+        ((5, 3, 40), (2, 3, 20))
+    """
 
     GATES = 3
 

@@ -12,7 +12,25 @@ class LayerNorm(Module):
     train and eval are the same function. ``elementwise_affine=False`` has no parameters;
     ``bias=False`` keeps only ``weight``. Cache: the normalised input and 1 / std.
 
-    Shape: input ``(*, *normalized_shape)`` -> same. weight, bias: ``normalized_shape``.
+    Args:
+        normalized_shape (int or tuple): the last dims to normalise over (an int for one dim).
+        eps (float): added to the variance before its square root (default 1e-5).
+        elementwise_affine (bool): learn ``weight`` (ones at start) and ``bias`` (zeros) of shape
+            ``normalized_shape`` (default True).
+        bias (bool): with ``elementwise_affine``, learn the bias too (default True).
+        dtype: the parameters' dtype, default ``np.float32``.
+
+    Shape:
+        input: ``(*, *normalized_shape)``.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> ln = nn.LayerNorm(8)
+        >>> y = ln(np.arange(16, dtype=np.float32).reshape(2, 8))
+        >>> np.allclose(y.mean(axis=-1), 0, atol=1e-6), y.shape
+        (True, (2, 8))
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32):

@@ -8,10 +8,31 @@ from .module import Module, Parameter
 
 
 class Linear(Module):
-    """Fully connected layer.
+    """Fully connected layer ``y = x W^T + b``, as ``torch.nn.Linear``.
 
-    Shape: input (N, in_features) -> output (N, out_features).
-    Weight (out_features, in_features), bias (out_features,), PyTorch's default initialisation.
+    Args:
+        in_features (int): size of each input row.
+        out_features (int): size of each output row.
+        bias (bool): learn an additive bias (default True).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the initialisation;
+            None uses npnet's default generator (seeded by ``npnet.manual_seed``).
+        dtype: the parameters' dtype, default ``np.float32``; the input must have the same one.
+
+    Shape:
+        input: (N, in_features).
+        output: (N, out_features).
+
+    Attributes:
+        weight (Parameter): (out_features, in_features), PyTorch's layout and initialisation
+            (``kaiming_uniform_(a=sqrt(5))``: U(-1/sqrt(in_features), 1/sqrt(in_features))).
+        bias (Parameter or None): (out_features,), U(-1/sqrt(in_features), 1/sqrt(in_features)).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> fc = nn.Linear(20, 30, rng=0)
+        >>> fc(np.ones((128, 20), np.float32)).shape
+        (128, 30)
     """
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):

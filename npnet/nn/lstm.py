@@ -2,7 +2,7 @@
 import numpy as np
 
 from .recurrent import RNNBase
-from .rnn import STATES_DOC
+from .rnn import ARGS_DOC, STATES_DOC  # the shared parts of the docstrings
 
 
 def _sigmoid(a):
@@ -16,8 +16,20 @@ class LSTM(RNNBase):
         with a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  (4H rows in the order i, f, g, o)
         c_t = f * c_{t-1} + i * g
         h_t = o * tanh(c_t)
-    """ + STATES_DOC.format(hx="(h_0, c_0)", final="h_n, c_n: (num_layers * D, N, H) each.",
-                            returns="(output, (h_n, c_n))", dstates="(d_output, (d_h_n, d_c_n))")
+    """ + ARGS_DOC.format(gates="4 gates (i, f, g, o)", gh="4H", nonlinearity="") + STATES_DOC.format(
+        hx="(h_0, c_0)", final="h_n, c_n: (num_layers * D, N, H) each.",
+        returns="(output, (h_n, c_n))", dstates="(d_output, (d_h_n, d_c_n))") + """
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> lstm = nn.LSTM(10, 20, batch_first=True, rng=0)
+        >>> x = np.zeros((3, 5, 10), np.float32)  # (N, T, input_size)
+        >>> output, (h_n, c_n) = lstm(x)
+        >>> output.shape, h_n.shape, c_n.shape
+        ((3, 5, 20), (1, 3, 20), (1, 3, 20))
+        >>> lstm.backward((np.ones_like(output), (None, None))).shape  # d_x
+        (3, 5, 10)
+    """
 
     GATES, HAS_CELL = 4, True
 

@@ -40,10 +40,35 @@ from .state_dict import IncompatibleKeys, load_state  # noqa: F401  (re-exported
 
 
 class Module:
-    """Base class of every layer and model.
+    """Base class of every layer and model, as ``torch.nn.Module``, with a hand-written backward.
 
-    Subclasses implement ``forward(x)`` and ``backward(dout, input_grad=True)`` and may override
-    ``extra_repr``.
+    Subclasses implement ``forward(x)``, keeping in ``self.cache`` what the backward reads, and
+    ``backward(dout, input_grad=True)``, which *adds* (``+=``) into each trainable parameter's
+    ``grad`` and returns dx; they may override ``extra_repr``. ``forward`` and ``backward`` are
+    documented here once: a layer's page lists them only where they differ (RNN's backward takes
+    the gradient of ``(output, h_n)``, MultiheadAttention's returns three gradients, ...).
+    Parameters and sub-modules register themselves on attribute assignment.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> class Scale(nn.Module):
+        ...     def __init__(self, n):
+        ...         super().__init__()
+        ...         self.weight = nn.Parameter(np.ones(n, np.float32))
+        ...     def forward(self, x):                        # x (N, n)
+        ...         self.cache = x
+        ...         return x * self.weight.data
+        ...     def backward(self, dout, input_grad=True):   # dout (N, n)
+        ...         x, self.cache = self.cache, None
+        ...         self.weight.grad += (dout * x).sum(axis=0)
+        ...         return dout * self.weight.data if input_grad else None
+        >>> layer = Scale(3)
+        >>> y = layer(np.full((2, 3), 2.0, np.float32))
+        >>> layer.backward(np.ones((2, 3), np.float32)).shape, layer.weight.grad.tolist()
+        ((2, 3), [4.0, 4.0, 4.0])
+        >>> [name for name, _ in layer.named_parameters()]
+        ['weight']
     """
 
     # the fused modules of ``fused.py``: their children keep the names they had in the container

@@ -28,8 +28,30 @@ class MultiheadAttention(MultiInput, Module):
     tuple ``(d_query, d_key, d_value)`` (self-attention callers add the three), or None without
     ``input_grad``.
 
-    Shape: query (L, N, E), key and value (S, N, E); (N, L, E) / (N, S, E) with ``batch_first``.
-    attn_output: query's shape.
+    Args:
+        embed_dim (int): E, the features of query, key and value.
+        num_heads (int): heads; must divide embed_dim.
+        dropout (float): dropout probability on the attention weights, in training only (default 0).
+        bias (bool): learn ``in_proj_bias`` and ``out_proj.bias`` (default True).
+        batch_first (bool): inputs and output (N, L, E) instead of (L, N, E) (default False).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the
+            initialisation and of the dropout masks; None uses npnet's default generator.
+        dtype: the parameters' dtype, default ``np.float32``.
+
+    Shape:
+        query: (L, N, E), or (N, L, E) with ``batch_first``.
+        key, value: (S, N, E), or (N, S, E) with ``batch_first``.
+        attn_output: the query's shape.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> mha = nn.MultiheadAttention(16, 4, batch_first=True, rng=0)
+        >>> x = np.random.default_rng(0).normal(size=(2, 5, 16)).astype(np.float32)
+        >>> out, weights = mha(x, x, x, attn_mask=nn.causal_mask(5))
+        >>> out.shape, weights.shape
+        ((2, 5, 16), (2, 5, 5))
+        >>> dq, dk, dv = mha.backward(np.ones_like(out))  # self-attention: dx = dq + dk + dv
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False, rng=None,

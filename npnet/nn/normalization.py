@@ -131,12 +131,70 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Shape: (N, C) or (N, C, L) -> same; statistics per feature C."""
+    """Batch normalisation over a 2-D or 3-D input, as ``torch.nn.BatchNorm1d``.
+
+    Args:
+        num_features (int): C, the number of features (channels).
+        eps (float): added to the variance before its square root (default 1e-5).
+        momentum (float or None): weight of the batch statistics in the running ones,
+            ``running = (1 - momentum) * running + momentum * batch`` (PyTorch's convention, the
+            opposite of an exponential decay factor; default 0.1); None gives a cumulative average.
+        affine (bool): learn a per-feature ``weight`` (ones at start) and ``bias`` (zeros) (default
+            True).
+        dtype: the parameters' and buffers' dtype, default ``np.float32``.
+
+    In training the layer normalises with the batch mean and the biased batch variance and updates
+    ``running_mean`` / ``running_var`` (the latter with the unbiased variance); in eval mode
+    (``model.eval()``) it uses the running statistics. State dict: ``weight, bias, running_mean,
+    running_var, num_batches_tracked``.
+
+    Shape:
+        input: (N, C) or (N, C, L); statistics per feature C (over N, and L).
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> bn = nn.BatchNorm1d(4)
+        >>> x = np.random.default_rng(0).normal(3.0, 2.0, (32, 4)).astype(np.float32)
+        >>> y = bn(x)
+        >>> bool(abs(y.mean()) < 1e-5), int(bn.num_batches_tracked)
+        (True, 1)
+    """
     _shapes = (2, 3)
     _desc = "(N, C) or (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Shape: (N, C, H, W) -> same; statistics per channel over (N, H, W)."""
+    """Batch normalisation over a 4-D input, as ``torch.nn.BatchNorm2d``.
+
+    Args:
+        num_features (int): C, the number of features (channels).
+        eps (float): added to the variance before its square root (default 1e-5).
+        momentum (float or None): weight of the batch statistics in the running ones,
+            ``running = (1 - momentum) * running + momentum * batch`` (PyTorch's convention, the
+            opposite of an exponential decay factor; default 0.1); None gives a cumulative average.
+        affine (bool): learn a per-feature ``weight`` (ones at start) and ``bias`` (zeros) (default
+            True).
+        dtype: the parameters' and buffers' dtype, default ``np.float32``.
+
+    In training the layer normalises with the batch mean and the biased batch variance and updates
+    ``running_mean`` / ``running_var`` (the latter with the unbiased variance); in eval mode
+    (``model.eval()``) it uses the running statistics. State dict: ``weight, bias, running_mean,
+    running_var, num_batches_tracked``.
+
+    Shape:
+        input: (N, C, H, W); statistics per channel over (N, H, W).
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> bn = nn.BatchNorm2d(16)
+        >>> bn(np.ones((8, 16, 5, 5), np.float32)).shape
+        (8, 16, 5, 5)
+        >>> bn.eval().training
+        False
+    """
     _shapes = (4,)
     _desc = "(N, C, H, W)"

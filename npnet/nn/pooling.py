@@ -38,8 +38,26 @@ class _Pool2d(Module):
 
 
 class MaxPool2d(_Pool2d):
-    """Shape: (N, C, H, W) -> (N, C, OH, OW). Padding counts as -inf; the gradient goes to the
-    first maximum of each window (row-major), like PyTorch."""
+    """2-D max pooling, as ``torch.nn.MaxPool2d``.
+
+    Padding counts as -inf; the gradient goes to the first maximum of each window (row-major),
+    like PyTorch.
+
+    Args:
+        kernel_size (int or tuple): the window (kh, kw), or one int for both.
+        stride (int, tuple or None): the step (sh, sw); None (the default) is ``kernel_size``.
+        padding (int or tuple): -inf padding on each side, at most half the window (default 0).
+
+    Shape:
+        input: (N, C, H, W).
+        output: (N, C, OH, OW) with OH = (H + 2 ph - kh) // sh + 1, OW likewise.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.MaxPool2d(2)(np.zeros((4, 3, 32, 32), np.float32)).shape
+        (4, 3, 16, 16)
+    """
 
     def forward(self, x):
         self._out_shape(x)
@@ -55,8 +73,25 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Shape: (N, C, H, W) -> (N, C, OH, OW). Zero padding is counted in the average
-    (PyTorch's default count_include_pad=True)."""
+    """2-D average pooling, as ``torch.nn.AvgPool2d``.
+
+    Zero padding is counted in the average (PyTorch's default count_include_pad=True).
+
+    Args:
+        kernel_size (int or tuple): the window (kh, kw), or one int for both.
+        stride (int, tuple or None): the step (sh, sw); None (the default) is ``kernel_size``.
+        padding (int or tuple): zero padding on each side, at most half the window (default 0).
+
+    Shape:
+        input: (N, C, H, W).
+        output: (N, C, OH, OW) with OH = (H + 2 ph - kh) // sh + 1, OW likewise.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.AvgPool2d(2)(np.ones((4, 3, 32, 32), np.float32)).shape
+        (4, 3, 16, 16)
+    """
 
     def forward(self, x):
         out_shape = self._out_shape(x)
@@ -71,7 +106,18 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool2d(Module):
-    """Mean over the spatial dims. Shape: (N, C, H, W) -> (N, C) (ready for a Linear layer)."""
+    """Mean over the spatial dims, as ``torch.nn.AdaptiveAvgPool2d(1)`` followed by a flatten.
+
+    Shape:
+        input: (N, C, H, W).
+        output: (N, C), ready for a ``Linear`` layer.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.GlobalAvgPool2d()(np.ones((4, 64, 8, 8), np.float32)).shape
+        (4, 64)
+"""
 
     def forward(self, x):
         check_input(self, x, (4,), "(N, C, H, W)")

@@ -11,6 +11,22 @@ class Residual(Module):
     Both paths see the same input, so backward adds their input gradients. Any two modules with
     equal output shapes compose (ResNet basic blocks, projection or option-A shortcuts).
     State-dict keys: ``branch.*`` and ``shortcut.*``.
+
+    Args:
+        branch (Module): the main path.
+        shortcut (Module or None): the other path; None is ``Identity()``.
+
+    Shape:
+        input: what both paths take.
+        output: the branch's output; the shortcut's must have the same shape and dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> block = nn.Residual(nn.Sequential(nn.Linear(8, 8, rng=0), nn.ReLU()))
+        >>> x = np.ones((2, 8), np.float32)
+        >>> block(x).shape, block.backward(np.ones((2, 8), np.float32)).shape
+        ((2, 8), (2, 8))
     """
 
     def __init__(self, branch, shortcut=None):

@@ -3,6 +3,27 @@ import numpy as np
 
 from .recurrent import RNNBase
 
+ARGS_DOC = """
+    Args:
+        input_size (int): the features of x_t.
+        hidden_size (int): H, the features of h_t.
+        num_layers (int): stacked layers, each reading the output of the one below (default 1).{nonlinearity}
+        bias (bool): learn ``bias_ih_l{{k}}`` and ``bias_hh_l{{k}}`` (default True).
+        batch_first (bool): x and output are (N, T, ...) instead of (T, N, ...); the states
+            keep their (num_layers * D, N, H) shape, as in PyTorch (default False).
+        dropout (float): dropout probability on every layer's output except the last, in training
+            only (default 0).
+        bidirectional (bool): add a reverse direction to every layer, D = 2 (default False).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the
+            initialisation; None uses npnet's default generator (seeded by ``npnet.manual_seed``).
+        dtype: the parameters' dtype, default ``np.float32``.
+
+    Parameters of layer ``k`` with direction suffix ``''`` or ``'_reverse'``, PyTorch's names and
+    shapes, {gates} of H rows each: ``weight_ih_l{{k}}`` ({gh}, I_k), ``weight_hh_l{{k}}``
+    ({gh}, H), ``bias_ih_l{{k}}`` and ``bias_hh_l{{k}}`` ({gh},), with I_0 = input_size and
+    I_k = D * H above; all initialised from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch.
+"""
+
 STATES_DOC = """
     Shape (T steps, N sequences, D = 2 if bidirectional else 1, H = hidden_size):
         x: (T, N, input_size), or (N, T, input_size) with ``batch_first``.
@@ -24,9 +45,23 @@ STATES_DOC = """
 
 class RNN(RNNBase):
     __doc__ = """Multi-layer Elman RNN, as ``torch.nn.RNN``: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1}
-    + b_hh)`` (``nonlinearity='relu'``: max(., 0)). Parameters: see ``RNNBase`` (one gate).
-    """ + STATES_DOC.format(hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
-                            returns="(output, h_n)", dstates="(d_output, d_h_n)")
+    + b_hh)`` (``nonlinearity='relu'``: max(., 0)).
+    """ + ARGS_DOC.format(gates="one gate", gh="H", nonlinearity="""
+        nonlinearity (str): ``'tanh'`` (default) or ``'relu'``.""") + STATES_DOC.format(
+        hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
+        returns="(output, h_n)", dstates="(d_output, d_h_n)") + """
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> rnn = nn.RNN(10, 20, num_layers=2, rng=0)
+        >>> x = np.zeros((5, 3, 10), np.float32)  # (T, N, input_size)
+        >>> output, h_n = rnn(x)
+        >>> output.shape, h_n.shape
+        ((5, 3, 20), (2, 3, 20))
+        >>> dx = rnn.backward((None, np.ones_like(h_n)))  # a loss on h_n only
+        >>> dx.shape, rnn.hx_grad.shape
+        ((5, 3, 10), (2, 3, 20))
+    """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, rng=None, dtype=np.float32):

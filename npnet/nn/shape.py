@@ -8,7 +8,18 @@ from .module import Module
 class Flatten(Module):
     """Flattens dims start_dim.. into one, as ``torch.nn.Flatten(start_dim=1)``.
 
-    Shape: (N, C, H, W) -> (N, C*H*W). Returns a view when the input is contiguous.
+    Args:
+        start_dim (int): the first dim to flatten (default 1: keep the batch dim).
+
+    Shape:
+        input: (N, C, H, W) (or any shape with more than ``start_dim`` dims).
+        output: (N, C*H*W). A view when the input is contiguous.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.Flatten()(np.zeros((2, 3, 4, 4), np.float32)).shape
+        (2, 48)
     """
 
     def __init__(self, start_dim=1):
@@ -31,7 +42,14 @@ class Flatten(Module):
 
 
 class Identity(Module):
-    """Returns its input; the default shortcut of ``Residual``."""
+    """Returns its input, as ``torch.nn.Identity``; the default shortcut of ``Residual``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> nn.Identity()(np.ones((2, 3), np.float32)).shape
+        (2, 3)
+    """
 
     def forward(self, x):
         self.cache = (x.shape, x.dtype)

@@ -31,7 +31,31 @@ class TransformerEncoderLayer(MultiInput, Module):
     as ``MultiheadAttention``'s (``attention.causal_mask(L)`` for a causal one). ``backward(dout)``
     returns d src.
 
-    Shape: src (L, N, d_model), or (N, L, d_model) with ``batch_first``; output: the same.
+    Args:
+        d_model (int): the features of each position.
+        nhead (int): attention heads; must divide d_model.
+        dim_feedforward (int): the hidden size of the feed-forward block (default 2048).
+        dropout (float): dropout probability of every dropout child, in training only (default 0.1).
+        activation (str): ``'relu'`` (default) or ``'gelu'``.
+        layer_norm_eps (float): the LayerNorms' eps (default 1e-5).
+        batch_first (bool): src (N, L, d_model) instead of (L, N, d_model) (default False).
+        norm_first (bool): pre-norm instead of post-norm, as above (default False).
+        bias (bool): biases in the linear layers, the attention and the LayerNorms (default True).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the
+            initialisation and the dropout masks; None uses npnet's default generator.
+        dtype: the parameters' dtype, default ``np.float32``.
+
+    Shape:
+        src: (L, N, d_model), or (N, L, d_model) with ``batch_first``.
+        output: same as src.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True, rng=0)
+        >>> src = np.zeros((2, 5, 16), np.float32)
+        >>> layer(src).shape, layer.backward(np.ones((2, 5, 16), np.float32)).shape
+        ((2, 5, 16), (2, 5, 16))
     """
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
@@ -108,7 +132,28 @@ class TransformerEncoder(MultiInput, Module):
     ``norm.weight``. Each copy's dropouts get their own generator (drawn from ``rng``), so the
     layers do not repeat one another's masks. ``forward(src, mask=None, src_key_padding_mask=None)``.
 
-    Shape: src (L, N, d_model), or (N, L, d_model) with the layer's ``batch_first``; output: the same.
+    Args:
+        encoder_layer (TransformerEncoderLayer): the layer to copy (it is not used itself).
+        num_layers (int): the number of copies.
+        norm (Module or None): applied after the last layer, e.g. ``LayerNorm(d_model)``
+            (default None).
+        rng: a ``numpy.random.Generator``, an int seed or None: where the copies' dropout
+            generators are drawn from; None uses npnet's default generator.
+
+    Shape:
+        src: (L, N, d_model), or (N, L, d_model) with the layer's ``batch_first``.
+        output: same as src.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, rng=0)
+        >>> encoder = nn.TransformerEncoder(layer, num_layers=2, norm=nn.LayerNorm(16))
+        >>> src = np.zeros((5, 2, 16), np.float32)  # (L, N, d_model)
+        >>> encoder(src, mask=nn.causal_mask(5)).shape
+        (5, 2, 16)
+        >>> sorted(encoder.state_dict())[0]
+        'layers.0.linear1.bias'
     """
 
     def __init__(self, encoder_layer, num_layers, norm=None, rng=None):
@@ -151,7 +196,25 @@ class PositionalEncoding(Module):
     The table is computed, not learnt, and not in the state dict (it is a function of d_model and
     max_len); it is kept in float64 and rounded to the input's dtype, so float32 stays float32.
 
-    Shape: x (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
+    Args:
+        d_model (int): the features of each position (even or odd).
+        dropout (float): dropout probability after the sum, in training only (default 0.1).
+        max_len (int): the longest sequence the table covers (default 5000).
+        batch_first (bool): input (N, L, d_model) instead of (L, N, d_model) (default False).
+        rng: a ``numpy.random.Generator``, an int seed or None: the generator of the dropout
+            masks; None uses npnet's default generator.
+
+    Shape:
+        input: (L, N, d_model), or (N, L, d_model) with ``batch_first``; L <= max_len.
+        output: same as the input.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn
+        >>> pe = nn.PositionalEncoding(16, dropout=0.0).eval()
+        >>> y = pe(np.zeros((10, 2, 16), np.float32))  # (L, N, d_model)
+        >>> y.shape, float(y[0, 0, 1])  # cos(0) at position 0
+        ((10, 2, 16), 1.0)
     """
 
     def __init__(self, d_model, dropout=0.1, max_len=5000, batch_first=False, rng=None):

@@ -22,7 +22,25 @@ class Adam(Optimizer):
     not at the optimizer's step count. A state dict saved before ``steps`` existed loads with every
     parameter that has buffers at the optimizer's ``"step"``.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; betas in [0, 1); eps >= 0.
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-3).
+        betas (tuple): (beta1, beta2), the decay rates of m and v, each in [0, 1) (default
+            (0.9, 0.999)).
+        eps (float): added to the denominator, >= 0 (default 1e-8).
+        weight_decay (float): the L2 penalty added to the gradient, >= 0 (default 0); for decoupled
+            weight decay use ``AdamW``.
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.Adam(model.parameters(), lr=1e-3)
+        >>> model.weight.grad[...] = 5.0
+        >>> before = model.weight.data.copy()
+        >>> optimizer.step()  # the first step moves each weight by about lr
+        >>> np.allclose(model.weight.data, before - 1e-3, atol=1e-6)
+        True
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "steps")
@@ -43,7 +61,7 @@ class Adam(Optimizer):
             raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             lr, wd = group["lr"], group["weight_decay"]
@@ -78,6 +96,19 @@ class AdamW(Adam):
 
     Before the Adam update of ``Adam`` (whose gradient is then left without the L2 term):
     ``p = p * (1 - lr * weight_decay)``. Default weight_decay is PyTorch's 1e-2.
+
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-3).
+        betas (tuple): (beta1, beta2), each in [0, 1) (default (0.9, 0.999)).
+        eps (float): added to the denominator, >= 0 (default 1e-8).
+        weight_decay (float): the decoupled decay, >= 0 (default 1e-2).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        >>> optimizer.zero_grad(); optimizer.step()  # a zero gradient: only the decay acts
     """
 
     decoupled = True

@@ -24,10 +24,27 @@ class Adagrad(Optimizer):
     scalar): as in PyTorch a frozen parameter (``requires_grad=False``) is skipped and its t does not
     advance.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; lr_decay, weight_decay,
-    initial_accumulator_value and eps >= 0. Defaults are PyTorch's. One difference: a param
-    group's own ``initial_accumulator_value`` is used for its parameters; PyTorch 2.x fills every
-    sum with the constructor's value and ignores the group's.
+    One difference from PyTorch: a param group's own ``initial_accumulator_value`` is used for its
+    parameters; PyTorch 2.x fills every sum with the constructor's value and ignores the group's.
+
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-2, PyTorch's as every default here).
+        lr_decay (float): >= 0, as in clr above (default 0).
+        weight_decay (float): the L2 penalty added to the gradient, >= 0 (default 0).
+        initial_accumulator_value (float): the start of ``sum``, >= 0 (default 0).
+        eps (float): added to sqrt(sum), >= 0 (default 1e-10).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.Adagrad(model.parameters(), lr=0.1)
+        >>> model.weight.grad[...] = 2.0
+        >>> before = model.weight.data.copy()
+        >>> optimizer.step()  # the first step moves each weight by lr * g / |g| = lr
+        >>> np.allclose(model.weight.data, before - 0.1)
+        True
     """
 
     _state_names = ("state_sum", "steps")
@@ -44,7 +61,7 @@ class Adagrad(Optimizer):
                                           "eps"))
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             g = self._decayed_grad(group, p)
@@ -73,8 +90,25 @@ class RMSprop(Optimizer):
     first step with its dtype: ``square_avg[i]``, ``momentum_buffer[i]`` (momentum > 0) and
     ``grad_avg[i]`` (centered). A frozen parameter (``requires_grad=False``) is skipped.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; alpha, eps, momentum and
-    weight_decay >= 0. Defaults are PyTorch's (lr 1e-2, alpha 0.99, eps 1e-8).
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (default 1e-2, PyTorch's).
+        alpha (float): the decay of the mean square v, >= 0 (default 0.99).
+        eps (float): added to the root, >= 0 (default 1e-8).
+        weight_decay (float): the L2 penalty added to the gradient, >= 0 (default 0).
+        momentum (float): >= 0 (default 0: no buffer).
+        centered (bool): divide by the root of the variance instead of the mean square (default
+            False).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.RMSprop(model.parameters(), lr=0.01, momentum=0.9)
+        >>> model.weight.grad[...] = 1.0
+        >>> optimizer.step()
+        >>> optimizer.square_avg[0].shape, optimizer.momentum_buffer[0].shape  # state per parameter
+        ((2, 3), (2, 3))
     """
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
@@ -89,7 +123,7 @@ class RMSprop(Optimizer):
         _check_nonnegative(group, where, ("alpha", "eps", "momentum", "weight_decay"))
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             alpha, g = group["alpha"], self._decayed_grad(group, p)

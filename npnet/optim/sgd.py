@@ -18,8 +18,23 @@ class SGD(Optimizer):
     State: ``momentum_buffer[i]`` per parameter (None until the first step, and when momentum = 0).
     A frozen parameter (``requires_grad=False``) is skipped: no update, no decay, its buffer kept.
 
-    params: Parameters or param-group dicts (see ``Optimizer``); lr >= 0; momentum in [0, 1);
-    nesterov needs momentum > 0; weight_decay >= 0.
+    Args:
+        params: an iterable, ``model.parameters()``, or param-group dicts (see ``Optimizer``).
+        lr (float): the learning rate, >= 0 (required, as in PyTorch).
+        momentum (float): in [0, 1) (default 0: plain SGD).
+        nesterov (bool): Nesterov momentum; needs momentum > 0 (default False).
+        weight_decay (float): the L2 penalty, >= 0 (default 0).
+
+    Example:
+        >>> import numpy as np
+        >>> from npnet import nn, optim
+        >>> model = nn.Linear(3, 2, rng=0)
+        >>> optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> model.weight.grad[...] = 1.0  # as a backward pass leaves it
+        >>> before = model.weight.data.copy()
+        >>> optimizer.step()
+        >>> np.allclose(model.weight.data, before - 0.1)
+        True
     """
 
     _state_names = ("momentum_buffer",)
@@ -38,7 +53,7 @@ class SGD(Optimizer):
             raise ValueError(f"{where}: weight_decay must be >= 0, got {group['weight_decay']}")
 
     def step(self):
-        """One update of every trainable parameter from its ``grad``, in place on ``p.data``."""
+        """Updates every trainable parameter in place from its ``grad`` (frozen ones are skipped)."""
         self._begin_step()
         for group, i, p in self._each():
             g = self._decayed_grad(group, p)
