@@ -60,30 +60,6 @@ def _pick(algorithm, w, sh, sw):
 
 
 @njit(nogil=True, cache=CACHE)
-def _finish_image(yn, bn, res, relu, has_bias):
-    # one image's output yn (O, P) after its GEMM, still in cache: + bias (+ residual res (O, P), if it
-    # has entries), clamped at 0 if relu (NaN stays NaN, as np.maximum)
-    O, P = yn.shape
-    if res.size:
-        for o in range(O):
-            yo, ro, bo = yn[o], res[o], bn[o]
-            for p in range(P):
-                v = yo[p] + bo + ro[p]
-                yo[p] = (0 if v < 0 else v) if relu else v
-    elif relu:
-        for o in range(O):
-            yo, bo = yn[o], bn[o]
-            for p in range(P):
-                v = yo[p] + bo
-                yo[p] = 0 if v < 0 else v
-    elif has_bias:
-        for o in range(O):
-            yo, bo = yn[o], bn[o]
-            for p in range(P):
-                yo[p] += bo
-
-
-@njit(nogil=True, cache=CACHE)
 def _conv_forward(t, T, x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
     # worker t of T (``_threads.run_workers``), images t N / T .. (t + 1) N / T: x (N, C, H, W),
     # w2 (O, K), res (N, O, P) or (0, O, P), y (N, O, P), work (T, K, P): one column buffer per worker
@@ -95,7 +71,24 @@ def _conv_forward(t, T, x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, 
     for n in range(t * N // T, (t + 1) * N // T):
         im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
         gemm(False, False, O, P, K, w2f, K, cols.reshape(-1), P, 0.0, yf[n * O * P:], P)  # y[n] = w2 @ cols
-        _finish_image(y[n], b, res[n] if res.shape[0] else res[0:0].reshape(0, P), relu, has_bias)
+        yn = y[n]                                          # (O, P)
+        if res.size:                                       # y[n] is still in cache: bias, residual, clamp now
+            for o in range(O):
+                yo, ro, bo = yn[o], res[n, o], b[o]
+                for p in range(P):
+                    v = yo[p] + bo + ro[p]
+                    yo[p] = (0 if v < 0 else v) if relu else v
+        elif relu:
+            for o in range(O):
+                yo, bo = yn[o], b[o]
+                for p in range(P):
+                    v = yo[p] + bo
+                    yo[p] = 0 if v < 0 else v                  # NaN stays NaN, as np.maximum
+        elif has_bias:                                     # loops, not yn[o] += b[o]: an array expression
+            for o in range(O):                             # compiles Numba's broadcasting and its error
+                yo, bo = yn[o], b[o]                       # messages (~2 s of string functions)
+                for p in range(P):
+                    yo[p] += bo
 
 
 @njit(nogil=True, cache=CACHE)

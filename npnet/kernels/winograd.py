@@ -40,7 +40,6 @@ from ._wino4_tiles import plane_sizes4, input_tiles4, output_tiles4
 from ._wino4_grad_tiles import dy_tiles4, input_tiles4_adjoint
 from .im2col import as_float_array, fill
 from .blas import gemm
-from .matmul import matmul
 
 # transform matrices of F(2x2, 3x3) and F(4x4, 3x3) (_wino4_tiles), by output tile size m; B^T and A^T are
 # exact in binary floating point, G of F(4x4) is not (1/6, 1/12, 1/24): U is computed in float64
@@ -90,16 +89,38 @@ GG = {m: np.kron(g, g) for m, (_, g, _) in MATRICES.items()}
 GG_T = {m: np.ascontiguousarray(gg.T) for m, gg in GG.items()}
 
 
+@njit(nogil=True, cache=CACHE)
+def _transform(A, B, out):
+    # out (r, n) = A (r, k) @ B (k, n) for float64 A, summed in float64 and written in out's dtype: the
+    # weight transforms, k and r 9 and P (or P and 9), n = O C long; one vectorised pass per entry of A
+    r, k = A.shape
+    n = B.shape[1]
+    acc = np.empty(n)
+    for i in range(r):
+        for j in range(n):
+            acc[j] = 0.0
+        for q in range(k):
+            a = A[i, q]
+            if a != 0:                                     # kron(G, G) is a third zeros
+                for j in range(n):
+                    acc[j] += a * B[q, j]
+        for j in range(n):
+            out[i, j] = acc[j]
+
+
 def weight_tiles(w, m=2):
     """U (P, O, C) = G g G^T for every 3x3 kernel g of w (O, C, 3, 3), P = (m + 2)^2, in w's dtype
     (computed in float64).
 
-    One (P x 9) @ (9 x OC) product on npnet's workers (``matmul``): einsum spent ~0.2 ms a call choosing
-    its path; NumPy's ``@`` would wake NumPy's own BLAS threads, which then spin next to the kernels.
+    One (P x 9) @ (9 x OC) product, by a serial Numba loop (``_transform``) that reads w's dtype and
+    sums in float64: through ``matmul`` in float64 it compiled float64 kernels into every float32 run
+    (0.6 s of a cold start); einsum spent ~0.2 ms a call choosing its path; NumPy's ``@`` would wake
+    NumPy's own BLAS threads, which then spin next to the kernels.
     """
     O, C = w.shape[:2]
-    U = matmul(GG[m], w.reshape(O * C, 9).T.astype(np.float64))
-    return np.ascontiguousarray(U.reshape(-1, O, C), dtype=w.dtype)
+    U = np.empty((GG[m].shape[0], O * C), dtype=w.dtype)
+    _transform(GG[m], np.ascontiguousarray(w.reshape(O * C, 9).T), U)
+    return U.reshape(-1, O, C)
 
 
 def residual_array(residual, y):
@@ -140,15 +161,9 @@ def _fwd_sizes(C, O, TH, TW, GT, m):
 # compiles nothing of F(4x4) (one kernel with a branch on m compiled both: 4.5 s of cnn-small's cold
 # start went to F(4x4) code it never ran). The two kernels of a direction are the same loop; only the
 # tile functions named in it differ (Numba's cache cannot key a kernel made by a factory or given its
-# tile functions as arguments, so each is written out). Each is serial: worker t of T takes images
+# tile functions as arguments, so each is written out; each helper function costs ~0.15-0.2 s of
+# compiling of its own, so the products stay written in the loops). Each is serial: worker t of T takes images
 # t N / T .. (t + 1) N / T, in groups of ``per_group`` (``_threads.run_workers`` runs the T workers).
-
-@njit(nogil=True, cache=CACHE)
-def _forward_products(Uf, V, M, P, O, C, cnt):
-    # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt) for each of the P transform positions a
-    for a in range(P):
-        gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
-
 
 @njit(nogil=True, cache=CACHE)
 def _forward2(t, T, x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW):
@@ -168,7 +183,8 @@ def _forward2(t, T, x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW):
         V, M = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
         for n in range(n0, n1):
             input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-        _forward_products(Uf, V, M, P, O, C, cnt)
+        for a in range(P):                                 # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
+            gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
         for n in range(n0, n1):
             output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
 
@@ -190,7 +206,8 @@ def _forward4(t, T, x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW):
         V, M = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
         for n in range(n0, n1):
             input_tiles4(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-        _forward_products(Uf, V, M, P, O, C, cnt)
+        for a in range(P):                                 # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
+            gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
         for n in range(n0, n1):
             output_tiles4(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
 
@@ -237,36 +254,6 @@ def _bwd_sizes(C, O, TH, TW, GT, PIX, m):
 
 
 @njit(nogil=True, cache=CACHE)
-def _backward_start(buf, e, dUT, db):
-    # a worker's scratch before its first image: zero padding and accumulators, the vector of ones
-    fill(buf[:e[0]], 0)                                   # pad
-    fill(buf[e[2]:e[3]], 0)                               # dyp
-    fill(buf[e[5]:e[6]], 1)                               # ones (db += dy[n] @ ones)
-    fill(dUT, 0)
-    fill(db, 0)
-
-
-@njit(nogil=True, cache=CACHE)
-def _db_add(dyf, n, O, PIX, ones, db):
-    # db += dy[n] (O, PIX) @ 1
-    gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)
-
-
-@njit(nogil=True, cache=CACHE)
-def _weight_products(V, dM, dUT, P, C, O, cnt):
-    # dU[a]^T (C, O) += V[a] (C, cnt) @ dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
-    for a in range(P):
-        gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
-
-
-@njit(nogil=True, cache=CACHE)
-def _input_products(Uf, dM, V, P, C, O, cnt):
-    # dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt), into V's buffer
-    for a in range(P):
-        gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
-
-
-@njit(nogil=True, cache=CACHE)
 def _backward2(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_group, ph, pw, TH, TW):
     # x (N, C, H, W), U (16, O, C), dy (N, O, OH, OW), dx (N, C, H, W) or dummy; worker t's own
     # dUT_parts[t] (16, C, O): dU transposed, db_parts[t] (O,), work[t]: pieces ending at e (_bwd_sizes)
@@ -276,7 +263,11 @@ def _backward2(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, 
     xf, dyf, dxf, Uf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1), U.reshape(-1)
     buf, dUT, db = work[t], dUT_parts[t].reshape(-1), db_parts[t]
     pad, dpad, z, dyp, ones = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]], buf[e[5]:e[6]]
-    _backward_start(buf, e, dUT, db)
+    fill(pad, 0)
+    fill(dyp, 0)
+    fill(ones, 1)
+    fill(dUT, 0)
+    fill(db, 0)
     n_lo, n_hi = t * N // T, (t + 1) * N // T
     for n0 in range(n_lo, n_hi, per_group):
         n1 = min(n_hi, n0 + per_group)
@@ -284,13 +275,15 @@ def _backward2(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, 
         V, dM = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
         for n in range(n0, n1):
             dy_tiles(dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
-            _db_add(dyf, n, O, PIX, ones, db)
+            gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
         if need_dw:     # a frozen weight skips the input transform and these products
             for n in range(n0, n1):
                 input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-            _weight_products(V, dM, dUT, P, C, O, cnt)
+            for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
+                gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
         if need_dx:     # V's buffer now holds dV
-            _input_products(Uf, dM, V, P, C, O, cnt)
+            for a in range(P):  # dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
+                gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
             for n in range(n0, n1):
                 input_tiles_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
@@ -304,7 +297,11 @@ def _backward4(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, 
     xf, dyf, dxf, Uf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1), U.reshape(-1)
     buf, dUT, db = work[t], dUT_parts[t].reshape(-1), db_parts[t]
     pad, dpad, z, dyp, ones = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]], buf[e[5]:e[6]]
-    _backward_start(buf, e, dUT, db)
+    fill(pad, 0)
+    fill(dyp, 0)
+    fill(ones, 1)
+    fill(dUT, 0)
+    fill(db, 0)
     n_lo, n_hi = t * N // T, (t + 1) * N // T
     for n0 in range(n_lo, n_hi, per_group):
         n1 = min(n_hi, n0 + per_group)
@@ -312,13 +309,15 @@ def _backward4(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, 
         V, dM = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
         for n in range(n0, n1):
             dy_tiles4(dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
-            _db_add(dyf, n, O, PIX, ones, db)
+            gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
         if need_dw:
             for n in range(n0, n1):
                 input_tiles4(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-            _weight_products(V, dM, dUT, P, C, O, cnt)
+            for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
+                gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
         if need_dx:
-            _input_products(Uf, dM, V, P, C, O, cnt)
+            for a in range(P):  # dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
+                gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
             for n in range(n0, n1):
                 input_tiles4_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
 
@@ -356,8 +355,10 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None
         if need_dw:
-            dU = dUT_parts.reshape(T, P, C, O).sum(axis=0).transpose(0, 2, 1).reshape(P, O * C).astype(np.float64)
-            dw = np.ascontiguousarray(matmul(GG_T[m], dU).T.reshape(O, C, 3, 3), dtype=x.dtype)  # G^T dU G
+            dU = np.ascontiguousarray(dUT_parts.reshape(T, P, C, O).sum(axis=0).transpose(0, 2, 1)).reshape(P, O * C)
+            dwt = np.empty((9, O * C), dtype=x.dtype)
+            _transform(GG_T[m], dU, dwt)                  # G^T dU G, summed in float64
+            dw = np.ascontiguousarray(dwt.T).reshape(O, C, 3, 3)
     finally:
         give_buffer(buf)
     return (dx if need_dx else None), dw, db
