@@ -9,8 +9,8 @@ subprocesses.
 the config's default candidates), timed as their own phase ("speed passes"); without it the plain
 model runs the fixed rule. Each phase is reported in wall seconds and in the child's CPU seconds
 (``time.process_time``: compiling is single-threaded, so on a shared machine CPU time is the steadier
-measure), and "compile" is the wall time of Numba's top-level compile events within the speed
-passes and the first step (the rest of "speed passes" is the tuner's timing runs).
+measure), and "(compiling)" is the CPU time of Numba's top-level compile events within the speed
+passes and within the first step (the rest of "speed passes" is the tuner's timing runs).
 
 Run 1 starts as on a fresh machine: an empty Numba cache (a fresh temporary NUMBA_CACHE_DIR), so it
 compiles every kernel and writes the cache, and an empty autotuner cache (NPNET_AUTOTUNE_CACHE in
@@ -32,8 +32,10 @@ import time
 
 import _common
 
-# Each compiled function's own wall time (Numba's compile events, minus the functions compiled inside
-# it), summed over its signatures, and the wall time of the outermost compiles (compile_top). Registered
+# Each compiled function's own CPU time (Numba's compile events, minus the functions compiled inside
+# it; ``time.thread_time`` of the compiling thread: compiling is single-threaded, and on a shared
+# machine wall time counts the others' work), summed over its signatures, and the CPU time of the
+# outermost compiles (compile_top). Registered
 # after ``import npnet`` (which compiles nothing), so the import is timed as a user meets it.
 LISTENER = r"""
 import collections, time
@@ -42,11 +44,11 @@ compile_own, compile_count, _open, compile_top = collections.defaultdict(float),
 
 class _Own(event.Listener):
     def on_start(self, ev):
-        _open.append([time.perf_counter(), 0.0])
+        _open.append([time.thread_time(), 0.0])
 
     def on_end(self, ev):
         start, inner = _open.pop()
-        took = time.perf_counter() - start
+        took = time.thread_time() - start
         f = ev.data["dispatcher"].py_func
         name = f.__module__ + "." + f.__qualname__
         compile_own[name] += took - inner
@@ -167,8 +169,8 @@ def print_compile_profile(compiled, n, markdown):
     ours = sum(seconds for name, (seconds, _) in compiled if name.startswith("npnet."))
     signatures = sum(count for _, (_, count) in compiled)
     print(f"\nrun 1 compiled {len(compiled)} functions in {signatures} signatures: {own:.1f} s of own "
-          f"compile time, {ours:.1f} s of it npnet's\n")
-    _common.print_table(["function", "signatures", "own compile s"],
+          f"compile time (CPU), {ours:.1f} s of it npnet's\n")
+    _common.print_table(["function", "signatures", "own compile CPU s"],
                         [[name, count, f"{seconds:.2f}"] for name, (seconds, count) in compiled[:n]], markdown)
 
 
