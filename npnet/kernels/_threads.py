@@ -23,6 +23,19 @@ shared with NumPy), nothing is changed and :func:`blas_setup` says so; the kerne
 slower if that BLAS is multi-threaded. Concurrent Python threads in npnet's kernels share one count:
 the first to enter sets it, the last to leave restores it.
 
+Why the large kernels run on a pool of Python threads, not in a ``prange``
+-------------------------------------------------------------------------
+The convolution and matrix-product kernels give each worker one contiguous share of the work (a
+block of images, of rows): the loop over workers does nothing but call one serial function per
+worker. Written as a Numba ``prange`` that loop made Numba compile a parallel kernel (parfor passes,
+a gufunc) around the serial code: measured on Zen 4, the Winograd F(2x2) forward compiled in 4.7 s as
+a ``prange`` kernel and 0.9 s as the same serial loop; a minimal one-line ``prange`` wrapper still
+cost ~0.5 s per kernel. So the kernel is a serial ``@njit(nogil=True)`` function of the worker index
+``t`` and the worker count ``T``, and :func:`run_workers` calls it for t = 0 on the calling thread and
+for t = 1 .. T-1 on npnet's pool of Python threads (created at the first call, T - 1 threads, idle
+between calls: they wait on a queue and spin not at all). ``nogil`` lets the calls run at the same
+time; T is ``numba.get_num_threads()``, so Numba's thread setting still rules every kernel.
+
 Known interaction, not fixed here: after a multi-threaded NumPy matmul, NumPy's OpenBLAS worker keeps
 spinning for a while (OpenBLAS's THREAD_TIMEOUT, ~2^28 cycles) and takes a core from the Numba workers
 that run next. Measured: a 3 ms matmul followed by an 8.4 ms conv took 24 ms instead of 11.5, a 3.2 ms
@@ -32,6 +45,7 @@ imported removed most of it (11.9-16.3 and 7.3 ms, noisy); npnet cannot set it o
 import contextlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -143,3 +157,46 @@ def clear_buffers():
     """Drop every pooled work buffer (frees their memory)."""
     with _pool_lock:
         _pool.clear()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Workers (see the module docstring): serial kernels of (t, T, ...) on T threads.
+
+_workers = {"pool": None, "size": 0}
+_workers_lock = threading.Lock()
+
+
+def _worker_pool(n):
+    """npnet's pool of at least n Python threads, created (or grown) at first need."""
+    with _workers_lock:
+        if _workers["size"] < n:
+            old = _workers["pool"]
+            _workers.update(pool=ThreadPoolExecutor(max_workers=n, thread_name_prefix="npnet-kernel"), size=n)
+            if old is not None:
+                old.shutdown(wait=False)
+        return _workers["pool"]
+
+
+def run_workers(kernel, T, *args):
+    """``kernel(t, T, *args)`` for every worker t < T at the same time (t = 0 on the calling thread),
+    returning when all have; the first error raised in any worker is raised here, after all ended.
+
+    ``kernel``: a serial ``@njit(nogil=True)`` function that does worker t's share of the work.
+    """
+    if T <= 1:
+        kernel(0, 1, *args)
+        return
+    pool = _worker_pool(T - 1)
+    others = [pool.submit(kernel, t, T, *args) for t in range(1, T)]
+    error = None
+    try:
+        kernel(0, T, *args)
+    except BaseException as e:          # wait for the others before raising: they use the same buffers
+        error = e
+    for f in others:
+        try:
+            f.result()
+        except BaseException as e:
+            error = error or e
+    if error is not None:
+        raise error

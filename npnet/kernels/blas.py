@@ -46,13 +46,24 @@ def _xxgemm_of_dtype(tb, ta, N, M, K, ab, b, ldb, a, lda, c, ldc):
     return call
 
 
-@njit(cache=CACHE)
+@njit(cache=CACHE, inline="always")
 def gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
     """C = A @ B + beta C (beta 0: C's old values are not read, NaN included), as in the module docstring.
 
     a, b, c: flat arrays of one dtype (float32 or float64), each starting at its matrix's first
-    element; beta a Python float (every caller passing a float64 keeps one compiled version per
-    dtype). In BLAS's column-major terms this is C^T (N x M) = B^T A^T: BLAS gets b first."""
+    element. In BLAS's column-major terms this is C^T (N x M) = B^T A^T: BLAS gets b first.
+
+    Inlined into its caller, it only converts the scalars: the kernels pass constants (``False``, ``1``),
+    which Numba types as literals, one compiled copy of the product per combination (6 copies of it
+    for cnn-small's float32 step, 1.5 s of compiling); as plain bool / int64 / float64 one copy per
+    dtype serves every call."""
+    _gemm(np.bool_(ta), np.bool_(tb), np.int64(M), np.int64(N), np.int64(K), a, np.int64(lda), b, np.int64(ldb),
+          np.float64(beta), c, np.int64(ldc))
+
+
+@njit(cache=CACHE)
+def _gemm(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
+    # gemm's product, with plain scalar types
     if M <= 0 or N <= 0:
         return
     if K <= 0:                                          # an empty sum: BLAS would only scale C

@@ -4,8 +4,9 @@ it and Winograd (``winograd.py``) for each layer shape.
 Shapes: x (N, C, H, W), w (O, C, kh, kw), b (O,) or None, y / dy (N, O, OH, OW); K = C*kh*kw, P = OH*OW.
 
 Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 3, padding=1), batch 128):
-- ``prange`` over the batch, each Numba thread taking one contiguous chunk of images. Per image: im2col
-  into that thread's (K, P) buffer, then one GEMM straight into ``y[n]`` (no temporary, no transpose).
+- Workers over the batch, each taking one contiguous chunk of images (a serial kernel per worker, run
+  on T threads by ``_threads.run_workers``: as a ``prange`` it compiled ~3x longer). Per image: im2col
+  into that worker's (K, P) buffer, then one GEMM straight into ``y[n]`` (no temporary, no transpose).
   A per-image GEMM (128x576 @ 576x1024) already runs near the single-core peak (~90 GFLOP/s here) and
   the column buffer (2.3 MB) stays in cache. Forward, measured: this 115 ms; one big GEMM with NumPy's
   2-thread BLAS on a full-batch (K, N*P) column matrix plus the transpose back to NCHW 233 ms; a
@@ -20,11 +21,11 @@ Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 
   per image). dx[n] = col2im(w^T @ dy[n]).
 """
 import numpy as np
-from numba import prange, get_num_threads
+from numba import get_num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
-from ._threads import take_buffer, give_buffer, one_blas_thread
+from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers
 from .blas import gemm
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array, fill
 from .winograd import (winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref,
@@ -58,63 +59,64 @@ def _pick(algorithm, w, sh, sw):
     return algorithm
 
 
-@njit(parallel=True, cache=CACHE)
-def _conv_forward(x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
-    # x (N, C, H, W), w2 (O, K), res (N, O, P) or empty, y (N, O, P), work (T, K, P): one column buffer
-    # per thread
-    N, T = x.shape[0], work.shape[0]
+@njit(nogil=True, cache=CACHE)
+def _conv_forward(t, T, x, w2, b, has_bias, relu, res, y, work, kh, kw, sh, sw, ph, pw, OH, OW):
+    # worker t of T (``_threads.run_workers``), images t N / T .. (t + 1) N / T: x (N, C, H, W),
+    # w2 (O, K), res (N, O, P) or (0, O, P), y (N, O, P), work (T, K, P): one column buffer per worker
+    N = x.shape[0]
     O, K = w2.shape
     P = OH * OW
     yf, w2f = y.reshape(-1), w2.reshape(-1)
-    for t in prange(T):
-        cols = work[t]                                     # (K, P)
-        for n in range(t * N // T, (t + 1) * N // T):
-            im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
-            gemm(False, False, O, P, K, w2f, K, cols.reshape(-1), P, 0.0, yf[n * O * P:], P)  # y[n] = w2 @ cols
-            yn = y[n]                                      # (O, P)
-            if res.size:                                   # y[n] is still in cache: bias, residual, clamp now
-                for o in range(O):
-                    yo, ro, bo = yn[o], res[n, o], b[o]
-                    for p in range(P):
-                        v = yo[p] + bo + ro[p]
-                        yo[p] = (0 if v < 0 else v) if relu else v
-            elif relu:
-                for o in range(O):
-                    yo, bo = yn[o], b[o]
-                    for p in range(P):
-                        v = yo[p] + bo
-                        yo[p] = 0 if v < 0 else v              # NaN stays NaN, as np.maximum
-            elif has_bias:
-                for o in range(O):
-                    yn[o] += b[o]
+    cols = work[t]                                         # (K, P)
+    for n in range(t * N // T, (t + 1) * N // T):
+        im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
+        gemm(False, False, O, P, K, w2f, K, cols.reshape(-1), P, 0.0, yf[n * O * P:], P)  # y[n] = w2 @ cols
+        yn = y[n]                                          # (O, P)
+        if res.size:                                       # y[n] is still in cache: bias, residual, clamp now
+            for o in range(O):
+                yo, ro, bo = yn[o], res[n, o], b[o]
+                for p in range(P):
+                    v = yo[p] + bo + ro[p]
+                    yo[p] = (0 if v < 0 else v) if relu else v
+        elif relu:
+            for o in range(O):
+                yo, bo = yn[o], b[o]
+                for p in range(P):
+                    v = yo[p] + bo
+                    yo[p] = 0 if v < 0 else v                  # NaN stays NaN, as np.maximum
+        elif has_bias:                                     # loops, not yn[o] += b[o]: an array expression
+            for o in range(O):                             # compiles Numba's broadcasting and its error
+                yo, bo = yn[o], b[o]                       # messages (~2 s of string functions)
+                for p in range(P):
+                    yo[p] += bo
 
 
-@njit(parallel=True, cache=CACHE)
-def _conv_backward(x, w2, dy, dx, need_dx, need_dw, dwt_parts, db_parts, cols_work, dcols_work, ones,
+@njit(nogil=True, cache=CACHE)
+def _conv_backward(t, T, x, w2, dy, dx, need_dx, need_dw, dwt_parts, db_parts, cols_work, dcols_work, ones,
                    kh, kw, sh, sw, ph, pw, OH, OW):
-    # x (N, C, H, W), w2 (O, K), dy (N, O, P), dx (N, C, H, W); per thread t: dwt_parts[t] (K, O),
-    # db_parts[t] (O,), cols_work[t] / dcols_work[t] (K, P); ones (P,)
-    N, T = x.shape[0], cols_work.shape[0]
+    # worker t of T, images t N / T .. (t + 1) N / T: x (N, C, H, W), w2 (O, K), dy (N, O, P),
+    # dx (N, C, H, W); the worker's own dwt_parts[t] (K, O), db_parts[t] (O,), cols_work[t] /
+    # dcols_work[t] (K, P); ones (P,)
+    N = x.shape[0]
     O, K = w2.shape
     P = OH * OW
     dyf, w2f = dy.reshape(-1), w2.reshape(-1)
-    for t in prange(T):
-        cols, dwt, dbt = cols_work[t], dwt_parts[t].reshape(-1), db_parts[t]
-        fill(dwt, 0)
-        fill(dbt, 0)
-        for n in range(t * N // T, (t + 1) * N // T):
-            dyn = dyf[n * O * P:]                          # dy[n] (O, P) from here
-            if need_dw:  # a frozen weight (requires_grad False) skips the im2col and this GEMM
-                im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
-                # dw^T (K, O) += cols @ dy[n]^T: measured 15% faster than dw = dy[n] @ cols^T (O, K)
-                gemm(False, True, K, O, P, cols.reshape(-1), P, dyn, P, 1.0, dwt, O)
-            gemm(False, False, O, 1, P, dyn, P, ones, 1, 1.0, dbt, 1)  # db += dy[n] @ 1
-            if need_dx:
-                dcols = dcols_work[t]                      # (K, P) = w2^T @ dy[n]
-                gemm(True, False, K, P, O, w2f, K, dyn, P, 0.0, dcols.reshape(-1), P)
-                dxn = dx[n]
-                fill(dxn, 0)
-                col2im_image(dcols, dxn, kh, kw, sh, sw, ph, pw, OH, OW)
+    cols, dwt, dbt = cols_work[t], dwt_parts[t].reshape(-1), db_parts[t]
+    fill(dwt, 0)
+    fill(dbt, 0)
+    for n in range(t * N // T, (t + 1) * N // T):
+        dyn = dyf[n * O * P:]                              # dy[n] (O, P) from here
+        if need_dw:  # a frozen weight (requires_grad False) skips the im2col and this GEMM
+            im2col_image(x[n], cols, kh, kw, sh, sw, ph, pw, OH, OW)
+            # dw^T (K, O) += cols @ dy[n]^T: measured 15% faster than dw = dy[n] @ cols^T (O, K)
+            gemm(False, True, K, O, P, cols.reshape(-1), P, dyn, P, 1.0, dwt, O)
+        gemm(False, False, O, 1, P, dyn, P, ones, 1, 1.0, dbt, 1)  # db += dy[n] @ 1
+        if need_dx:
+            dcols = dcols_work[t]                          # (K, P) = w2^T @ dy[n]
+            gemm(True, False, K, P, O, w2f, K, dyn, P, 0.0, dcols.reshape(-1), P)
+            dxn = dx[n]
+            fill(dxn, 0)
+            col2im_image(dcols, dxn, kh, kw, sh, sw, ph, pw, OH, OW)
 
 
 def _threads_for(N):
@@ -155,8 +157,8 @@ def _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual=None):
         np.empty((0, O, P), dtype=x.dtype)
     buf = take_buffer(T * K * P, x.dtype)
     try:
-        _conv_forward(x, w.reshape(O, K), b, has_bias, bool(relu), res, y, buf[:T * K * P].reshape(T, K, P),
-                      kh, kw, sh, sw, ph, pw, OH, OW)
+        run_workers(_conv_forward, T, x, w.reshape(O, K), b, has_bias, bool(relu), res, y,
+                    buf[:T * K * P].reshape(T, K, P), kh, kw, sh, sw, ph, pw, OH, OW)
     finally:
         give_buffer(buf)
     return y.reshape(N, O, OH, OW)
@@ -195,8 +197,9 @@ def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
     ends = np.cumsum(sizes)
     cols, dcols, dwt_parts, db_parts = (buf[e - n:e].reshape(s) for s, n, e in zip(shapes, sizes, ends))
     try:
-        _conv_backward(x, w.reshape(O, K), dy.reshape(N, O, P), dx, need_dx, need_dw, dwt_parts, db_parts,
-                       cols, dcols if need_dx else cols, np.ones(P, dtype=x.dtype), kh, kw, sh, sw, ph, pw, OH, OW)
+        run_workers(_conv_backward, T, x, w.reshape(O, K), dy.reshape(N, O, P), dx, bool(need_dx), bool(need_dw),
+                    dwt_parts, db_parts, cols, dcols if need_dx else cols, np.ones(P, dtype=x.dtype), kh, kw, sh,
+                    sw, ph, pw, OH, OW)
         dw = np.ascontiguousarray(dwt_parts.sum(axis=0).T).reshape(w.shape) if need_dw else None
         db = db_parts.sum(axis=0)
     finally:

@@ -32,12 +32,17 @@ def out_size(size, k, stride, pad):
     return (size + 2 * pad - k) // stride + 1
 
 
-@njit(cache=CACHE)
+@njit(cache=CACHE, inline="always")
 def fill(a, value):
     """a[...] = value for a C-ordered array, as a plain loop: inside a ``prange`` body an array
     expression (``a[:] = 0``) becomes a nested parallel loop of its own, which costs compile time and
-    gains nothing there."""
-    f = a.reshape(-1)
+    gains nothing there. Inlined, it passes the array flat and the value as a float64 (not the literal
+    0 or 1 of the call): one compiled loop per dtype for every shape and value."""
+    _fill(a.reshape(-1), np.float64(value))
+
+
+@njit(cache=CACHE)
+def _fill(f, value):
     for i in range(f.size):
         f[i] = value
 

@@ -1,11 +1,11 @@
-"""Matrix products for ``Linear``, run by Numba's thread pool: each worker multiplies a block of rows
-with SciPy's single-threaded BLAS. A plain NumPy reference beside it.
+"""Matrix products for ``Linear``, on npnet's workers (``_threads.run_workers``, as the convolutions):
+each worker multiplies a block of rows with SciPy's single-threaded BLAS. A plain NumPy reference beside it.
 
 Why not ``a @ b``: NumPy's matmul uses NumPy's own multi-threaded OpenBLAS, whose worker threads keep
 spinning for a while after each call. Between the Numba kernels of a CNN (convolution, pooling), that
 is a third busy thread on two cores: measured on a 2-core AMD EPYC, a cnn-small train step took 130 ms
 with NumPy's BLAS at 2 threads and 85 ms at 1 thread, although the Linear layers are 7% of the work.
-Splitting rows over the same Numba pool that runs the convolutions keeps one pool for everything,
+Splitting rows over the same workers that run the convolutions keeps one pool for everything,
 and a large product still uses every core.
 
 Shapes: a (M, K), b (K, P) -> (M, P); both may be views with one axis of adjacent elements (a
@@ -14,31 +14,30 @@ transposed weight, a block of columns): BLAS reads them where they lie (``blas.g
 forward, (128, 4096) @ (4096, 64) with the weight transposed, took 3.4 ms instead of 0.6.
 """
 import numpy as np
-from numba import prange, get_num_threads
+from numba import get_num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
-from ._threads import one_blas_thread
+from ._threads import one_blas_thread, run_workers
 from .blas import gemm, blas_operand
 
 
-@njit(parallel=True, cache=CACHE)
-def _matmul_rows(ta, tb, M, N, K, a, lda, b, ldb, beta, c, T):
-    # C[rows of block t] = A[rows of block t] @ B + beta C[...], one block per worker; C is (M, N) C-ordered
-    for t in prange(T):
-        lo, hi = t * M // T, (t + 1) * M // T
-        if hi > lo:
-            gemm(ta, tb, hi - lo, N, K, a[lo:] if ta else a[lo * lda:], lda, b, ldb, beta, c[lo * N:], N)
+@njit(nogil=True, cache=CACHE)
+def _matmul_rows(t, T, ta, tb, M, N, K, a, lda, b, ldb, beta, c):
+    # worker t of T (``_threads.run_workers``): C[rows of block t] = A[rows of block t] @ B + beta C[...];
+    # C is (M, N) C-ordered
+    lo, hi = t * M // T, (t + 1) * M // T
+    if hi > lo:
+        gemm(ta, tb, hi - lo, N, K, a[lo:] if ta else a[lo * lda:], lda, b, ldb, beta, c[lo * N:], N)
 
 
-@njit(parallel=True, cache=CACHE)
-def _matmul_inner(ta, tb, M, N, K, a, lda, b, ldb, parts):
-    # parts[t] = A[:, block t] @ B[block t]: the inner dimension split over workers, blocks read in place
-    T = parts.shape[0]
-    for t in prange(T):
-        lo, hi = t * K // T, (t + 1) * K // T
-        gemm(ta, tb, M, N, hi - lo, a[lo * lda:] if ta else a[lo:], lda, b[lo:] if tb else b[lo * ldb:], ldb,
-             0.0, parts[t].reshape(-1), N)
+@njit(nogil=True, cache=CACHE)
+def _matmul_inner(t, T, ta, tb, M, N, K, a, lda, b, ldb, parts):
+    # worker t of T: parts[t] = A[:, block t] @ B[block t], the inner dimension split over workers, blocks
+    # read in place
+    lo, hi = t * K // T, (t + 1) * K // T
+    gemm(ta, tb, M, N, hi - lo, a[lo * lda:] if ta else a[lo:], lda, b[lo:] if tb else b[lo * ldb:], ldb,
+         0.0, parts[t].reshape(-1), N)
 
 
 def matmul(a, b, out=None, accumulate=False):
@@ -92,10 +91,10 @@ def _matmul_into(a, b, out, accumulate, M, N, K):
         # against 4.0 by rows; its weight gradient (200, 500) @ (500, 3072), K = 2.5 M, 4.8 against
         # 4.4 ms by rows, hence 4 M (8 M until 6 December)
         parts = np.empty((T, M, N), dtype=a.dtype)
-        _matmul_inner(ta, tb, M, N, K, af, lda, bf, ldb, parts)
+        run_workers(_matmul_inner, T, ta, tb, M, N, K, af, lda, bf, ldb, parts)
         return np.add(out, parts.sum(axis=0), out=out) if accumulate else np.sum(parts, axis=0, out=out)
-    _matmul_rows(ta, tb, M, N, K, af, lda, bf, ldb, 1.0 if accumulate else 0.0, out.reshape(-1),
-                 max(1, min(T, M)))
+    run_workers(_matmul_rows, max(1, min(T, M)), ta, tb, M, N, K, af, lda, bf, ldb, 1.0 if accumulate else 0.0,
+                out.reshape(-1))
     return out
 
 

@@ -9,15 +9,23 @@ Max pooling follows PyTorch's CPU kernel exactly: the winner is the first maximu
 order, and a NaN wins over any number (the last NaN, as PyTorch's ``val > max || isnan(val)`` does).
 ``argmax`` holds the flat index ``h*W + w`` of the winner in its (H, W) plane, as int64.
 
-The Numba kernels run one (n, c) plane per ``prange`` iteration: planes are independent, so the
-backward scatter-adds need no atomics.
+The Numba kernels run one (n, c) plane per ``prange`` iteration, or (the 2x2 forward and the max-pool
+backward, which cnn-small and cnn-bn use) one block of planes per worker (``_threads.run_workers``):
+planes are independent, so the backward scatter-adds need no atomics.
 """
 import numpy as np
-from numba import prange
+from numba import get_num_threads, prange
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
 from .im2col import out_size, as_float_array
+from ._threads import run_workers
+
+
+def _workers_for(planes):
+    """Workers for a pooling kernel over ``planes`` (n, c) planes: Numba's thread count, at most one
+    per plane."""
+    return max(1, min(get_num_threads(), planes))
 
 
 @njit(parallel=True, cache=CACHE)
@@ -45,15 +53,17 @@ def _maxpool_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
                 arg[p, oh, ow] = bi
 
 
-@njit(parallel=True, cache=CACHE)
-def _maxpool2x2_forward(x, y, arg):
+@njit(nogil=True, cache=CACHE)
+def _maxpool2x2_forward(t, T, x, y, arg):
     # _maxpool_forward for 2x2 windows, stride 2, no padding (the usual pooling layer): four loads
     # and three compare-selects per output, written without branches (a branch on random data is
-    # mispredicted half the time: 9.5 ms with the general kernel, 3.2 ms so on (128, 64, 32, 32))
+    # mispredicted half the time: 9.5 ms with the general kernel, 3.2 ms so on (128, 64, 32, 32)).
+    # Worker t of T (``_threads.run_workers``: as a prange kernel it compiled in 0.8 s, serial in less
+    # than half) takes the planes t NC / T .. (t + 1) NC / T.
     NC, H, W = x.shape
     OH, OW = y.shape[1], y.shape[2]
     xf, yf, af = x.reshape(NC, H * W), y.reshape(NC, OH * OW), arg.reshape(NC, OH * OW)
-    for p in prange(NC):
+    for p in range(t * NC // T, (t + 1) * NC // T):
         xp, yp, ap = xf[p], yf[p], af[p]
         for oh in range(OH):
             r0 = 2 * oh * W
@@ -73,13 +83,17 @@ def _maxpool2x2_forward(x, y, arg):
                 ap[oh * OW + ow] = c + i
 
 
-@njit(parallel=True, cache=CACHE)
-def _maxpool_backward(dy, arg, dx):
-    # dy / arg (NC, OH*OW), dx (NC, H*W): every output sends its gradient to its winner
-    for p in prange(dy.shape[0]):
-        dx[p] = 0
-        for k in range(dy.shape[1]):
-            dx[p, arg[p, k]] += dy[p, k]
+@njit(nogil=True, cache=CACHE)
+def _maxpool_backward(t, T, dy, arg, dx):
+    # dy / arg (NC, OH*OW), dx (NC, H*W): every output sends its gradient to its winner; worker t of T
+    # takes the planes t NC / T .. (t + 1) NC / T
+    NC = dy.shape[0]
+    for p in range(t * NC // T, (t + 1) * NC // T):
+        dxp, dyp, ap = dx[p], dy[p], arg[p]
+        for i in range(dxp.size):
+            dxp[i] = 0
+        for k in range(dyp.size):
+            dxp[ap[k]] += dyp[k]
 
 
 @njit(parallel=True, cache=CACHE)
@@ -130,7 +144,8 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     arg = np.empty((N, C, OH, OW), dtype=np.int64)
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
-        _maxpool2x2_forward(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW), arg.reshape(N * C, OH, OW))
+        run_workers(_maxpool2x2_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+                    arg.reshape(N * C, OH, OW))
     else:
         _maxpool_forward(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW), arg.reshape(N * C, OH, OW),
                          kh, kw, sh, sw, ph, pw)
@@ -145,7 +160,8 @@ def maxpool2d_backward(dy, argmax, H, W):
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     N, C = dy.shape[:2]
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
-    _maxpool_backward(dy.reshape(N * C, -1), argmax.reshape(N * C, -1), dx.reshape(N * C, H * W))
+    run_workers(_maxpool_backward, _workers_for(N * C), dy.reshape(N * C, -1), argmax.reshape(N * C, -1),
+                dx.reshape(N * C, H * W))
     return dx
 
 

@@ -14,9 +14,9 @@ V = B^T d B (from the input tile d); per kernel, U = G g G^T. For each of the P 
 M[a] (O x T) = U[a] (O x C) @ V[a] (C x T) over T tiles: one GEMM per position and group of images. The
 output tile is A^T M A, plus the bias. Backward: dM = A dY A^T per tile; then dU[a] = sum over tiles of
 dM[a] @ V[a]^T, dw = G^T dU G; dV[a] = U[a]^T @ dM[a] and dx = the adjoint of the input transform
-(B dV B^T per tile, overlapping tiles summed). Threads: ``prange`` over groups of whole images, each
-worker with its own buffers and its own dU, summed at the end in a fixed order. Both m run through the
-same two parallel kernels; m selects the tile functions.
+(B dV B^T per tile, overlapping tiles summed). Threads: each worker takes a block of whole images, in
+groups, with its own buffers and its own dU, summed at the end in a fixed order; the workers are serial
+kernels run by ``_threads.run_workers`` (one Python thread each), one kernel per m and direction.
 
 Float32 error against the exact (float64) convolution, measured (batch 4, random normal x and dy,
 Kaiming-scaled w, C = O = 16 on 16x16 and 32x32, C = O = 64 on 8x8 and 16x16; max abs error and the
@@ -30,17 +30,16 @@ convolution's for F(2x2), below 1.5e-5 and at most 40x for F(4x4). In float64 F(
 direct convolution to ~1e-15 relative, F(4x4) to ~1e-13.
 """
 import numpy as np
-from numba import prange, get_num_threads
+from numba import get_num_threads
 
 from ._jit import CACHE, njit
-from ._threads import take_buffer, give_buffer, one_blas_thread
+from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers
 from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint
 from ._wino4_tiles import plane_sizes4, input_tiles4, output_tiles4
 from ._wino4_grad_tiles import dy_tiles4, input_tiles4_adjoint
 from .im2col import as_float_array, fill
 from .blas import gemm
-from .matmul import matmul
 
 # transform matrices of F(2x2, 3x3) and F(4x4, 3x3) (_wino4_tiles), by output tile size m; B^T and A^T are
 # exact in binary floating point, G of F(4x4) is not (1/6, 1/12, 1/24): U is computed in float64
@@ -90,16 +89,38 @@ GG = {m: np.kron(g, g) for m, (_, g, _) in MATRICES.items()}
 GG_T = {m: np.ascontiguousarray(gg.T) for m, gg in GG.items()}
 
 
+@njit(nogil=True, cache=CACHE)
+def _transform(A, B, out):
+    # out (r, n) = A (r, k) @ B (k, n) for float64 A, summed in float64 and written in out's dtype: the
+    # weight transforms, k and r 9 and P (or P and 9), n = O C long; one vectorised pass per entry of A
+    r, k = A.shape
+    n = B.shape[1]
+    acc = np.empty(n)
+    for i in range(r):
+        for j in range(n):
+            acc[j] = 0.0
+        for q in range(k):
+            a = A[i, q]
+            if a != 0:                                     # kron(G, G) is a third zeros
+                for j in range(n):
+                    acc[j] += a * B[q, j]
+        for j in range(n):
+            out[i, j] = acc[j]
+
+
 def weight_tiles(w, m=2):
     """U (P, O, C) = G g G^T for every 3x3 kernel g of w (O, C, 3, 3), P = (m + 2)^2, in w's dtype
     (computed in float64).
 
-    One (P x 9) @ (9 x OC) product on Numba's pool (``matmul``): einsum spent ~0.2 ms a call choosing
-    its path; NumPy's ``@`` would wake NumPy's own BLAS threads, which then spin next to the kernels.
+    One (P x 9) @ (9 x OC) product, by a serial Numba loop (``_transform``) that reads w's dtype and
+    sums in float64: through ``matmul`` in float64 it compiled float64 kernels into every float32 run
+    (0.6 s of a cold start); einsum spent ~0.2 ms a call choosing its path; NumPy's ``@`` would wake
+    NumPy's own BLAS threads, which then spin next to the kernels.
     """
     O, C = w.shape[:2]
-    U = matmul(GG[m], w.reshape(O * C, 9).T.astype(np.float64))
-    return np.ascontiguousarray(U.reshape(-1, O, C), dtype=w.dtype)
+    U = np.empty((GG[m].shape[0], O * C), dtype=w.dtype)
+    _transform(GG[m], np.ascontiguousarray(w.reshape(O * C, 9).T), U)
+    return U.reshape(-1, O, C)
 
 
 def residual_array(residual, y):
@@ -135,65 +156,63 @@ def _fwd_sizes(C, O, TH, TW, GT, m):
     return [pad, z, s, yp, P * C * GT, P * O * GT]
 
 
-# F(m x m, 3x3)'s tile functions for one image, by m (2: _wino_tiles, 4: _wino4_tiles); m is the same for
-# a whole call, so the branch costs nothing measurable next to the transforms
-@njit(cache=CACHE)
-def _in_tiles(m, xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T):
-    if m == 2:
-        input_tiles(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T)
-    else:
-        input_tiles4(xf, xn, C, H, W, ph, pw, TH, TW, pad, z, V, t0, T)
+# The workers' kernels, one per tile size m and direction: ``_forward2`` / ``_backward2`` call only
+# F(2x2)'s tile functions, ``_forward4`` / ``_backward4`` only F(4x4)'s, so a model that runs F(2x2)
+# compiles nothing of F(4x4) (one kernel with a branch on m compiled both: 4.5 s of cnn-small's cold
+# start went to F(4x4) code it never ran). The two kernels of a direction are the same loop; only the
+# tile functions named in it differ (Numba's cache cannot key a kernel made by a factory or given its
+# tile functions as arguments, so each is written out; each helper function costs ~0.15-0.2 s of
+# compiling of its own, so the products stay written in the loops). Each is serial: worker t of T takes images
+# t N / T .. (t + 1) N / T, in groups of ``per_group`` (``_threads.run_workers`` runs the T workers).
 
-
-@njit(cache=CACHE)
-def _out_tiles(m, M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res):
-    if m == 2:
-        output_tiles(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res)
-    else:
-        output_tiles4(M, t0, T, O, OH, OW, TH, TW, b, yf, yn, s, yp, relu, res)
-
-
-@njit(cache=CACHE)
-def _grad_tiles(m, dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T):
-    if m == 2:
-        dy_tiles(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T)
-    else:
-        dy_tiles4(dyf, yn, O, OH, OW, TH, TW, dyp, dM, t0, T)
-
-
-@njit(cache=CACHE)
-def _in_tiles_adjoint(m, V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn):
-    if m == 2:
-        input_tiles_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn)
-    else:
-        input_tiles4_adjoint(V, t0, T, C, H, W, ph, pw, TH, TW, z, dpad, dxf, xn)
-
-
-@njit(parallel=True, cache=CACHE)
-def _forward(x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW, m):
-    # x (N, C, H, W), U (P, O, C), b (O,), res (N, O, OH, OW) or empty, y (N, O, OH, OW);
-    # work (T, e[-1]): one buffer per thread, pieces ending at the offsets e (_fwd_sizes)
+@njit(nogil=True, cache=CACHE)
+def _forward2(t, T, x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW):
+    # x (N, C, H, W), U (16, O, C), b (O,), res (N, O, OH, OW) or empty, y (N, O, OH, OW);
+    # work (T, e[-1]): one buffer per worker, pieces ending at the offsets e (_fwd_sizes)
     N, C, H, W = x.shape
     O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
-    T, P = work.shape[0], U.shape[0]
-    TT = TH * (TW + 1)
+    P, TT = U.shape[0], TH * (TW + 1)
     xf, yf, rf, Uf = x.reshape(-1), y.reshape(-1), res.reshape(-1), U.reshape(-1)
-    for t in prange(T):
-        buf = work[t]
-        pad, z, s, yp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
-        fill(pad, 0)                                      # the padding stays zero: only the image is copied in
-        n_lo, n_hi = t * N // T, (t + 1) * N // T
-        for n0 in range(n_lo, n_hi, per_group):
-            n1 = min(n_hi, n0 + per_group)
-            cnt = (n1 - n0) * TT
-            V = buf[e[3]:e[3] + P * C * cnt]
-            M = buf[e[4]:e[4] + P * O * cnt]
-            for n in range(n0, n1):
-                _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-            for a in range(P):                             # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
-                gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
-            for n in range(n0, n1):
-                _out_tiles(m, M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
+    buf = work[t]
+    pad, z, s, yp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
+    fill(pad, 0)                                          # the padding stays zero: only the image is copied in
+    n_lo, n_hi = t * N // T, (t + 1) * N // T
+    for n0 in range(n_lo, n_hi, per_group):
+        n1 = min(n_hi, n0 + per_group)
+        cnt = (n1 - n0) * TT
+        V, M = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
+        for n in range(n0, n1):
+            input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+        for a in range(P):                                 # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
+            gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
+        for n in range(n0, n1):
+            output_tiles(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
+
+
+@njit(nogil=True, cache=CACHE)
+def _forward4(t, T, x, U, b, relu, res, y, work, e, per_group, ph, pw, TH, TW):
+    # _forward2 with F(4x4)'s tile functions; U (36, O, C)
+    N, C, H, W = x.shape
+    O, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    P, TT = U.shape[0], TH * (TW + 1)
+    xf, yf, rf, Uf = x.reshape(-1), y.reshape(-1), res.reshape(-1), U.reshape(-1)
+    buf = work[t]
+    pad, z, s, yp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
+    fill(pad, 0)
+    n_lo, n_hi = t * N // T, (t + 1) * N // T
+    for n0 in range(n_lo, n_hi, per_group):
+        n1 = min(n_hi, n0 + per_group)
+        cnt = (n1 - n0) * TT
+        V, M = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
+        for n in range(n0, n1):
+            input_tiles4(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+        for a in range(P):                                 # M[a] (O, cnt) = U[a] (O, C) @ V[a] (C, cnt)
+            gemm(False, False, O, cnt, C, Uf[a * O * C:], C, V[a * C * cnt:], cnt, 0.0, M[a * O * cnt:], cnt)
+        for n in range(n0, n1):
+            output_tiles4(M, (n - n0) * TT, cnt, O, OH, OW, TH, TW, b, yf, n * O * OH * OW, s, yp, relu, rf)
+
+
+FORWARD_KERNELS = {2: _forward2, 4: _forward4}
 
 
 def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
@@ -220,8 +239,8 @@ def winograd_forward(x, w, b, ph, pw, relu=False, m=2, residual=None):
     U = weight_tiles(w, m)
     try:
         with one_blas_thread():  # each worker's GEMMs on one BLAS thread
-            _forward(x, U, b, bool(relu), res, y, buf[:T * total].reshape(T, total), e, per_group, ph, pw,
-                     TH, TW, m)
+            run_workers(FORWARD_KERNELS[m], T, x, U, b, bool(relu), res, y, buf[:T * total].reshape(T, total), e,
+                        per_group, ph, pw, TH, TW)
     finally:
         give_buffer(buf)
     return y
@@ -234,44 +253,76 @@ def _bwd_sizes(C, O, TH, TW, GT, PIX, m):
     return [pad, pad, z, dyp, P * C * GT, P * O * GT, PIX]
 
 
-@njit(parallel=True, cache=CACHE)
-def _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_group, ph, pw, TH, TW, m):
-    # x (N, C, H, W), U (P, O, C), dy (N, O, OH, OW), dx (N, C, H, W) or dummy; per thread t:
-    # dUT_parts[t] (P, C, O): dU transposed, db_parts[t] (O,), work[t]: pieces ending at e (_bwd_sizes)
+@njit(nogil=True, cache=CACHE)
+def _backward2(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_group, ph, pw, TH, TW):
+    # x (N, C, H, W), U (16, O, C), dy (N, O, OH, OW), dx (N, C, H, W) or dummy; worker t's own
+    # dUT_parts[t] (16, C, O): dU transposed, db_parts[t] (O,), work[t]: pieces ending at e (_bwd_sizes)
     N, C, H, W = x.shape
     O, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
-    T, P = work.shape[0], U.shape[0]
-    TT, PIX = TH * (TW + 1), OH * OW
+    P, TT, PIX = U.shape[0], TH * (TW + 1), OH * OW
     xf, dyf, dxf, Uf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1), U.reshape(-1)
-    for t in prange(T):
-        buf = work[t]
-        pad, dpad, z, dyp = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]]
-        ones = buf[e[5]:e[6]]
-        dUT, db = dUT_parts[t].reshape(-1), db_parts[t]
-        fill(pad, 0)
-        fill(dyp, 0)
-        fill(ones, 1)
-        fill(dUT, 0)
-        fill(db, 0)
-        n_lo, n_hi = t * N // T, (t + 1) * N // T
-        for n0 in range(n_lo, n_hi, per_group):
-            n1 = min(n_hi, n0 + per_group)
-            cnt = (n1 - n0) * TT
-            V = buf[e[3]:e[3] + P * C * cnt]
-            dM = buf[e[4]:e[4] + P * O * cnt]
+    buf, dUT, db = work[t], dUT_parts[t].reshape(-1), db_parts[t]
+    pad, dpad, z, dyp, ones = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]], buf[e[5]:e[6]]
+    fill(pad, 0)
+    fill(dyp, 0)
+    fill(ones, 1)
+    fill(dUT, 0)
+    fill(db, 0)
+    n_lo, n_hi = t * N // T, (t + 1) * N // T
+    for n0 in range(n_lo, n_hi, per_group):
+        n1 = min(n_hi, n0 + per_group)
+        cnt = (n1 - n0) * TT
+        V, dM = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
+        for n in range(n0, n1):
+            dy_tiles(dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
+            gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
+        if need_dw:     # a frozen weight skips the input transform and these products
             for n in range(n0, n1):
-                _grad_tiles(m, dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
-                gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
-            if need_dw:     # a frozen weight skips the input transform and these products
-                for n in range(n0, n1):
-                    _in_tiles(m, xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
-                for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
-                    gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
-            if need_dx:     # V's buffer now holds dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
-                for a in range(P):
-                    gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
-                for n in range(n0, n1):
-                    _in_tiles_adjoint(m, V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
+                input_tiles(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+            for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
+                gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
+        if need_dx:     # V's buffer now holds dV
+            for a in range(P):  # dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
+                gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
+            for n in range(n0, n1):
+                input_tiles_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
+
+
+@njit(nogil=True, cache=CACHE)
+def _backward4(t, T, x, U, dy, dx, need_dx, need_dw, dUT_parts, db_parts, work, e, per_group, ph, pw, TH, TW):
+    # _backward2 with F(4x4)'s tile functions; U (36, O, C), dUT_parts[t] (36, C, O)
+    N, C, H, W = x.shape
+    O, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    P, TT, PIX = U.shape[0], TH * (TW + 1), OH * OW
+    xf, dyf, dxf, Uf = x.reshape(-1), dy.reshape(-1), dx.reshape(-1), U.reshape(-1)
+    buf, dUT, db = work[t], dUT_parts[t].reshape(-1), db_parts[t]
+    pad, dpad, z, dyp, ones = buf[:e[0]], buf[e[0]:e[1]], buf[e[1]:e[2]], buf[e[2]:e[3]], buf[e[5]:e[6]]
+    fill(pad, 0)
+    fill(dyp, 0)
+    fill(ones, 1)
+    fill(dUT, 0)
+    fill(db, 0)
+    n_lo, n_hi = t * N // T, (t + 1) * N // T
+    for n0 in range(n_lo, n_hi, per_group):
+        n1 = min(n_hi, n0 + per_group)
+        cnt = (n1 - n0) * TT
+        V, dM = buf[e[3]:e[3] + P * C * cnt], buf[e[4]:e[4] + P * O * cnt]
+        for n in range(n0, n1):
+            dy_tiles4(dyf, n * O * PIX, O, OH, OW, TH, TW, dyp, dM, (n - n0) * TT, cnt)
+            gemm(False, False, O, 1, PIX, dyf[n * O * PIX:], PIX, ones, 1, 1.0, db, 1)  # db += dy[n] @ 1
+        if need_dw:
+            for n in range(n0, n1):
+                input_tiles4(xf, n * C * H * W, C, H, W, ph, pw, TH, TW, pad, z, V, (n - n0) * TT, cnt)
+            for a in range(P):  # dU[a]^T += V[a] dM[a]^T, added by BLAS (measured faster than dU[a] += ...)
+                gemm(False, True, C, O, cnt, V[a * C * cnt:], cnt, dM[a * O * cnt:], cnt, 1.0, dUT[a * C * O:], O)
+        if need_dx:
+            for a in range(P):  # dV[a] (C, cnt) = U[a]^T (C, O) @ dM[a] (O, cnt)
+                gemm(True, False, C, cnt, O, Uf[a * O * C:], C, dM[a * O * cnt:], cnt, 0.0, V[a * C * cnt:], cnt)
+            for n in range(n0, n1):
+                input_tiles4_adjoint(V, (n - n0) * TT, cnt, C, H, W, ph, pw, TH, TW, z, dpad, dxf, n * C * H * W)
+
+
+BACKWARD_KERNELS = {2: _backward2, 4: _backward4}
 
 
 def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
@@ -298,13 +349,16 @@ def winograd_backward(x, w, dy, ph, pw, need_dx=True, need_dw=True, m=2):
     work, dUT_parts, db_parts = _carve(buf, [T * total, T * P * O * C, T * O])
     try:
         with one_blas_thread():  # each worker's GEMMs on one BLAS thread
-            _backward(x, U, dy, dx, need_dx, need_dw, dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O),
-                      work.reshape(T, total), e, per_group, ph, pw, TH, TW, m)
+            run_workers(BACKWARD_KERNELS[m], T, x, U, dy, dx, bool(need_dx), bool(need_dw),
+                        dUT_parts.reshape(T, P, C, O), db_parts.reshape(T, O), work.reshape(T, total), e, per_group,
+                        ph, pw, TH, TW)
         db = db_parts.reshape(T, O).sum(axis=0)
         dw = None
         if need_dw:
-            dU = dUT_parts.reshape(T, P, C, O).sum(axis=0).transpose(0, 2, 1).reshape(P, O * C).astype(np.float64)
-            dw = np.ascontiguousarray(matmul(GG_T[m], dU).T.reshape(O, C, 3, 3), dtype=x.dtype)  # G^T dU G
+            dU = np.ascontiguousarray(dUT_parts.reshape(T, P, C, O).sum(axis=0).transpose(0, 2, 1)).reshape(P, O * C)
+            dwt = np.empty((9, O * C), dtype=x.dtype)
+            _transform(GG_T[m], dU, dwt)                  # G^T dU G, summed in float64
+            dw = np.ascontiguousarray(dwt.T).reshape(O, C, 3, 3)
     finally:
         give_buffer(buf)
     return (dx if need_dx else None), dw, db
