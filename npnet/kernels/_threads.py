@@ -166,6 +166,18 @@ _workers = {"pool": None, "size": 0}
 _workers_lock = threading.Lock()
 
 
+def _forget_workers():
+    """In a forked child the pool's threads do not exist: start a new pool at the next call
+    (a sweep's or a test's forked process would otherwise wait forever on the old one's queue)."""
+    global _workers_lock
+    _workers.update(pool=None, size=0)
+    _workers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
 def _worker_pool(n):
     """npnet's pool of at least n Python threads, created (or grown) at first need."""
     with _workers_lock:
