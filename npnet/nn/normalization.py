@@ -130,10 +130,8 @@ class _BatchNorm(Module):
         return channel_affine2(dout3, x3, a, b, d, relu_out).reshape(shape)
 
 
-class BatchNorm1d(_BatchNorm):
-    """Batch normalisation over a 2-D or 3-D input, as ``torch.nn.BatchNorm1d``.
-
-    Args:
+# the arguments and statistics of both BatchNorm classes, written once
+_ARGS_DOC = '''    Args:
         num_features (int): C, the number of features (channels).
         eps (float): added to the variance before its square root (default 1e-5).
         momentum (float or None): weight of the batch statistics in the running ones,
@@ -147,7 +145,13 @@ class BatchNorm1d(_BatchNorm):
     ``running_mean`` / ``running_var`` (the latter with the unbiased variance); in eval mode
     (``model.eval()``) it uses the running statistics. State dict: ``weight, bias, running_mean,
     running_var, num_batches_tracked``.
+'''
 
+
+class BatchNorm1d(_BatchNorm):
+    __doc__ = """Batch normalisation over a 2-D or 3-D input, as ``torch.nn.BatchNorm1d``.
+
+{args}
     Shape:
         input: (N, C) or (N, C, L); statistics per feature C (over N, and L).
         output: same as the input.
@@ -160,29 +164,15 @@ class BatchNorm1d(_BatchNorm):
         >>> y = bn(x)
         >>> bool(abs(y.mean()) < 1e-5), int(bn.num_batches_tracked)
         (True, 1)
-    """
+    """.format(args=_ARGS_DOC)
     _shapes = (2, 3)
     _desc = "(N, C) or (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation over a 4-D input, as ``torch.nn.BatchNorm2d``.
+    __doc__ = """Batch normalisation over a 4-D input, as ``torch.nn.BatchNorm2d``.
 
-    Args:
-        num_features (int): C, the number of features (channels).
-        eps (float): added to the variance before its square root (default 1e-5).
-        momentum (float or None): weight of the batch statistics in the running ones,
-            ``running = (1 - momentum) * running + momentum * batch`` (PyTorch's convention, the
-            opposite of an exponential decay factor; default 0.1); None gives a cumulative average.
-        affine (bool): learn a per-feature ``weight`` (ones at start) and ``bias`` (zeros) (default
-            True).
-        dtype: the parameters' and buffers' dtype, default ``np.float32``.
-
-    In training the layer normalises with the batch mean and the biased batch variance and updates
-    ``running_mean`` / ``running_var`` (the latter with the unbiased variance); in eval mode
-    (``model.eval()``) it uses the running statistics. State dict: ``weight, bias, running_mean,
-    running_var, num_batches_tracked``.
-
+{args}
     Shape:
         input: (N, C, H, W); statistics per channel over (N, H, W).
         output: same as the input.
@@ -195,6 +185,6 @@ class BatchNorm2d(_BatchNorm):
         (8, 16, 5, 5)
         >>> bn.eval().training
         False
-    """
+    """.format(args=_ARGS_DOC)
     _shapes = (4,)
     _desc = "(N, C, H, W)"
