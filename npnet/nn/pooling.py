@@ -37,27 +37,31 @@ class _Pool2d(Module):
         return (*self.kernel_size, *self.stride, *self.padding)
 
 
-class MaxPool2d(_Pool2d):
-    """2-D max pooling, as ``torch.nn.MaxPool2d``.
-
-    Padding counts as -inf; the gradient goes to the first maximum of each window (row-major),
-    like PyTorch.
-
-    Args:
+# the arguments and shapes of both pooling classes, written once ({pad}: how padding counts)
+_ARGS_DOC = '''    Args:
         kernel_size (int or tuple): the window (kh, kw), or one int for both.
         stride (int, tuple or None): the step (sh, sw); None (the default) is ``kernel_size``.
-        padding (int or tuple): -inf padding on each side, at most half the window (default 0).
+        padding (int or tuple): {pad} padding on each side, at most half the window (default 0).
 
     Shape:
         input: (N, C, H, W).
         output: (N, C, OH, OW) with OH = (H + 2 ph - kh) // sh + 1, OW likewise.
+'''
 
+
+class MaxPool2d(_Pool2d):
+    __doc__ = """2-D max pooling, as ``torch.nn.MaxPool2d``.
+
+    Padding counts as -inf; the gradient goes to the first maximum of each window (row-major),
+    like PyTorch.
+
+{args}
     Example:
         >>> import numpy as np
         >>> from npnet import nn
         >>> nn.MaxPool2d(2)(np.zeros((4, 3, 32, 32), np.float32)).shape
         (4, 3, 16, 16)
-    """
+    """.format(args=_ARGS_DOC.format(pad="-inf"))
 
     def forward(self, x):
         self._out_shape(x)
@@ -73,25 +77,17 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """2-D average pooling, as ``torch.nn.AvgPool2d``.
+    __doc__ = """2-D average pooling, as ``torch.nn.AvgPool2d``.
 
     Zero padding is counted in the average (PyTorch's default count_include_pad=True).
 
-    Args:
-        kernel_size (int or tuple): the window (kh, kw), or one int for both.
-        stride (int, tuple or None): the step (sh, sw); None (the default) is ``kernel_size``.
-        padding (int or tuple): zero padding on each side, at most half the window (default 0).
-
-    Shape:
-        input: (N, C, H, W).
-        output: (N, C, OH, OW) with OH = (H + 2 ph - kh) // sh + 1, OW likewise.
-
+{args}
     Example:
         >>> import numpy as np
         >>> from npnet import nn
         >>> nn.AvgPool2d(2)(np.ones((4, 3, 32, 32), np.float32)).shape
         (4, 3, 16, 16)
-    """
+    """.format(args=_ARGS_DOC.format(pad="zero"))
 
     def forward(self, x):
         out_shape = self._out_shape(x)
