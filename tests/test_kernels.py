@@ -371,3 +371,22 @@ def test_elementwise_refuses_outputs_it_cannot_write():
         K.add_(a.T, np.ones((6, 4), np.float32))
     with pytest.raises(ValueError, match="out must be C-ordered float32 of shape"):
         K.add_relu(a, a, out=np.zeros((6, 4), np.float32).T)
+
+
+def test_no_kernel_is_a_numba_parallel_kernel():
+    """Every npnet kernel is a serial worker run by ``_threads.run_workers``: a ``prange`` kernel
+    starts Numba's OpenMP pool, whose threads spin after each loop and took a core from the
+    convolution's worker threads (ResNet-32's train step at 2 threads ~1.6x slower, 7 December)."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import npnet.kernels
+    parallel = []
+    for info in pkgutil.iter_modules(npnet.kernels.__path__):
+        module = importlib.import_module(f"npnet.kernels.{info.name}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, CPUDispatcher) and obj.targetoptions.get("parallel"):
+                parallel.append(f"{info.name}.{name}")
+    assert parallel == [], f"parallel=True kernels: {parallel}"

@@ -7,8 +7,8 @@ Why SciPy's BLAS runs single-threaded inside npnet's kernels
 libscipy_openblas*.so``). NumPy's wheel bundles a *different* OpenBLAS build (``numpy.libs/
 libscipy_openblas64_*.so``) with its own thread pool and its own thread count.
 
-The conv kernels run one GEMM per image inside a Numba ``prange`` over the batch, so every Numba worker
-calls SciPy's OpenBLAS at the same time. If that OpenBLAS is allowed two threads, each call also wakes
+The conv kernels run one GEMM per image on each of npnet's worker threads, so every worker calls
+SciPy's OpenBLAS at the same time. If that OpenBLAS is allowed two threads, each call also wakes
 its own pool and the 2 cores get 4 busy threads: measured on a 2-core AMD EPYC, Conv2d(64, 128, 3,
 padding=1) forward on (128, 64, 32, 32) float32 took 190-290 ms instead of 110 ms.
 
@@ -34,7 +34,10 @@ cost ~0.5 s per kernel. So the kernel is a serial ``@njit(nogil=True)`` function
 ``t`` and the worker count ``T``, and :func:`run_workers` calls it for t = 0 on the calling thread and
 for t = 1 .. T-1 on npnet's pool of Python threads (created at the first call, T - 1 threads, idle
 between calls: they wait on a queue and spin not at all). ``nogil`` lets the calls run at the same
-time; T is ``numba.get_num_threads()``, so Numba's thread setting still rules every kernel.
+time; T is ``numba.get_num_threads()``, so Numba's thread setting still rules every kernel. Since
+7 December no npnet kernel is a ``prange`` kernel (``tests/test_kernels.py`` checks): the OpenMP
+threads of Numba's parallel loops keep spinning after each loop and took a core from these workers
+(ResNet-32's train step at 2 threads ~1.6x slower while ReLU and pooling were still ``prange``).
 
 Known interaction, not fixed here: after a multi-threaded NumPy matmul, NumPy's OpenBLAS worker keeps
 spinning for a while (OpenBLAS's THREAD_TIMEOUT, ~2^28 cycles) and takes a core from the Numba workers

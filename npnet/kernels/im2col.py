@@ -10,9 +10,10 @@ like PyTorch). ``col2im`` is the adjoint of ``im2col``: it scatters each column 
 and sums the entries that overlap.
 """
 import numpy as np
-from numba import prange
+from numba import get_num_threads
 
 from ._jit import CACHE, njit
+from ._threads import run_workers
 
 
 def as_float_array(a):
@@ -27,6 +28,11 @@ def as_float_array(a):
     return a
 
 
+def _workers(images):
+    """Workers for a batch kernel: Numba's thread count, at most one per image."""
+    return max(1, min(get_num_threads(), images))
+
+
 def out_size(size, k, stride, pad):
     """Output length of a window of length ``k`` sliding with ``stride`` over ``size + 2*pad``."""
     return (size + 2 * pad - k) // stride + 1
@@ -34,9 +40,9 @@ def out_size(size, k, stride, pad):
 
 @njit(cache=CACHE, inline="always")
 def fill(a, value):
-    """a[...] = value for a C-ordered array, as a plain loop: inside a ``prange`` body an array
-    expression (``a[:] = 0``) becomes a nested parallel loop of its own, which costs compile time and
-    gains nothing there. Inlined, it passes the array flat and the value as a float64 (not the literal
+    """a[...] = value for a C-ordered array, as a plain loop: an array expression (``a[:] = 0``)
+    compiles a loop per shape and literal (and, inside the ``prange`` kernels npnet had until 7
+    December, a nested parallel loop of its own). Inlined, it passes the array flat and the value as a float64 (not the literal
     0 or 1 of the call): one compiled loop per dtype for every shape and value."""
     _fill(a.reshape(-1), np.float64(value))
 
@@ -94,16 +100,19 @@ def col2im_image(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
                             dx[c, h, v] += cols[r, base + ow]
 
 
-@njit(parallel=True, cache=CACHE)
-def _im2col_batch(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
-    for n in prange(x.shape[0]):
+@njit(nogil=True, cache=CACHE)
+def _im2col_batch(t, T, x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
+    # worker t of T (``_threads.run_workers``) takes the images t N / T .. (t + 1) N / T
+    N = x.shape[0]
+    for n in range(t * N // T, (t + 1) * N // T):
         im2col_image(x[n], cols[n], kh, kw, sh, sw, ph, pw, OH, OW)
 
 
-@njit(parallel=True, cache=CACHE)
-def _col2im_batch(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
-    # one image per iteration: images never overlap, so the scatter-add needs no atomics
-    for n in prange(dx.shape[0]):
+@njit(nogil=True, cache=CACHE)
+def _col2im_batch(t, T, cols, dx, kh, kw, sh, sw, ph, pw, OH, OW):
+    # worker t of T takes a block of images: images never overlap, so the scatter-add needs no atomics
+    N = dx.shape[0]
+    for n in range(t * N // T, (t + 1) * N // T):
         dx[n] = 0
         col2im_image(cols[n], dx[n], kh, kw, sh, sw, ph, pw, OH, OW)
 
@@ -117,7 +126,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
-    _im2col_batch(x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
+    run_workers(_im2col_batch, _workers(N), x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
     return cols
 
 
@@ -129,7 +138,7 @@ def col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw):
     cols = as_float_array(cols)
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     dx = np.empty((cols.shape[0], C, H, W), dtype=cols.dtype)
-    _col2im_batch(cols, dx, kh, kw, sh, sw, ph, pw, OH, OW)
+    run_workers(_col2im_batch, _workers(dx.shape[0]), cols, dx, kh, kw, sh, sw, ph, pw, OH, OW)
     return dx
 
 

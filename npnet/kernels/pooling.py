@@ -9,12 +9,13 @@ Max pooling follows PyTorch's CPU kernel exactly: the winner is the first maximu
 order, and a NaN wins over any number (the last NaN, as PyTorch's ``val > max || isnan(val)`` does).
 ``argmax`` holds the flat index ``h*W + w`` of the winner in its (H, W) plane, as int64.
 
-The Numba kernels run one (n, c) plane per ``prange`` iteration, or (the 2x2 forward and the max-pool
-backward, which cnn-small and cnn-bn use) one block of planes per worker (``_threads.run_workers``):
-planes are independent, so the backward scatter-adds need no atomics.
+Every Numba kernel is a serial worker of (t, T, ...) that ``_threads.run_workers`` runs on T threads:
+worker t takes the (n, c) planes t NC / T .. (t + 1) NC / T. Planes are independent, so the backward
+scatter-adds need no atomics. (No ``prange``: Numba's OpenMP pool would spin beside npnet's worker
+threads; see ``elementwise.py``.)
 """
 import numpy as np
-from numba import get_num_threads, prange
+from numba import get_num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
@@ -28,12 +29,12 @@ def _workers_for(planes):
     return max(1, min(get_num_threads(), planes))
 
 
-@njit(parallel=True, cache=CACHE)
-def _maxpool_forward(x, y, arg, kh, kw, sh, sw, ph, pw):
+@njit(nogil=True, cache=CACHE)
+def _maxpool_forward(t, T, x, y, arg, kh, kw, sh, sw, ph, pw):
     # x (NC, H, W), y / arg (NC, OH, OW)
     NC, H, W = x.shape
     OH, OW = y.shape[1], y.shape[2]
-    for p in prange(NC):
+    for p in range(t * NC // T, (t + 1) * NC // T):
         xp = x[p]
         for oh in range(OH):
             h0 = oh * sh - ph
@@ -96,13 +97,13 @@ def _maxpool_backward(t, T, dy, arg, dx):
             dxp[ap[k]] += dyp[k]
 
 
-@njit(parallel=True, cache=CACHE)
-def _avgpool_forward(x, y, kh, kw, sh, sw, ph, pw):
+@njit(nogil=True, cache=CACHE)
+def _avgpool_forward(t, T, x, y, kh, kw, sh, sw, ph, pw):
     # x (NC, H, W), y (NC, OH, OW); padding counts in the divisor, so it is always kh*kw
     NC, H, W = x.shape
     OH, OW = y.shape[1], y.shape[2]
     inv = 1.0 / (kh * kw)
-    for p in prange(NC):
+    for p in range(t * NC // T, (t + 1) * NC // T):
         xp = x[p]
         for oh in range(OH):
             h0 = oh * sh - ph
@@ -115,13 +116,13 @@ def _avgpool_forward(x, y, kh, kw, sh, sw, ph, pw):
                 y[p, oh, ow] = s * inv
 
 
-@njit(parallel=True, cache=CACHE)
-def _avgpool_backward(dy, dx, kh, kw, sh, sw, ph, pw):
+@njit(nogil=True, cache=CACHE)
+def _avgpool_backward(t, T, dy, dx, kh, kw, sh, sw, ph, pw):
     # dy (NC, OH, OW), dx (NC, H, W)
     NC, H, W = dx.shape
     OH, OW = dy.shape[1], dy.shape[2]
     inv = 1.0 / (kh * kw)
-    for p in prange(NC):
+    for p in range(t * NC // T, (t + 1) * NC // T):
         dxp = dx[p]
         dxp[:] = 0
         for oh in range(OH):
@@ -147,8 +148,8 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
         run_workers(_maxpool2x2_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
                     arg.reshape(N * C, OH, OW))
     else:
-        _maxpool_forward(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW), arg.reshape(N * C, OH, OW),
-                         kh, kw, sh, sw, ph, pw)
+        run_workers(_maxpool_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+                    arg.reshape(N * C, OH, OW), kh, kw, sh, sw, ph, pw)
     return y, arg
 
 
@@ -173,7 +174,8 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    _avgpool_forward(x.reshape(N * C, H, W), y.reshape(N * C, OH, OW), kh, kw, sh, sw, ph, pw)
+    run_workers(_avgpool_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+                kh, kw, sh, sw, ph, pw)
     return y
 
 
@@ -184,7 +186,8 @@ def avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw):
     dy = as_float_array(dy)
     N, C, OH, OW = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
-    _avgpool_backward(dy.reshape(N * C, OH, OW), dx.reshape(N * C, H, W), kh, kw, sh, sw, ph, pw)
+    run_workers(_avgpool_backward, _workers_for(N * C), dy.reshape(N * C, OH, OW), dx.reshape(N * C, H, W),
+                kh, kw, sh, sw, ph, pw)
     return dx
 
 
