@@ -83,7 +83,8 @@ print("from scratch vs nn.scaled_dot_product_attention, max |difference|:", np.a
 # A **causal** mask lets position $t$ see positions $\le t$ only, so that a model predicting the
 # next token cannot read it. A **padding** mask hides the keys that are only filler, in a batch
 # where sequences of different lengths are padded to one length. Both are added to the scores; a
-# row may combine them. Here the second sequence has 4 real tokens and 2 of padding.
+# row may combine them. Here the second sequence has 4 real tokens and 2 of padding. In the
+# figure, dark squares are the (query, key) pairs that may attend.
 
 # %%
 causal = nn.causal_mask(L, dtype=np.float64)  # (L, L): 0 on and below the diagonal, -inf above
@@ -229,7 +230,7 @@ class LookBack(nn.Module):
 
 model = LookBack(rng=0)
 criterion, opt = losses.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2)
-steps = 300 if QUICK else 800
+steps = 150 if QUICK else 800
 data_rng, curve, start = np.random.default_rng(1), [], time.perf_counter()
 for step in range(steps):
     curve.append(train_step(model, criterion, opt, *batch(64, data_rng))[0])
@@ -256,6 +257,7 @@ fig.colorbar(im, ax=ax2, shrink=0.8)
 show(fig)
 
 # %% [markdown]
-# The weights of position $t \ge K$ concentrate on the key $t - K$: the model found, from the
-# positional encoding alone, the offset that the task hides in the labels. The first K rows have
+# The weights of position $t \ge K$ concentrate on the key $t - K$ (some weight leaks to the
+# neighbour $t - K + 1$, not enough to change the argmax): the model found, from the positional
+# encoding alone, the offset that the task hides in the labels. The first K rows have
 # no target, and their weights were never trained to mean anything.
