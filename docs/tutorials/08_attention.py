@@ -98,7 +98,7 @@ print("masked, from scratch vs nn.scaled_dot_product_attention, max |difference|
 
 fig = Figure(figsize=(12, 3.2), layout="constrained")
 axes = fig.subplots(1, 4)
-panels = [(np.isfinite(causal), "causal: may look"), (np.isfinite(padding[1]) [None].repeat(L, 0),
+panels = [(np.isfinite(causal), "causal: may look"), (np.isfinite(padding[1])[None].repeat(L, 0),
           "padding (sequence 2): may look"), (allowed[1], "both (sequence 2)"), (w_m[1], "weights (sequence 2)")]
 for ax, (m, title) in zip(axes, panels):
     im = ax.imshow(m.astype(float), cmap="Blues" if m.dtype == bool else "viridis", vmin=0, vmax=1)
