@@ -43,12 +43,12 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
 
-def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None):
+def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None, tune=True):
     """An ArgumentParser with --quick and --out, plus --dataset, --epochs and --seed when asked.
 
     doc: the example's docstring (its first line is the description); out: the default folder of
     the figures and ``results.md`` (``<out>-quick`` with --quick); epochs / seed: their defaults
-    (None leaves the option out).
+    (None leaves the option out); tune=False leaves --tune out (a script without npnet models).
     """
     p = _Parser(out, description=doc.splitlines()[0])
     if dataset:
@@ -59,9 +59,11 @@ def make_parser(doc, out, quick_help, dataset=True, epochs=None, seed=None):
     if seed is not None:
         p.add_argument("--seed", type=int, default=seed, help="seeds the weights, splits and batches")
     p.add_argument("--quick", action="store_true", help=quick_help)
-    p.add_argument("--tune", action="store_true",
-                   help="npnet.tune each model before training: time every 3x3 convolution's algorithms "
-                        "once and keep the fastest (default: the fixed rule, the same result on every machine)")
+    if tune:
+        p.add_argument("--tune", action="store_true",
+                       help="npnet.tune each model before training: time every 3x3 convolution's "
+                            "algorithms once and keep the fastest (default: the fixed rule, the same "
+                            "result on every machine)")
     p.add_argument("--out", default=None, help=f"folder for the figures and results.md (default "
                                                f"{out}, or {out}-quick with --quick)")
     return p

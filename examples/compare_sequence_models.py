@@ -17,6 +17,9 @@ Runs on the Fashion-MNIST subset embedded in npnet; ``--dataset fashion-mnist`` 
   results.md            the printed table
 
     python examples/compare_sequence_models.py [--dataset fashion-mnist] [--epochs 10] [--quick]
+                                               [--models RNN GRU] [--seed 0]
+
+``compare_sequence_models_torch.py`` is its PyTorch twin (same data, batches, initial weights).
 """
 import os
 import time
@@ -44,29 +47,50 @@ MODELS = {"RNN": "rnn-rows", "LSTM": "lstm-rows", "GRU": "gru-rows", "Transforme
 BLAS_THREADS = 1
 
 
-def parse_args():
-    p = make_parser(__doc__, "out/compare_sequence_models", "seconds: 300 images, 1 epoch each",
-                    epochs=10)
-    return p.parse_args()
+def parse_args(doc=__doc__, out="out/compare_sequence_models", tune=True):
+    """The command line, shared with the PyTorch twin (which has no --tune)."""
+    p = make_parser(doc, out, "seconds: 300 images, 1 epoch each", epochs=10, seed=SEED, tune=tune)
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                   help="which models to train, in the table's order (default all four)")
+    args = p.parse_args()
+    args.models = [m for m in MODELS if m in args.models]
+    return args
+
+
+def load_sequences(args):
+    """The images of ``args.dataset`` (a subset with ``--quick``) as row sequences:
+    (data, x_train, x_val, x_test), each x (N, 28, 28), and the number of epochs."""
+    quick = dict(per_class=30, test_size=200) if args.quick else {}
+    data = load_data(args.dataset, val_fraction=VAL_FRACTION, seed=args.seed, **quick)
+    rows = Rows()  # (N, 1, 28, 28) -> (N, 28, 28): 28 steps of 28 pixels
+    x_train, x_val, x_test = rows(data.x_train), rows(data.x_val), rows(data.x_test)
+    print(f"sequences of {x_train.shape[1]} steps x {x_train.shape[2]} features")
+    return data, x_train, x_val, x_test, 1 if args.quick else args.epochs
+
+
+def results_table(data, results):
+    """The printed and written results: a title and the table of (name, parameters, epochs,
+    best val accuracy, test accuracy, seconds) rows."""
+    return [f"Results on {data.name} read row by row ({len(data.y_test)} test images)",
+            markdown_table(["model", "parameters", "epochs", "best val accuracy", "test accuracy",
+                            "train time (s)"],
+                           [(name, f"{params:,}", str(ep), f"{100 * val:.2f}%", f"{100 * acc:.2f}%",
+                             f"{sec:.1f}") for name, params, ep, val, acc, sec in results])]
 
 
 def main():
     args = parse_args()
-    npnet.manual_seed(SEED)
+    npnet.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    quick = dict(per_class=30, test_size=200) if args.quick else {}
-    data = load_data(args.dataset, val_fraction=VAL_FRACTION, seed=SEED, **quick)
-    rows = Rows()  # (N, 1, 28, 28) -> (N, 28, 28): 28 steps of 28 pixels
-    x_train, x_val, x_test = rows(data.x_train), rows(data.x_val), rows(data.x_test)
-    epochs = 1 if args.quick else args.epochs
-    print(f"sequences of {x_train.shape[1]} steps x {x_train.shape[2]} features")
+    data, x_train, x_val, x_test, epochs = load_sequences(args)
 
     results, histories = [], {}
-    for name, model_name in MODELS.items():
-        model = build_model(model_name, in_shape=x_train.shape[1:], num_classes=10, rng=SEED)
+    for name in args.models:
+        model_name = MODELS[name]
+        model = build_model(model_name, in_shape=x_train.shape[1:], num_classes=10, rng=args.seed)
         optimizer = clip_before_step(optim.Adam(model.parameters(), lr=LR), CLIP)
         scheduler = optim.CosineAnnealingLR(optimizer, epochs)
-        loader = DataLoader(x_train, data.y_train, BATCH, seed=SEED)
+        loader = DataLoader(x_train, data.y_train, BATCH, seed=args.seed)
         print(f"{name} ({model_name}, {model.num_parameters():,} parameters): {epochs} epochs")
         start = time.perf_counter()
         trainer = Trainer(model, losses.CrossEntropyLoss(), optimizer, scheduler)
@@ -81,12 +105,7 @@ def main():
 
     plots.plot_learning_curves(histories, path=os.path.join(args.out, "learning_curves.png"),
                                title=f"{data.name} read row by row", side_by_side=True)
-    publish(args.out, [f"Results on {data.name} read row by row ({len(data.y_test)} test images)",
-                       markdown_table(["model", "parameters", "epochs", "best val accuracy",
-                                       "test accuracy", "train time (s)"],
-                                      [(name, f"{params:,}", str(ep), f"{100 * val:.2f}%",
-                                        f"{100 * acc:.2f}%", f"{sec:.1f}")
-                                       for name, params, ep, val, acc, sec in results])])
+    publish(args.out, results_table(data, results))
     print(f"\nfigures and results.md in {args.out}/")
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,3 +242,38 @@ def test_char_language_model(tmp_path):
     assert all(1 < float(r[4]) < 200 for r in rows)  # a vocabulary of 99: uniform is 99
     assert out.count("--- sample after epoch 1") == 2 and "Last sample of the LSTM" in out
     assert_pngs(tmp_path, ["perplexity.png"])
+
+
+def test_compare_sequence_models_torch(tmp_path):
+    pytest.importorskip("torch")
+    out, err = run_example("compare_sequence_models_torch.py", tmp_path, "--models", "GRU", "Transformer")
+    header, rows = markdown_table(out, "model")
+    assert header == ["model", "parameters", "epochs", "best val accuracy", "test accuracy", "train time (s)"]
+    assert [r[:3] for r in rows] == [["GRU", "61,962", "1"], ["Transformer", "69,578", "1"]]
+    assert all(0 <= float(r[4].rstrip("%")) <= 100 for r in rows)
+
+
+def test_the_torch_twins_train_like_the_zoo_models(monkeypatch):
+    """The twins of compare_sequence_models_torch.py take npnet's weights and follow npnet's
+    training steps (Adam, clipping) to float32 rounding (the Transformer without dropout)."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    import compare_sequence_models_torch as ct
+    from npnet import losses, optim
+    from npnet.models import build_model
+    from npnet.run.experiment import clip_before_step
+    from npnet.train.step import train_step
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 32, 28, 28)).astype(np.float32), rng.integers(0, 10, (4, 32))
+    for model_name in ct.MODELS.values():
+        model = build_model(model_name, (28, 28), 10, rng=0, **({"dropout": 0.0} if "transformer" in model_name else {}))
+        twin = ct.twin_of(model_name, model)
+        if "transformer" in model_name:
+            twin = ct.TransformerTwin(28, dropout=0.0)
+            twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+        opt = clip_before_step(optim.Adam(model.parameters(), lr=ct.LR), ct.CLIP)
+        topt = torch.optim.Adam(twin.parameters(), lr=ct.LR)
+        for xb, yb in zip(x, y):
+            ours = train_step(model, losses.CrossEntropyLoss(), opt, xb, yb)[0]
+            assert ours == pytest.approx(ct.train_step(twin, topt, xb, yb), rel=1e-5), model_name
