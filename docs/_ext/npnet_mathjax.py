@@ -6,8 +6,8 @@ reach: the formulas stay raw TeX. Debian's ``libjs-mathjax`` (MathJax 2.7, a sys
 the chromium of the browser test, no Python dependency) installs MathJax under
 ``/usr/share/javascript/mathjax``. When that folder exists (or the one named by the config value
 ``npnet_mathjax_dir``, e.g. ``-D npnet_mathjax_dir=DIR``), this extension copies the part of
-MathJax that the site needs into ``_static/mathjax/`` of the HTML output (``FILES``: about 1.2 MB
-of the package's 54 MB) and points ``mathjax_path`` at it, with a TeX-input, CommonHTML-output
+MathJax that the site needs into ``_static/mathjax/`` of the HTML output (``FILES``: 96 files,
+1.0 MB of the package's 54 MB) and points ``mathjax_path`` at it, with a TeX-input, CommonHTML-output
 configuration (``MATHJAX2_CONFIG``) that typesets exactly Sphinx's math elements. Otherwise the
 build keeps Sphinx's CDN MathJax and says so once in its log.
 
