@@ -12,14 +12,14 @@ class Parameter:
     under that attribute's name.
 
     Args:
-        data (array_like): the values, a floating-point array (an integer one raises TypeError);
+        data: the values, a floating-point array (an integer one raises TypeError);
             kept as given (``np.asarray``: an array is not copied), its dtype is the parameter's.
         requires_grad (bool): default True; False freezes it: backward leaves its ``grad`` alone
             and optimizers do not update it (PyTorch's meaning).
 
     Attributes:
-        data (numpy.ndarray): the values, updated in place by the optimizers.
-        grad (numpy.ndarray): the accumulated gradient, ``data``'s shape and dtype.
+        data: the values (an ``np.ndarray``), updated in place by the optimizers.
+        grad: the accumulated gradient, ``data``'s shape and dtype.
 
     Example:
         >>> import numpy as np

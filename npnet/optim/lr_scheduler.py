@@ -121,8 +121,8 @@ class MultiStepLR(LRScheduler):
 
     Args:
         optimizer (Optimizer): the optimizer whose groups' ``lr`` the schedule sets.
-        milestones (iterable of int): the epochs (>= 0, 0-based) from which the rate is multiplied
-            by gamma once more; any order (they are sorted).
+        milestones (list of int): the epochs (>= 0, 0-based) from which the rate is multiplied
+            by gamma once more; any order, any iterable (they are sorted).
         gamma (float): the factor at each milestone, > 0 (default 0.1).
         warmup_epochs (int): epochs of linear warmup before the step decay, >= 0 (default 0: none;
             an npnet addition, PyTorch has no such argument).
