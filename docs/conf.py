@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.viewcode",   # a [source] link beside every object
     "npnet_docs",            # fails the build on a public name without a docstring
     "npnet_downloads",       # each tutorial page links to its executed .ipynb, served beside it
+    "npnet_mathjax",         # formulas typeset offline, by a MathJax 2 copied into the site
 ]
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -38,8 +39,9 @@ root_doc = "index"
 # every .py file outside tutorials/ is code, not a notebook
 exclude_patterns = ["_build", "results", "figures", "conf.py", "_ext", "**/.ipynb_checkpoints"]
 # dollarmath: $x$ and $$...$$ are math (the tutorials' formulas); amsmath: \begin{align} and kin.
-# Math is typeset in the browser by MathJax, which Sphinx loads from its CDN (offline, a page shows
-# the formula's LaTeX inside its math element)
+# Math is typeset in the reader's browser by MathJax: the copy of Debian's libjs-mathjax (MathJax
+# 2.7) that _ext/npnet_mathjax serves with the site, offline; without that package, Sphinx's CDN
+# MathJax (offline, a page then shows the formula's LaTeX inside its math element)
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 # a heading that skips a level (## after #, as pages written for GitHub often do) is style, not a

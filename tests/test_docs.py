@@ -10,11 +10,13 @@
   ``NPNET_DOCS_SITE`` that CI built); no page shows raw LaTeX (``$$``, ``\frac``) outside its
   math elements (which MathJax typesets in the reader's browser), every tutorial page says
   which setting (quick or full) produced its outputs and links to its executed notebook
-  (``<stem>.ipynb``, served beside the page). In Chromium its search finds ``Conv2d`` and a
-  tutorial page shows its figures.
+  (``<stem>.ipynb``, served beside the page). In Chromium its search finds ``Conv2d``, a
+  tutorial page shows its figures, and tutorial 01's formula is typeset by the MathJax 2 the site
+  serves itself (``docs/_ext/npnet_mathjax.py``, from Debian's ``libjs-mathjax``; skipped when
+  the site was built without it and loads MathJax from its CDN, which no machine here reaches).
 
 Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sphinx, myst-nb
-(the site); playwright and ``/usr/bin/chromium`` (the browser).
+(the site); playwright and ``/usr/bin/chromium`` (the browser); ``libjs-mathjax`` (the typesetting).
 """
 import functools
 import html
@@ -186,6 +188,38 @@ def test_no_page_shows_raw_math_and_the_formulas_are_math_elements(site):
     page = (site / "tutorials" / "01_layer_from_scratch.html").read_text(encoding="utf-8")
     assert re.search(r'<div class="math\b[^"]*">\s*\\\[\\frac\{d\}\{dx\}', page), "no display math"
     assert re.search(r'<script[^>]+src="[^"]*mathjax[^"]*"', page, re.I), "no MathJax on the page"
+    if (site / "_static" / "mathjax" / "MathJax.js").is_file():  # built with Debian's MathJax 2
+        assert _mathjax_src(page) == "../_static/mathjax/MathJax.js", _mathjax_src(page)
+        assert "cdn.jsdelivr.net" not in page
+
+
+def _mathjax_src(page_html):
+    """The ``src`` of a page's MathJax script, without its ``?v=`` checksum, or None."""
+    m = re.search(r'<script[^>]+src="([^"?]*mathjax[^"?]*)[^"]*"', page_html, re.I)
+    return m and m.group(1)
+
+
+def _mathjax_extension():
+    pytest.importorskip("sphinx")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import npnet_mathjax
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    return npnet_mathjax
+
+
+def test_the_site_copies_a_small_complete_part_of_the_system_mathjax(tmp_path):
+    """``_ext/npnet_mathjax`` takes MathJax 2 only from a folder holding every file it copies,
+    and copies about a megabyte of Debian's 54 MB package."""
+    ext = _mathjax_extension()
+    assert not ext.local_mathjax(str(tmp_path)) and not ext.local_mathjax("")
+    if not ext.local_mathjax(ext.SYSTEM_MATHJAX):
+        pytest.skip(f"no MathJax 2 in {ext.SYSTEM_MATHJAX} (apt-get install libjs-mathjax)")
+    size = ext.copy_mathjax(ext.SYSTEM_MATHJAX, str(tmp_path))
+    assert (tmp_path / "mathjax" / "MathJax.js").is_file()
+    assert ext.local_mathjax(str(tmp_path / "mathjax"))
+    assert 0.5e6 < size < 2e6, f"{size / 1e6:.1f} MB of MathJax in the site"
 
 
 def test_every_tutorial_page_says_which_setting_ran(site):
@@ -286,3 +320,39 @@ def test_tutorial_page_shows_its_figure(browser_page):
         ".map(i => [i.complete, i.naturalWidth])")
     assert loaded, "no figure on the tutorial page"
     assert all(done and width > 0 for done, width in loaded), loaded
+
+
+def test_tutorial_formula_is_typeset_by_mathjax(browser_page, site):
+    """Offline, the display formula of tutorial 01 is typeset: MathJax (the site's own copy, see
+    ``_ext/npnet_mathjax``) replaced every math element's TeX by its rendering, without errors,
+    and loaded every file it asked for from the site."""
+    page, base = browser_page
+    url = f"{base}/tutorials/01_layer_from_scratch.html"
+    missing = []
+    page.on("response", lambda r: missing.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: missing.append(f"failed {r.url}"))
+    src = _mathjax_src((site / "tutorials" / "01_layer_from_scratch.html").read_text(encoding="utf-8"))
+    if src is None or "://" in src:
+        pytest.skip(f"the site loads MathJax from {src}, which this offline machine cannot reach: it "
+                    "was built without Debian's MathJax 2 (apt-get install libjs-mathjax)")
+    page.goto(url, wait_until="load")
+    typeset = ("() => { const m = Array.from(document.querySelectorAll('div.math, span.math'));"
+               " return m.length > 0 && m.every(e => e.querySelector('.MathJax_CHTML, mjx-container')); }")
+    try:
+        page.wait_for_function(typeset, timeout=60_000)
+        done = True
+    except Exception:  # playwright's TimeoutError: say what the page shows instead, below
+        done = False
+    if not done:
+        shown = page.evaluate("() => Array.from(document.querySelectorAll('div.math'))"
+                              ".map(e => e.innerText.slice(0, 80))")
+        pytest.fail(f"MathJax ({src}) did not typeset the math of {url} in 60 s; the page shows "
+                    f"{shown}; failed requests: {missing}")
+    # MathJax 2 shows the TeX as a preview until the whole page is done: wait for its queue
+    page.evaluate("() => new Promise(done => window.MathJax.Hub ? MathJax.Hub.Queue(done) : done())")
+    text = page.evaluate("() => document.body.innerText")
+    raw = [tex for tex in ("\\frac", "\\[", "\\(", "$$") if tex in text]
+    assert not raw, f"raw TeX visible after typesetting: {raw}"
+    errors = page.evaluate("() => document.querySelectorAll('.mjx-merror, .noError, .MathJax_Error').length")
+    assert errors == 0, f"{errors} formula(s) with a TeX error"
+    assert not [m for m in missing if "/_static/" in m], missing

@@ -1,5 +1,6 @@
-"""The ``>>>`` examples in the docstrings of npnet.nn, npnet.losses and npnet.optim run and print
-what they say (``doctest``), so the API pages' examples stay true."""
+"""The ``>>>`` examples in the docstrings of npnet.nn, npnet.losses and npnet.optim (with the LR
+schedules of npnet.optim.lr_scheduler) run and print what they say (``doctest``), so the API pages'
+examples stay true; every class there has one, and describes each argument of its constructor."""
 import doctest
 import importlib
 import pkgutil
@@ -35,16 +36,38 @@ def test_docstring_examples_run(module):
     assert result.failed == 0, f"{module.__name__}: {result.failed} docstring example(s) failed"
 
 
-def test_every_layer_loss_and_optimizer_shows_an_example():
-    """Every public layer, loss and optimizer class has an example on its API page."""
+def _public_classes():
     import inspect
     from npnet import losses, nn, optim
-    # the LR schedules (npnet.optim.lr_scheduler) are not optimizers: their formula is their doc
-    OWNERS = ("npnet.nn", "npnet.losses", "npnet.optim.adam", "npnet.optim.sgd", "npnet.optim.adaptive")
-    skip = {nn.Module, nn.Parameter, nn.no_grad, nn.ResidualBlock, optim.Optimizer}
-    classes = [getattr(m, n) for m in (nn, losses, optim) for n in m.__all__
-               if inspect.isclass(getattr(m, n))]
-    missing = sorted({c.__name__ for c in classes
-                      if c not in skip and c.__module__.startswith(OWNERS)
+    return [getattr(m, n) for m in (nn, losses, optim) for n in m.__all__
+            if inspect.isclass(getattr(m, n))]
+
+
+def test_every_layer_loss_optimizer_and_schedule_shows_an_example():
+    """Every public layer, loss, optimizer and LR schedule class, and Parameter, has an example
+    on its API page."""
+    from npnet import nn, optim
+    # base classes and a context manager, shown in use by the examples of the others
+    skip = {nn.no_grad, nn.ResidualBlock, optim.Optimizer}
+    missing = sorted({c.__name__ for c in _public_classes()
+                      if c not in skip and c.__module__.startswith("npnet.")
                       and ">>>" not in (c.__doc__ or "")})
     assert not missing, f"classes without a '>>>' example: {missing}"
+
+
+def test_every_constructor_argument_is_described():
+    """The "Args:" section of each public class of npnet.nn, npnet.losses and npnet.optim names
+    every argument of its constructor (``**kwargs`` aside), as PyTorch's pages do."""
+    import inspect
+    import re
+    missing = {}
+    for cls in _public_classes():
+        if cls.__init__ is object.__init__:
+            continue
+        params = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                  if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        args = (cls.__doc__ or "").partition("Args:")[2]
+        absent = [name for name in params if not re.search(rf"^\s+\*{{0,2}}{name}\b", args, re.M)]
+        if absent:
+            missing[cls.__name__] = absent
+    assert not missing, f"constructor arguments not described under Args: {missing}"

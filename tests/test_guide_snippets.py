@@ -1,4 +1,5 @@
-"""Every code block of ``docs/guide/coming_from_pytorch.md`` runs as the page shows it.
+"""Every code block of ``docs/guide/coming_from_pytorch.md`` runs as the page shows it, and so does
+every ``python`` block of ``docs/guide/sequences.md`` (the last test).
 
 The page's ``python`` blocks say on their first line whose they are: ``# npnet``, ``# PyTorch`` or
 ``# npnet + PyTorch``. The npnet blocks run in page order in one namespace (in a temporary folder);
@@ -95,3 +96,19 @@ def test_pytorch_blocks_run_beside_them(run_folder, tmp_path, monkeypatch):
     ours, theirs, ran = _run(True, run_folder, tmp_path, monkeypatch)
     assert ran.count("PyTorch") == 2 and "npnet + PyTorch" in ran
     assert tuple(theirs["probs"].shape) == (32, 10)
+
+
+SEQUENCES = PAGE.with_name("sequences.md")
+
+
+def test_sequence_guide_blocks_run(tmp_path, monkeypatch, capsys):
+    """Every ``python`` block of ``docs/guide/sequences.md`` runs, in page order, in one namespace
+    (a few seconds: small layers, the embedded corpus and Fashion-MNIST subset)."""
+    monkeypatch.chdir(tmp_path)
+    found = [code for _, code in blocks(SEQUENCES.read_text(encoding="utf-8"))]
+    assert len(found) >= 4
+    namespace = {}
+    for i, code in enumerate(found):
+        exec(compile(code, f"{SEQUENCES.name}:block {i + 1}", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "python-source-mini" in out and "(64, 10)" in out

@@ -15,11 +15,29 @@ class LRScheduler:
     call ``scheduler.step()`` once **after** each epoch, which moves to the next epoch and sets its
     rate. ``last_epoch`` is the epoch whose rate is in the optimizer. Rates are computed from
     ``base_lrs`` (each group's lr when the scheduler was built), so a rate set by hand lasts
-    only until the next ``step()``.
+    only until the next ``step()``. Unlike PyTorch's, the constructors take no ``last_epoch``:
+    a resumed run restores the schedule with ``load_state_dict``.
 
     ``state_dict()`` is a flat ``str -> numpy array`` dict: ``"last_epoch"``, ``"base_lrs"`` (one per
     group) and the schedule's hyperparameters (e.g. ``"gamma"``, ``"milestones"``).
     ``load_state_dict`` restores them and sets the optimizer's rates for ``last_epoch``.
+
+    Args:
+        optimizer (Optimizer): the npnet optimizer whose ``param_groups[g]["lr"]`` the schedule
+            sets (every group, each from its own base rate).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> optimizer = optim.SGD(nn.Linear(3, 2, rng=0).parameters(), lr=1.0)
+        >>> scheduler = optim.ExponentialLR(optimizer, gamma=0.5)  # any schedule: the same API
+        >>> scheduler.step(); scheduler.step()  # after epochs 0 and 1
+        >>> scheduler.last_epoch, scheduler.get_last_lr()
+        (2, [0.25])
+        >>> state = scheduler.state_dict()  # saved with a checkpoint: arrays only
+        >>> resumed = optim.ExponentialLR(optim.SGD(nn.Linear(3, 2, rng=0).parameters(), lr=1.0),
+        ...                               gamma=0.5).load_state_dict(state)
+        >>> resumed.optimizer.param_groups[0]["lr"]
+        0.25
     """
 
     _hyper = ()  # names of the hyperparameters stored in the state dict
@@ -92,7 +110,7 @@ def _check(cond, name, message, value):
 
 
 class MultiStepLR(LRScheduler):
-    """Step decay with optional linear warmup. During epoch e (0-based):
+    """Step decay with optional linear warmup. During epoch e (0-based)::
 
         lr = base * (e + 1) / warmup_epochs                  if e < warmup_epochs
         lr = base * gamma ** (number of milestones <= e)     otherwise
@@ -100,6 +118,26 @@ class MultiStepLR(LRScheduler):
     so the warmup reaches the base rate in its last epoch (e = warmup_epochs - 1). Milestones are
     absolute epochs (not shifted by the warmup); a repeated milestone multiplies by gamma twice.
     With warmup_epochs=0 this is ``torch.optim.lr_scheduler.MultiStepLR``.
+
+    Args:
+        optimizer (Optimizer): the optimizer whose groups' ``lr`` the schedule sets.
+        milestones (list of int): the epochs (>= 0, 0-based) from which the rate is multiplied
+            by gamma once more; any order, any iterable (they are sorted).
+        gamma (float): the factor at each milestone, > 0 (default 0.1).
+        warmup_epochs (int): epochs of linear warmup before the step decay, >= 0 (default 0: none;
+            an npnet addition, PyTorch has no such argument).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> optimizer = optim.SGD(nn.Linear(3, 2, rng=0).parameters(), lr=1.0)
+        >>> scheduler = optim.MultiStepLR(optimizer, milestones=[3, 5], gamma=0.5, warmup_epochs=2)
+        >>> rates = []
+        >>> for epoch in range(6):
+        ...     rates.append(optimizer.param_groups[0]["lr"])  # the rate of this epoch
+        ...     # ... train one epoch ...
+        ...     scheduler.step()
+        >>> rates
+        [0.5, 1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
     _hyper = ("milestones", "gamma", "warmup_epochs")
@@ -123,7 +161,22 @@ class MultiStepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """``lr = base * gamma ** e`` during epoch e, as ``torch.optim.lr_scheduler.ExponentialLR``."""
+    """``lr = base * gamma ** e`` during epoch e, as ``torch.optim.lr_scheduler.ExponentialLR``.
+
+    Args:
+        optimizer (Optimizer): the optimizer whose groups' ``lr`` the schedule sets.
+        gamma (float): the factor applied after every epoch, > 0 (required, as in PyTorch).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> optimizer = optim.Adam(nn.Linear(3, 2, rng=0).parameters(), lr=1.0)
+        >>> scheduler = optim.ExponentialLR(optimizer, gamma=0.5)
+        >>> [scheduler.lr_at(epoch)[0] for epoch in range(4)]
+        [1.0, 0.5, 0.25, 0.125]
+        >>> scheduler.step()  # after epoch 0
+        >>> optimizer.param_groups[0]["lr"]
+        0.5
+    """
 
     _hyper = ("gamma",)
 
@@ -141,6 +194,19 @@ class CosineAnnealingLR(LRScheduler):
 
     The closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR`` (no restarts); past T_max the
     cosine continues, rising again, exactly as PyTorch's sequence does.
+
+    Args:
+        optimizer (Optimizer): the optimizer whose groups' ``lr`` the schedule sets.
+        T_max (int): the epoch at which the rate reaches ``eta_min``, > 0 (usually the number of
+            epochs of the run).
+        eta_min (float): the lowest rate, >= 0 (default 0).
+
+    Example:
+        >>> from npnet import nn, optim
+        >>> optimizer = optim.SGD(nn.Linear(3, 2, rng=0).parameters(), lr=1.0, momentum=0.9)
+        >>> scheduler = optim.CosineAnnealingLR(optimizer, T_max=4)
+        >>> [round(scheduler.lr_at(epoch)[0], 3) for epoch in range(5)]
+        [1.0, 0.854, 0.5, 0.146, 0.0]
     """
 
     _hyper = ("T_max", "eta_min")

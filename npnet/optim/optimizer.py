@@ -33,6 +33,10 @@ class Optimizer:
     * ``"state.<i>.<buffer>"``: e.g. ``"state.3.momentum_buffer"``, only once the buffer exists.
       Buffers have their parameter's shape and dtype, except the per-parameter counters named in
       ``_scalar_states`` (int64 scalars, e.g. Adam's ``"state.3.steps"``).
+
+    Args:
+        params: an iterable of ``Parameter`` (``model.parameters()``) or of param-group dicts.
+        **defaults: the hyperparameters of every group (``lr``, ...), given by the subclass.
     """
 
     _state_names = ()
