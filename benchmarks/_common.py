@@ -52,11 +52,16 @@ def emulate_isa(isa):
 def load_frameworks(n, want_torch=True):
     """Import npnet (and PyTorch if wanted and installed) with ``n`` threads everywhere.
 
-    Returns the torch module or None. Call after :func:`pin_threads`.
+    Returns the torch module or None. Call after :func:`pin_threads`, whose ``NUMBA_NUM_THREADS``
+    gives npnet's kernels their n workers. Not ``numba.set_num_threads(n)``: it starts Numba's
+    OpenMP pool (which npnet never uses), and with that pool started before PyTorch loads its own
+    OpenMP runtime PyTorch's Transformer train step took 7.9 s instead of 0.23 s (7 December).
     """
-    import numba
     import npnet  # noqa: F401  (loads the kernels, which pin SciPy's BLAS to one thread per worker)
-    numba.set_num_threads(n)
+    from npnet.kernels._threads import num_threads
+    if num_threads() != n:
+        raise RuntimeError(f"npnet's kernels would run {num_threads()} workers, not {n}: call "
+                           "pin_threads before anything imports Numba")
     if not want_torch:
         return None
     try:
@@ -69,16 +74,12 @@ def load_frameworks(n, want_torch=True):
 
 def thread_report(torch):
     """One line saying which thread pools run with how many threads (after a kernel has run)."""
-    import numba
     from npnet import kernels
-    try:
-        layer = numba.threading_layer()
-    except ValueError:          # no parallel kernel has run yet
-        layer = "?"
+    from npnet.kernels._threads import num_threads
     setup = getattr(kernels, "blas_setup", None)     # the kernels are being tuned: do not insist
     blas = setup().get("threads", "?") if setup else "?"
     t = f"torch {torch.__version__} {torch.get_num_threads()} threads" if torch else "torch: not used"
-    return (f"numba {numba.get_num_threads()} threads ({layer} layer), SciPy OpenBLAS inside Numba "
+    return (f"npnet {num_threads()} kernel workers (Python threads), SciPy OpenBLAS inside them "
             f"{blas} thread per worker, NumPy OpenBLAS {os.environ.get('OPENBLAS_NUM_THREADS')}; {t}")
 
 

@@ -51,14 +51,12 @@ ISA = _common.emulate_isa(ARGS.isa)      # also before the libraries load
 
 import time  # noqa: E402
 
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from npnet import kernels  # noqa: E402
 
 
-numba.set_num_threads(ARGS.threads)
-torch = None
+torch = None  # npnet's workers: NUMBA_NUM_THREADS (pin_threads), not numba.set_num_threads (_common)
 if not ARGS.no_torch:
     try:
         import torch
@@ -222,9 +220,8 @@ def pool_case(xshape=(128, 64, 32, 32), k=2):
 
 
 def main():
-    kernels.conv2d_forward(np.zeros((2, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32),
-                           None, 1, 1, 0, 0)             # starts Numba's pool, so the layer is known
-    print(f"threads: Numba {numba.get_num_threads()} ({numba.threading_layer()}), "
+    from npnet.kernels._threads import num_threads
+    print(f"threads: npnet {num_threads()} kernel workers, "
           f"torch {torch.get_num_threads() if torch else '-'}, SciPy BLAS inside Numba workers "
           f"{kernels.blas_setup()['threads']}; max other load per block {ARGS.max_load} cores")
     print(ISA)

@@ -34,7 +34,8 @@ cost ~0.5 s per kernel. So the kernel is a serial ``@njit(nogil=True)`` function
 ``t`` and the worker count ``T``, and :func:`run_workers` calls it for t = 0 on the calling thread and
 for t = 1 .. T-1 on npnet's pool of Python threads (created at the first call, T - 1 threads, idle
 between calls: they wait on a queue and spin not at all). ``nogil`` lets the calls run at the same
-time; T is ``numba.get_num_threads()``, so Numba's thread setting still rules every kernel. Since
+time; T is :func:`num_threads` (``numba.get_num_threads()``), so Numba's thread setting still rules
+every kernel. Since
 7 December no npnet kernel is a ``prange`` kernel (``tests/test_kernels.py`` checks): the OpenMP
 threads of Numba's parallel loops keep spinning after each loop and took a core from these workers
 (ResNet-32's train step at 2 threads ~1.6x slower while ReLU and pooling were still ``prange``).
@@ -50,6 +51,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 _blas = {"found": False, "controller": None, "library": None}
@@ -190,6 +192,20 @@ def _worker_pool(n):
             if old is not None:
                 old.shutdown(wait=False)
         return _workers["pool"]
+
+
+def num_threads():
+    """T, the number of workers of npnet's kernels: ``numba.get_num_threads()`` once Numba's thread
+    pool runs (``numba.set_num_threads`` starts it; its thread-local setting then rules), else the
+    count it would start with (``NUMBA_NUM_THREADS``, all cores by default). Asking Numba itself
+    would start that pool, an OpenMP runtime that npnet's kernels never use: started before PyTorch
+    loads its own, it made PyTorch's train step of a small Transformer ~35x slower at 2 threads
+    (7.9 s instead of 0.23 s, 7 December, benchmarks/README.md), and importing npnet must change
+    nothing of the kind."""
+    from numba.np.ufunc import parallel
+    if parallel._is_initialized:
+        return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def run_workers(kernel, T, *args):

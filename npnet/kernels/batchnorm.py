@@ -16,7 +16,7 @@ compiled in 0.6-1.0 s each): reductions take a block of channels per worker, ele
 block of (n, c) rows.
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from ._threads import run_workers
@@ -29,7 +29,7 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 def _workers_for(n):
     """Workers for n independent channels or rows: Numba's thread count, at most n (at least 1)."""
-    return max(1, min(get_num_threads(), n))
+    return max(1, min(num_threads(), n))
 
 
 # -- forward statistics ---------------------------------------------------------------------------

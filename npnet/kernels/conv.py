@@ -21,7 +21,7 @@ Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 
   per image). dx[n] = col2im(w^T @ dy[n]).
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
@@ -121,7 +121,7 @@ def _conv_backward(t, T, x, w2, dy, dx, need_dx, need_dw, dwt_parts, db_parts, c
 
 def _threads_for(N):
     """Numba threads to use: never more than images, since each thread takes whole images."""
-    return max(1, min(get_num_threads(), N))
+    return max(1, min(num_threads(), N))
 
 
 def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):

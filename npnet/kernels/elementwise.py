@@ -25,7 +25,7 @@ Semantics as before, NumPy's: the forward keeps NaN (``np.maximum``); the backwa
 kernels' fused mask does, ``batchnorm.py``), to surface rather than hide it.
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from ._threads import run_workers
@@ -77,7 +77,7 @@ def _add(t, T, a, b):
 
 def _workers(n):
     """Workers for n elements: Numba's thread count, each with at least ``_MIN_SHARE`` of them."""
-    return max(1, min(get_num_threads(), n // _MIN_SHARE))
+    return max(1, min(num_threads(), n // _MIN_SHARE))
 
 
 def _flat(a, dtype):

@@ -10,7 +10,7 @@ like PyTorch). ``col2im`` is the adjoint of ``im2col``: it scatters each column 
 and sums the entries that overlap.
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from ._threads import run_workers
@@ -30,7 +30,7 @@ def as_float_array(a):
 
 def _workers(images):
     """Workers for a batch kernel: Numba's thread count, at most one per image."""
-    return max(1, min(get_num_threads(), images))
+    return max(1, min(num_threads(), images))
 
 
 def out_size(size, k, stride, pad):

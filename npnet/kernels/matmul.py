@@ -14,7 +14,7 @@ transposed weight, a block of columns): BLAS reads them where they lie (``blas.g
 forward, (128, 4096) @ (4096, 64) with the weight transposed, took 3.4 ms instead of 0.6.
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
@@ -82,7 +82,7 @@ def _matmul_into(a, b, out, accumulate, M, N, K):
     """out (M, N) = a @ b (+ out when accumulating): the rows or the inner dimension split over
     Numba's workers."""
     (af, ta, lda), (bf, tb, ldb) = blas_operand(a), blas_operand(b)
-    T = get_num_threads()
+    T = num_threads()
     if K > 4 * M and T > 1:
         # few rows, long inner dimension (dW of a full-batch linear model: (10, 54000) @ (54000, 784);
         # Linear's forward on a batch: (128, 4096) @ (4096, 64), (500, 3072) @ (3072, 200)): split the

@@ -15,7 +15,7 @@ scatter-adds need no atomics. (No ``prange``: Numba's OpenMP pool would spin bes
 threads; see ``elementwise.py``.)
 """
 import numpy as np
-from numba import get_num_threads
+from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
@@ -26,7 +26,7 @@ from ._threads import run_workers
 def _workers_for(planes):
     """Workers for a pooling kernel over ``planes`` (n, c) planes: Numba's thread count, at most one
     per plane."""
-    return max(1, min(get_num_threads(), planes))
+    return max(1, min(num_threads(), planes))
 
 
 @njit(nogil=True, cache=CACHE)
