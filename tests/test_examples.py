@@ -258,6 +258,9 @@ def test_the_torch_twins_train_like_the_zoo_models(monkeypatch):
     training steps (Adam, clipping) to float32 rounding (the Transformer without dropout)."""
     torch = pytest.importorskip("torch")
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples"))
+    for name in ("_common", "compare_sequence_models", "compare_sequence_models_torch"):
+        # benchmarks/ has a _common module too, which another test may have imported by that name
+        monkeypatch.delitem(sys.modules, name, raising=False)
     import compare_sequence_models_torch as ct
     from npnet import losses, optim
     from npnet.models import build_model
