@@ -20,6 +20,7 @@ Skipped without the packages: jupytext, nbclient, ipykernel (the tutorials); sph
 """
 import functools
 import html
+import importlib
 import http.server
 import os
 import re
@@ -93,14 +94,18 @@ def test_tutorial_runs(path, executed_dir, monkeypatch):
     nbformat.write(done, str(executed_dir / f"{path.stem}.ipynb"))
 
 
-def test_every_public_name_has_a_docstring():
+def _docs_extension(name):
+    """The module of one of the site's Sphinx extensions (``docs/_ext/<name>.py``)."""
     pytest.importorskip("sphinx")
     sys.path.insert(0, str(DOCS / "_ext"))
     try:
-        import npnet_docs
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(DOCS / "_ext"))
-    assert npnet_docs.undocumented() == []
+
+
+def test_every_public_name_has_a_docstring():
+    assert _docs_extension("npnet_docs").undocumented() == []
 
 
 def test_docstring_check_names_what_is_missing(monkeypatch):
@@ -200,13 +205,7 @@ def _mathjax_src(page_html):
 
 
 def _mathjax_extension():
-    pytest.importorskip("sphinx")
-    sys.path.insert(0, str(DOCS / "_ext"))
-    try:
-        import npnet_mathjax
-    finally:
-        sys.path.remove(str(DOCS / "_ext"))
-    return npnet_mathjax
+    return _docs_extension("npnet_mathjax")
 
 
 def test_the_site_copies_a_small_complete_part_of_the_system_mathjax(tmp_path):
