@@ -1,4 +1,4 @@
-"""The tutorials and the documentation site.
+r"""The tutorials and the documentation site.
 
 * Every tutorial (``docs/tutorials/*.py``, jupytext percent notebooks) runs top to bottom in a real
   Jupyter kernel in its quick setting (``NPNET_TUTORIAL_QUICK=1``) and ends in a figure. When
