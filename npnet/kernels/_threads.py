@@ -208,6 +208,12 @@ def num_threads():
     return numba.config.NUMBA_NUM_THREADS
 
 
+def workers_for(items):
+    """T for a kernel whose work is ``items`` independent pieces (images, planes, channels, rows):
+    :func:`num_threads`, at most one worker per piece, at least 1."""
+    return max(1, min(num_threads(), items))
+
+
 def run_workers(kernel, T, *args):
     """``kernel(t, T, *args)`` for every worker t < T at the same time (t = 0 on the calling thread),
     returning when all have; the first error raised in any worker is raised here, after all ended.

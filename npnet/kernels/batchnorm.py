@@ -16,20 +16,14 @@ compiled in 0.6-1.0 s each): reductions take a block of channels per worker, ele
 block of (n, c) rows.
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
-from ._threads import run_workers
+from ._threads import run_workers, workers_for
 from .reference import reference_enabled
 
 # fastmath without 'nnan'/'ninf': reductions may be reordered (so they vectorise), but a NaN or inf in
 # the input still reaches the output, as in PyTorch.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-def _workers_for(n):
-    """Workers for n independent channels or rows: Numba's thread count, at most n (at least 1)."""
-    return max(1, min(num_threads(), n))
 
 
 # -- forward statistics ---------------------------------------------------------------------------
@@ -58,7 +52,7 @@ def channel_stats(x):
         return channel_stats_ref(x)
     C = x.shape[1]
     mean, var = np.empty(C), np.empty(C)
-    run_workers(_channel_stats, _workers_for(C), x, mean, var)
+    run_workers(_channel_stats, workers_for(C), x, mean, var)
     return mean, var
 
 
@@ -91,7 +85,7 @@ def channel_affine(x, scale, shift, relu=False):
     if reference_enabled():
         return channel_affine_ref(x, scale, shift, relu)
     out = np.empty_like(x)
-    run_workers(_channel_affine, _workers_for(x.shape[0] * x.shape[1]), x, scale.astype(x.dtype),
+    run_workers(_channel_affine, workers_for(x.shape[0] * x.shape[1]), x, scale.astype(x.dtype),
                 shift.astype(x.dtype), bool(relu), out)
     return out
 
@@ -132,7 +126,7 @@ def channel_grad_sums(dout, x, mean, mask=None):
         return channel_grad_sums_ref(dout, x, mean, mask)
     C = x.shape[1]
     sum_d, sum_dxc = np.empty(C), np.empty(C)
-    run_workers(_channel_grad_sums, _workers_for(C), dout, x, np.asarray(mean, dtype=np.float64),
+    run_workers(_channel_grad_sums, workers_for(C), dout, x, np.asarray(mean, dtype=np.float64),
                 x if mask is None else mask, mask is not None, sum_d, sum_dxc)
     return sum_d, sum_dxc
 
@@ -167,7 +161,7 @@ def channel_affine2(dout, x, a, b, d, mask=None):
         return channel_affine2_ref(dout, x, a, b, d, mask)
     t = x.dtype
     out = np.empty_like(x)
-    run_workers(_channel_affine2, _workers_for(x.shape[0] * x.shape[1]), dout, x, a.astype(t), b.astype(t),
+    run_workers(_channel_affine2, workers_for(x.shape[0] * x.shape[1]), dout, x, a.astype(t), b.astype(t),
                 d.astype(t), x if mask is None else mask, mask is not None, out)
     return out
 

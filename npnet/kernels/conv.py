@@ -21,11 +21,10 @@ Design (measured on a 2-core AVX-512 AMD EPYC (Zen 4), float32, Conv2d(64, 128, 
   per image). dx[n] = col2im(w^T @ dy[n]).
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
-from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers
+from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers, workers_for
 from .blas import gemm
 from .im2col import im2col_image, col2im_image, im2col_ref, col2im_ref, out_size, as_float_array, fill
 from .winograd import (winograd_forward, winograd_backward, winograd_forward_ref, winograd_backward_ref,
@@ -119,11 +118,6 @@ def _conv_backward(t, T, x, w2, dy, dx, need_dx, need_dw, dwt_parts, db_parts, c
             col2im_image(dcols, dxn, kh, kw, sh, sw, ph, pw, OH, OW)
 
 
-def _threads_for(N):
-    """Numba threads to use: never more than images, since each thread takes whole images."""
-    return max(1, min(num_threads(), N))
-
-
 def conv2d_forward(x, w, b, sh, sw, ph, pw, algorithm=None, relu=False, residual=None):
     """Convolution (cross-correlation, like PyTorch) with zero padding; ``residual`` (the output's
     shape) is added and ``relu=True`` returns ``max(y, 0)`` instead, both in the same pass that adds
@@ -149,7 +143,7 @@ def _im2col_forward(x, w, b, sh, sw, ph, pw, relu, residual=None):
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
-    K, P, T = C * kh * kw, OH * OW, _threads_for(N)
+    K, P, T = C * kh * kw, OH * OW, workers_for(N)
     has_bias = b is not None
     b = np.ascontiguousarray(b, dtype=x.dtype) if has_bias else np.zeros(O, dtype=x.dtype)
     y = np.empty((N, O, P), dtype=x.dtype)
@@ -187,7 +181,7 @@ def _im2col_backward(x, w, dy, sh, sw, ph, pw, need_dx, need_dw):
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     OH, OW = dy.shape[2], dy.shape[3]
-    K, P, T = C * kh * kw, OH * OW, _threads_for(N)
+    K, P, T = C * kh * kw, OH * OW, workers_for(N)
     dx = np.empty((N, C, H, W) if need_dx else (1, 1, 1, 1), dtype=x.dtype)
     # one pooled buffer carved into per-thread blocks: cols, dcols (T, K, P); dw^T parts (T, K, O);
     # db parts (T, O)

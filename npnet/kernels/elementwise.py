@@ -25,10 +25,9 @@ Semantics as before, NumPy's: the forward keeps NaN (``np.maximum``); the backwa
 kernels' fused mask does, ``batchnorm.py``), to surface rather than hide it.
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
-from ._threads import run_workers
+from ._threads import run_workers, workers_for
 from .reference import reference_enabled
 
 _MIN_SHARE = 1 << 16  # elements: a smaller share is not worth a thread hand-off
@@ -76,8 +75,8 @@ def _add(t, T, a, b):
 
 
 def _workers(n):
-    """Workers for n elements: Numba's thread count, each with at least ``_MIN_SHARE`` of them."""
-    return max(1, min(num_threads(), n // _MIN_SHARE))
+    """Workers for n elements: each takes at least ``_MIN_SHARE`` of them."""
+    return workers_for(n // _MIN_SHARE)
 
 
 def _flat(a, dtype):

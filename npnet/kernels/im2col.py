@@ -10,10 +10,9 @@ like PyTorch). ``col2im`` is the adjoint of ``im2col``: it scatters each column 
 and sums the entries that overlap.
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
-from ._threads import run_workers
+from ._threads import run_workers, workers_for
 
 
 def as_float_array(a):
@@ -26,11 +25,6 @@ def as_float_array(a):
     if a.dtype not in (np.float32, np.float64):
         raise TypeError(f"npnet kernels work on float32 or float64 arrays, got {a.dtype}")
     return a
-
-
-def _workers(images):
-    """Workers for a batch kernel: Numba's thread count, at most one per image."""
-    return max(1, min(num_threads(), images))
 
 
 def out_size(size, k, stride, pad):
@@ -126,7 +120,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
-    run_workers(_im2col_batch, _workers(N), x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
+    run_workers(_im2col_batch, workers_for(N), x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
     return cols
 
 
@@ -138,7 +132,7 @@ def col2im(cols, C, H, W, kh, kw, sh, sw, ph, pw):
     cols = as_float_array(cols)
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     dx = np.empty((cols.shape[0], C, H, W), dtype=cols.dtype)
-    run_workers(_col2im_batch, _workers(dx.shape[0]), cols, dx, kh, kw, sh, sw, ph, pw, OH, OW)
+    run_workers(_col2im_batch, workers_for(dx.shape[0]), cols, dx, kh, kw, sh, sw, ph, pw, OH, OW)
     return dx
 
 

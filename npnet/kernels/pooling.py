@@ -15,18 +15,11 @@ scatter-adds need no atomics. (No ``prange``: Numba's OpenMP pool would spin bes
 threads; see ``elementwise.py``.)
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
 from .reference import reference_enabled
 from .im2col import out_size, as_float_array
-from ._threads import run_workers
-
-
-def _workers_for(planes):
-    """Workers for a pooling kernel over ``planes`` (n, c) planes: Numba's thread count, at most one
-    per plane."""
-    return max(1, min(num_threads(), planes))
+from ._threads import run_workers, workers_for
 
 
 @njit(nogil=True, cache=CACHE)
@@ -145,10 +138,10 @@ def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     arg = np.empty((N, C, OH, OW), dtype=np.int64)
     if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
-        run_workers(_maxpool2x2_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+        run_workers(_maxpool2x2_forward, workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
                     arg.reshape(N * C, OH, OW))
     else:
-        run_workers(_maxpool_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+        run_workers(_maxpool_forward, workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
                     arg.reshape(N * C, OH, OW), kh, kw, sh, sw, ph, pw)
     return y, arg
 
@@ -161,7 +154,7 @@ def maxpool2d_backward(dy, argmax, H, W):
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     N, C = dy.shape[:2]
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
-    run_workers(_maxpool_backward, _workers_for(N * C), dy.reshape(N * C, -1), argmax.reshape(N * C, -1),
+    run_workers(_maxpool_backward, workers_for(N * C), dy.reshape(N * C, -1), argmax.reshape(N * C, -1),
                 dx.reshape(N * C, H * W))
     return dx
 
@@ -174,7 +167,7 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    run_workers(_avgpool_forward, _workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
+    run_workers(_avgpool_forward, workers_for(N * C), x.reshape(N * C, H, W), y.reshape(N * C, OH, OW),
                 kh, kw, sh, sw, ph, pw)
     return y
 
@@ -186,7 +179,7 @@ def avgpool2d_backward(dy, H, W, kh, kw, sh, sw, ph, pw):
     dy = as_float_array(dy)
     N, C, OH, OW = dy.shape
     dx = np.empty((N, C, H, W), dtype=dy.dtype)
-    run_workers(_avgpool_backward, _workers_for(N * C), dy.reshape(N * C, OH, OW), dx.reshape(N * C, H, W),
+    run_workers(_avgpool_backward, workers_for(N * C), dy.reshape(N * C, OH, OW), dx.reshape(N * C, H, W),
                 kh, kw, sh, sw, ph, pw)
     return dx
 

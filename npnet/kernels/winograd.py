@@ -30,10 +30,9 @@ convolution's for F(2x2), below 1.5e-5 and at most 40x for F(4x4). In float64 F(
 direct convolution to ~1e-15 relative, F(4x4) to ~1e-13.
 """
 import numpy as np
-from ._threads import num_threads
 
 from ._jit import CACHE, njit
-from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers
+from ._threads import take_buffer, give_buffer, one_blas_thread, run_workers, workers_for
 from ._wino_tiles import plane_sizes, input_tiles, output_tiles
 from ._wino_grad_tiles import dy_tiles, input_tiles_adjoint
 from ._wino4_tiles import plane_sizes4, input_tiles4, output_tiles4
@@ -77,7 +76,7 @@ def _groups(N, TT, C, O, P):
     float32), and the groups split evenly over the threads. Measured for F(2x2) on one core, batch 128,
     against half this size: 5-15% faster on 8x8 images (more images per GEMM) and in the backward of
     16x16 ones, the same elsewhere; twice the size was 3-8% slower on 32x32 images."""
-    T = max(1, min(num_threads(), N))
+    T = workers_for(N)
     per_group = max(1, (GROUP_FLOATS // (P * (C + O))) // TT)
     per_thread = max(1, -(-N // T))  # an empty batch (N = 0) still gets one (empty) group
     groups_per_thread = -(-per_thread // per_group)
