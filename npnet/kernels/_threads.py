@@ -203,7 +203,7 @@ def num_threads():
     (7.9 s instead of 0.23 s, 7 December, benchmarks/README.md), and importing npnet must change
     nothing of the kind."""
     from numba.np.ufunc import parallel
-    if parallel._is_initialized:
+    if getattr(parallel, "_is_initialized", True):  # a Numba without the flag: ask it (as before)
         return numba.get_num_threads()
     return numba.config.NUMBA_NUM_THREADS
 
