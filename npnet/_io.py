@@ -33,6 +33,18 @@ def atomic_write(path, write):
     return path
 
 
+def remove_stale_temporaries(folder):
+    """Removes the temporary files ``atomic_write`` left in ``folder`` when a process was killed
+    in the middle of a write (SIGKILL, a crash: nothing could clean up); returns their names.
+    Call it only where no other process is writing, e.g. a run folder being resumed."""
+    import glob
+    stale = glob.glob(os.path.join(os.fspath(folder), ".*.tmp"))
+    for path in stale:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return [os.path.basename(p) for p in stale]
+
+
 def atomic_write_text(path, text):
     """``atomic_write`` of a UTF-8 string."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..nn import Sequential
+from .world import wait
 
 
 class Bucket:
@@ -109,7 +110,7 @@ class Reducer:
             while self.started < len(self.buckets):
                 self._start(self.buckets[self.started])
             for b in self.buckets:
-                b.request.Wait()
+                wait(b.request, "the gradient allreduce")  # with the run's deadline
                 b.request = None
                 b.unpack()
         self.seconds += time.perf_counter() - t

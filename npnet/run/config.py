@@ -161,6 +161,12 @@ SCHEMA = {
                             doc="tune's candidates, comma-separated; im2col,winograd leaves out "
                                 "F(4x4) (fast on wide layers, float32 rounding ~10x coarser)"),
     },
+    "distributed": {
+        "timeout": Field("float", 300.0, above=0.0,
+                         doc="on several processes: seconds a rank waits in a collective of "
+                             "training before it stops, naming the rank that went silent "
+                             "(died or hung); long enough for the slowest step and checkpoint"),
+    },
     "log": {
         "layer_stats": Field("int", 0, minimum=0,
                              doc="every N steps: per-layer statistics (npnet.train.LayerStats) in "

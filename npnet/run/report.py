@@ -12,9 +12,10 @@ from ..train import LayerStats
 from ..train.checkpoint import load_checkpoint
 
 
-def report(trainer, config, run, test, classes, has_val, log=print):
+def report(trainer, config, run, test, classes, has_val, log=print, world=None):
     """Evaluates on the test set (with the best checkpoint's weights when there is one), writes
-    ``metrics.json`` and the figures to ``run``; returns the metrics dict."""
+    ``metrics.json`` (with ``world``, the processes that trained: ``ranks.world_record()``) and the
+    figures to ``run``; returns the metrics dict."""
     x_te, y_te, eval_tf = test
     best = os.path.join(run, "best.npz")
     used = "last"
@@ -36,7 +37,7 @@ def report(trainer, config, run, test, classes, has_val, log=print):
               "best_val_accuracy": best_value if has_val else None,
               "train_seconds": round(float(sum(r["time"] or 0.0 for r in trainer.history.epochs)), 3),
               # what the config's speed passes did: fused modules, each convolution's algorithm
-              "speed": getattr(trainer, "speed", None)}
+              "speed": getattr(trainer, "speed", None), "world": world}
     watch = next((cb for cb in trainer.callbacks if isinstance(cb, LayerStats)), None)
     if watch is not None:  # the last value of every statistic, e.g. for a sweep's summary
         result["layer_stats"] = watch.last()

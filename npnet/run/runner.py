@@ -11,13 +11,14 @@ Order of work: everything that can fail because of the config, the data or the c
 folder is created or anything in it is written. ``--resume`` continues the checkpoint's own config
 in its own folder; ``resume_config`` refuses a config that disagrees with it.
 """
+import json
 import os
 import shutil
 import sys
 import time
 import zipfile
 
-from .._io import atomic_write_text, from_json_array
+from .._io import atomic_write_text, from_json_array, remove_stale_temporaries
 from ..train import EpochLogger, NonFiniteLossError
 from ..train.checkpoint import load_checkpoint
 from .config import ConfigError, validate_config
@@ -102,12 +103,22 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     """Trains and evaluates as ``config`` (from ``validate_config``, or ``resume_config`` when
     resuming) says, in ``run_dir`` (default: a new folder under ``out``; the checkpoint's folder
     when resuming); ``callbacks`` are added to the Trainer's. Returns a dict: ``run`` (folder),
-    ``status`` ("done", "diverged" or "interrupted"), ``exit_code`` (0, 1, 130), ``metrics``
+    ``status`` ("done", "diverged" or "interrupted"), ``exit_code`` (0, 1, 130 after Ctrl-C, 143
+    after SIGTERM), ``metrics``
     (metrics.json's content, or None), ``history`` (``History.to_dict()``), ``error`` (a
     message or None).
 
     Raises ``RunError`` (nothing written) when the data, the model or the checkpoint fail.
     """
+    from ..train.progress import signals_raise
+    with signals_raise():  # SIGTERM outside training: as Ctrl-C (no half-written file)
+        return _run(config, out, resume, progress, log, run_dir, callbacks)
+
+
+def _run(config, out, resume, progress, log, run_dir, callbacks):
+    from .. import distributed
+    from .ranks import world_line, world_record
+    distributed.world.set_timeout(config["distributed"]["timeout"])
     d = prepare_data(config)
     if resume is not None:
         run = os.path.dirname(os.path.abspath(resume))
@@ -123,6 +134,8 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
     if resume is not None:
         load_resume(trainer, loaders, resume)  # the one read of the checkpoint: fit() continues from it
         resumed(trainer, log)                  # the checkpoint's convolution algorithms
+        remove_stale_temporaries(run)          # a write cut short by SIGKILL left its temporary
+    distributed.world.handshake()  # every rank ready before the folder exists (one message)
     created = not os.path.isdir(run)
     try:
         os.makedirs(run, exist_ok=True)
@@ -135,11 +148,13 @@ def run_experiment(config, out="runs", resume=None, progress=None, log=print, ru
         f"{trainer.model.num_parameters():,} parameters; train {len(d.x_train)}, "
         f"val {0 if d.x_val is None else len(d.x_val)}, test {len(d.x_test)} "
         + (f"windows of {config['data']['seq_len']} characters" if text else "images"))
+    if world_line():
+        log(world_line())
     result = _fit(trainer, loaders, config, run, created, log)
     if result["status"] == "done":
         end = report_language_model if text else report
         result["metrics"] = end(trainer, config, run, (d.x_test, d.y_test, eval_tf), d.classes,
-                                loaders[1] is not None, log)
+                                loaders[1] is not None, log, world=world_record())
     result["history"] = trainer.history.to_dict()
     return result
 
@@ -159,9 +174,11 @@ def _fit(trainer, loaders, config, run, created, log):
         result["run"] = None
     elif getattr(trainer.history, "interrupted", False):
         last = os.path.join(run, "last.npz")
-        error = f"stopped by Ctrl-C after {trainer.epoch} completed epoch(s)"
+        term = getattr(trainer, "stopped_by", None) == "SIGTERM"
+        error = (f"stopped by {'SIGTERM' if term else 'Ctrl-C'} after {trainer.epoch} completed "
+                 "epoch(s)")
         log(f"{error}; resume with: npnet train --resume {last}")
-        result.update(status="interrupted", exit_code=130, error=error)
+        result.update(status="interrupted", exit_code=143 if term else 130, error=error)
     if result["run"] is not None:
         trainer.history.save(run)
     return result

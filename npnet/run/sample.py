@@ -94,10 +94,11 @@ def language_model_run(config, checkpoint, arrays, build):
     return TrainedLanguageModel(model, config, vocab, checkpoint, int(arrays.get("epoch", 0)))
 
 
-def report_language_model(trainer, config, run, test, chars, has_val, log=print):
+def report_language_model(trainer, config, run, test, chars, has_val, log=print, world=None):
     """The end of a language model's run: with the best checkpoint's weights (when kept), the
     test loss (nats per character), perplexity exp(loss) and bits per character, a sample from
-    the start of the test text, ``metrics.json`` and ``learning_curves.png``; returns the metrics."""
+    the start of the test text, ``metrics.json`` (with ``world`` as ``report``'s) and
+    ``learning_curves.png``; returns the metrics."""
     x_te, y_te, _ = test
     used = _best_weights(trainer, config, run)
     vocab = data.Vocabulary(chars)
@@ -112,7 +113,7 @@ def report_language_model(trainer, config, run, test, chars, has_val, log=print)
               "best_val_perplexity": math.exp(best) if has_val and best is not None else None,
               "best_epoch": best_epoch, "weights": used, "epochs": trainer.epoch, "vocab_size": len(vocab),
               "train_seconds": round(float(sum(r["time"] or 0.0 for r in trainer.history.epochs)), 3),
-              "speed": getattr(trainer, "speed", None),
+              "speed": getattr(trainer, "speed", None), "world": world,
               "sample": {"prompt": prompt, "temperature": SAMPLE_TEMPERATURE, "seed": config["seed"],
                          "text": text}}
     atomic_write_text(os.path.join(run, "metrics.json"), json.dumps(result, indent=1))

@@ -102,18 +102,23 @@ def epoch_line(row, epochs=None, images_per_s=None):
 
 
 class StopRequest:
-    """Set by the first Ctrl-C inside ``ctrl_c_stops``; the loop reads ``requested``."""
+    """Set by the first Ctrl-C or SIGTERM inside ``ctrl_c_stops``; the loop reads ``requested``,
+    ``signal`` names the signal that asked ("SIGINT" or "SIGTERM", None before one)."""
 
     def __init__(self):
         self.requested = False
+        self.signal = None
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a Slurm time limit, mpirun
 
 
 @contextlib.contextmanager
 def ctrl_c_stops(quiet=False):
-    """Yields a ``StopRequest``. The first Ctrl-C sets it (the loop stops after the current
-    step; ``quiet``: without saying so, e.g. on all ranks but the first); a second one raises
-    KeyboardInterrupt at once. Only in the main thread (Python delivers signals there only);
-    elsewhere Ctrl-C is left as it is."""
+    """Yields a ``StopRequest``. The first Ctrl-C or SIGTERM sets it (the loop stops after the
+    current step; ``quiet``: without saying so, e.g. on all ranks but the first); a second one
+    of either raises KeyboardInterrupt at once. Only in the main thread (Python delivers signals
+    there only); elsewhere the handlers are left as they are."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -122,13 +127,40 @@ def ctrl_c_stops(quiet=False):
     def handler(signum, frame):
         if stop.requested:
             raise KeyboardInterrupt
-        stop.requested = True
+        stop.requested, stop.signal = True, signal.Signals(signum).name
         if not quiet:
-            print("\nCtrl-C: stopping after this step (press again to abort at once)",
-                  file=sys.stderr)
+            what = "Ctrl-C" if signum == signal.SIGINT else stop.signal
+            print(f"\n{what}: stopping after this step (press again to abort at once)"
+                  if signum == signal.SIGINT else
+                  f"\n{what}: stopping after this step and saving a checkpoint (a second "
+                  "signal aborts at once)", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
+    with _handling(STOP_SIGNALS, handler):
         yield stop
+
+
+@contextlib.contextmanager
+def signals_raise():
+    """While inside, SIGTERM raises KeyboardInterrupt as Ctrl-C does (its default would end the
+    process on the spot): a file being written atomically is then removed, not left half
+    written. ``ctrl_c_stops`` takes over inside ``Trainer.fit``. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    with _handling((signal.SIGTERM,), handler):
+        yield
+
+
+@contextlib.contextmanager
+def _handling(signums, handler):
+    """``handler`` for every signal of ``signums`` while inside; the previous ones after."""
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)

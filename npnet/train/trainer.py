@@ -66,6 +66,7 @@ class Trainer:
         self.train_loader = self.val_loader = None
         self.stop_training, self.last_checkpoint, self.meter = False, None, None
         self.interrupt_hint = True
+        self.stopped_by = None  # "SIGINT" (Ctrl-C) or "SIGTERM" after fit() stopped on a signal
         self._unfinished = None  # the Meter of an epoch stopped by Ctrl-C, continued by fit()
         self._replicas = None  # during fit() on several ranks: distributed.Replicas
 
@@ -73,7 +74,7 @@ class Trainer:
     def fit(self, train_loader, val_loader=None, epochs=1, resume=None):
         """Trains until ``epochs`` epochs are completed in total (counting resumed ones).
 
-        resume: a checkpoint path; training continues from its state. The first Ctrl-C stops
+        resume: a checkpoint path; training continues from its state. The first Ctrl-C (or SIGTERM) stops
         after the current step and saves a resumable checkpoint through the ``Checkpoint``
         callbacks (a second one aborts at once). A non-finite loss raises ``NonFiniteLossError``.
         Returns ``self.history``.
@@ -101,6 +102,7 @@ class Trainer:
                 if self._replicas is not None:  # a Ctrl-C that reached any rank stops all
                     stop = self._replicas.any(stop)
                 if stop:
+                    self.stopped_by = self._stop_signal(ctrl_c)
                     self._interrupt()
                     break
         if self._replicas is not None:
@@ -172,6 +174,14 @@ class Trainer:
             f"Trainer: non-finite values (NaN or inf) in {what} at {where} (global step "
             f"{self.global_step + 1}); training stopped and {kept}. A lower learning rate or "
             f"normalised float32 inputs usually help.", epoch, step, self.history, what)
+
+    def _stop_signal(self, ctrl_c):
+        """The signal that stopped training, the same on every rank: SIGTERM if it reached any
+        (srun, scancel and mpirun send it to every rank, a terminal's Ctrl-C SIGINT)."""
+        term = ctrl_c.signal == "SIGTERM"
+        if self._replicas is not None:
+            term = self._replicas.any(term)
+        return "SIGTERM" if term else "SIGINT"
 
     def _interrupt(self):
         self.history.interrupted = True
