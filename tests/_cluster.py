@@ -26,11 +26,11 @@ OMPI_PYTHON = os.environ.get("NPNET_OPENMPI_PYTHON", "/opt/npnet-openmpi/bin/pyt
 ROOT_OK = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 MPICH_PYTHON = sys.executable  # the mpich wheel's
 
-# a tiny run: mlp on 300 images of the embedded mini set, 1 epoch of 10 steps
-TINY = {"seed": 1, "train": {"batch_size": 30, "learning_rate": 0.05, "epochs": 1, "momentum": 0.9},
+# a tiny run: mlp on 250 images of the embedded mini set (200 to train), 1 epoch of 8 steps
+TINY = {"seed": 1, "train": {"batch_size": 25, "learning_rate": 0.05, "epochs": 1, "momentum": 0.9},
         "network": {"model": "mlp", "save_best": False},
         "speed": {"tune": False},
-        "data": {"dataset": "fashion-mnist-mini", "val_fraction": 0.2, "max_train": 300,
+        "data": {"dataset": "fashion-mnist-mini", "val_fraction": 0.2, "max_train": 250,
                  "max_test": 40}}
 
 
@@ -177,9 +177,9 @@ class Slurm:
         for _, proc in reversed(self.daemons):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.daemons):
+        for name, proc in reversed(self.daemons):
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=3 if name == "munged" else 10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
@@ -192,6 +192,26 @@ def slurm_reason():
     if missing:
         return f"needs Debian's slurm-wlm and munge ({', '.join(missing)} missing; .ci/run installs them)"
     return None
+
+
+SLOW_SITE = """import os, time
+import npnet.train.trainer as t
+_real = t.train_step
+def _slow(*args):
+    time.sleep(float(os.environ.get("NPNET_TEST_STEP_SLEEP", "0.2")))
+    return _real(*args)
+t.train_step = _slow
+"""
+
+
+def slow_site(folder):
+    """A folder whose sitecustomize makes every training step 0.2 s slower (a run that a test
+    can stop in the middle however fast the machine); put it on PYTHONPATH."""
+    site = os.path.join(str(folder), "slow-site")
+    os.makedirs(site, exist_ok=True)
+    with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+        f.write(SLOW_SITE)
+    return site
 
 
 def wait_for(ready, what, seconds=120, proc=None):
