@@ -173,7 +173,29 @@ class Slurm:
         return text
 
     def stop(self):
-        """Stops every daemon by its PID (slurmd, slurmctld, munged), SIGKILL after 10 s."""
+        """Stops every daemon by its PID (slurmd, slurmctld, munged), SIGKILL after 10 s, then
+        any step daemon (slurmstepd) of this cluster that outlived its slurmd."""
+        self._stop_daemons()
+        for pid in self._step_daemons():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _step_daemons(self):
+        mine = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if not f.read().startswith(b"slurmstepd"):
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if mine in f.read().split(b"\0"):
+                        found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+    def _stop_daemons(self):
         for _, proc in reversed(self.daemons):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -8,7 +8,7 @@ message and exit status 2, with no run folder. Then it runs
 limited to ``cores // N`` Numba and BLAS threads unless the environment sets them
 (``OMP_NUM_THREADS``, ``NUMBA_NUM_THREADS``, ...), and returns mpiexec's exit status. The ranks
 find their world from MPI (``npnet.run.ranks``), exactly as under ``mpiexec`` or ``srun`` used
-directly. Ctrl-C is passed on to mpiexec, which passes it to every rank: the run stops after the
+directly. Ctrl-C is passed on to every rank (found in the launcher's session): the run stops after the
 current step with a resumable checkpoint and exit status 130 (a second Ctrl-C aborts at once);
 SIGTERM does the same with exit status 143.
 """
@@ -23,7 +23,6 @@ from .experiment import RunError
 from .threads import THREAD_VARS, available_cores, thread_env
 
 PROGRESS_VAR = "NPNET_PROGRESS"  # "bar" when the launcher's stderr is a terminal
-SIGKILL_GRACE = 60  # seconds Open MPI's mpirun waits after SIGTERM before SIGKILL
 
 
 def check_launch(nproc, config):
@@ -147,9 +146,6 @@ def rank_env(nproc):
     if not any(var in env for var in THREAD_VARS):
         env.update(thread_env(max(1, available_cores() // nproc)))
     env[LAUNCHED_BY_NPNET] = "1"
-    # Open MPI's mpirun turns a signal into SIGTERM for the ranks and SIGKILL 1 s later: give
-    # them the time to finish their step and write the checkpoint
-    env.setdefault("OMPI_MCA_odls_base_sigkill_timeout", str(SIGKILL_GRACE))
     env[PROGRESS_VAR] = "bar" if _is_terminal(sys.stderr) else "lines"
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines arrive as they are printed
     return env
@@ -166,10 +162,12 @@ def launch(args):
 
     def forward(signum, frame):
         signals.append(signum)
-        try:
-            proc.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        ranks = _ranks_of(proc.pid)  # the ranks themselves: Open MPI's mpirun would kill them
+        for pid in ranks or [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         code = proc.wait()
@@ -181,6 +179,31 @@ def launch(args):
     if signals and code != 0:
         return 128 + int(signals[0])  # 130 or 143, whatever the launcher made of it
     return code
+
+
+def _ranks_of(session):
+    """The PIDs of the ranks (``python -m npnet train``) in the launcher's session ``session``,
+    from /proc (Linux); [] elsewhere or before they started. Signals go to them directly: Open
+    MPI's mpirun turns a signal into a kill sequence that leaves no time for a checkpoint."""
+    found = []
+    for pid in filter(str.isdigit, _listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                sid = int(f.read().rsplit(")", 1)[1].split()[4])  # field 6: the session
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if sid == session and int(pid) != session and b"npnet" in line and b"train" in line:
+            found.append(int(pid))
+    return found
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def _is_terminal(stream):
