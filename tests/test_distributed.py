@@ -397,3 +397,22 @@ def test_sync_batchnorm_alone_is_batchnorm_and_still_fuses():
     plain(x), synced(x)
     np.testing.assert_array_equal(synced.backward(dout), plain.backward(dout))
     assert list(synced.state_dict()) == list(plain.state_dict())
+
+
+def test_launch_command_gives_each_mpi_what_it_needs_for_local_slots():
+    ompi = launch.launch_command("/usr/bin/mpirun", 3, ["c.yaml"], family="openmpi")
+    assert ompi[:7] == ["/usr/bin/mpirun", "-n", "3", "--host", "localhost:3", "--bind-to", "none"]
+    mpich = launch.launch_command("mpiexec", 2, ["c.yaml"], family="mpich")
+    assert mpich[:7] == ["mpiexec", "-n", "2", "-launcher", "fork", "-host", "localhost"]
+    assert mpich[-4:] == ["-m", "npnet", "train", "c.yaml"]
+    assert launch._family("mpiexec (OpenRTE) 4.1.4\n") == "openmpi"
+    assert launch._family("HYDRA build details:\n") == "mpich"
+
+
+def test_open_mpi_as_root_without_its_variables_is_refused(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    for var in launch.OMPI_ROOT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(launch.RunError, match="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"):
+        launch.check_root("openmpi")
+    launch.check_root("mpich")  # MPICH does not mind
