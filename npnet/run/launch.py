@@ -8,9 +8,9 @@ message and exit status 2, with no run folder. Then it runs
 limited to ``cores // N`` Numba and BLAS threads unless the environment sets them
 (``OMP_NUM_THREADS``, ``NUMBA_NUM_THREADS``, ...), and returns mpiexec's exit status. The ranks
 find their world from MPI (``npnet.run.ranks``), exactly as under ``mpiexec`` or ``srun`` used
-directly. Ctrl-C is passed on to every rank (found in the launcher's session): the run stops after the
-current step with a resumable checkpoint and exit status 130 (a second Ctrl-C aborts at once);
-SIGTERM does the same with exit status 143.
+directly. Ctrl-C is passed on to every rank (found in the launcher's session): the run stops
+after the current step with a resumable checkpoint and exit status 130 (a second Ctrl-C aborts
+at once); SIGTERM does the same with exit status 143.
 """
 import importlib.util
 import os

@@ -74,9 +74,9 @@ class Trainer:
     def fit(self, train_loader, val_loader=None, epochs=1, resume=None):
         """Trains until ``epochs`` epochs are completed in total (counting resumed ones).
 
-        resume: a checkpoint path; training continues from its state. The first Ctrl-C (or SIGTERM) stops
-        after the current step and saves a resumable checkpoint through the ``Checkpoint``
-        callbacks (a second one aborts at once). A non-finite loss raises ``NonFiniteLossError``.
+        resume: a checkpoint path; training continues from its state. The first Ctrl-C or
+        SIGTERM stops after the current step and saves a resumable checkpoint through the
+        ``Checkpoint`` callbacks (a second signal aborts at once); ``stopped_by`` names it. A non-finite loss raises ``NonFiniteLossError``.
         Returns ``self.history``.
         """
         _check_not_empty(train_loader, "training")
