@@ -6,14 +6,17 @@ cut short or not a checkpoint at all, or a config that disagrees with it, is one
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
 from _ctrl_c import interrupt_when
 from npnet.run.cli import main
+from npnet.train import load_checkpoint
 from test_cli import TINY
 from test_cli_errors import A, ROOT, assert_message, npnet, write
 
@@ -136,3 +139,40 @@ def test_ctrl_c_prints_only_the_command_lines_hint(tmp_path):
     hint = f"resume with: npnet train --resume {os.path.relpath(last, tmp_path)}"
     assert "stopped by Ctrl-C after" in out and hint in out, (out, err)
     assert "fit(" not in out + err and "Traceback" not in err, (out, err)
+
+
+def test_a_second_sigterm_aborts_at_once_and_leaves_no_temporary(tmp_path):
+    """scancel twice, or a launcher's SIGTERM after a Slurm --signal: the first asks for a stop
+    after the step, the second aborts in the middle of it; exit 143 either way, the checkpoint
+    of the epoch before whole, no temporary file left."""
+    from _cluster import slow_site  # each step 0.5 s longer: the second signal lands inside one
+    config = dict(A, train=dict(A["train"], epochs=10_000_000), network={"model": "linear",
+                                                                          "save_best": False})
+    path = write(tmp_path, "long.yaml", config)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, slow_site(tmp_path)]),
+               MPLBACKEND="Agg", NPNET_TEST_STEP_SLEEP="0.5")
+    proc = subprocess.Popen([sys.executable, "-m", "npnet", "train", path, "--out", "runs"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not glob.glob(str(tmp_path / "runs" / "*" / "last.npz")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.time()
+        out, err = proc.communicate(timeout=120)
+        took = time.time() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.count("SIGTERM: stopping after this step") == 1, err
+    assert "npnet train: aborted by SIGTERM" in err and "Traceback" not in err, err
+    assert took < 10, took  # at once, not after the epoch
+    (run,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert not [f for f in os.listdir(run) if f.endswith(".tmp")], os.listdir(run)
+    load_checkpoint(os.path.join(run, "last.npz"))  # whole

@@ -7,7 +7,8 @@ and ``predict`` use a trained run's model (``trained.py``), ``sample`` a languag
 
 ``main(argv)`` returns the exit status: 0 ok, 1 a diverged run (non-finite loss) or a sweep
 with trials that failed, 2 bad arguments, config, data or checkpoint (nothing written), 130
-stopped by Ctrl-C (a run folder then holds a resumable ``last.npz``). Failures print one message that says
+stopped by Ctrl-C, 143 by SIGTERM (a run folder then holds a resumable ``last.npz``; a second
+signal aborts at once with the same status). Failures print one message that says
 what was wrong and what to do, never a traceback (``--traceback`` shows one for bug reports).
 """
 import argparse
@@ -377,8 +378,11 @@ def main(argv=None):
         return COMMANDS[args.command](args)
     except (ConfigError, RunError) as e:
         return _failed(2, f"npnet {args.command}: {e}")
-    except KeyboardInterrupt:
-        return _failed(130, f"\nnpnet {args.command}: stopped by Ctrl-C", every_rank=True)
+    except KeyboardInterrupt as e:  # Ctrl-C, a second signal, SIGTERM outside training
+        from ..train.progress import exit_status
+        code = exit_status(e)
+        what = "SIGTERM" if code == 143 else "Ctrl-C"
+        return _failed(code, f"\nnpnet {args.command}: aborted by {what}", every_rank=True)
     except Exception as e:  # noqa: BLE001  a bug: one message, the traceback on request
         if args.traceback and _ranks() == 1:
             raise

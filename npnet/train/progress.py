@@ -110,6 +110,23 @@ class StopRequest:
         self.signal = None
 
 
+class Aborted(KeyboardInterrupt):
+    """Raised by a signal that aborts at once (the second Ctrl-C or SIGTERM of ``ctrl_c_stops``,
+    SIGTERM inside ``signals_raise``): a KeyboardInterrupt, so every ``finally`` and atomic write
+    on the way out runs, that names its signal ("SIGINT" or "SIGTERM") for the exit status
+    (130 or 143)."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signal = signal.Signals(signum).name
+
+
+def exit_status(interrupt):
+    """128 + the signal number for a KeyboardInterrupt: 143 for an ``Aborted`` by SIGTERM, 130 for
+    Ctrl-C (Python's own KeyboardInterrupt included)."""
+    return 143 if getattr(interrupt, "signal", "SIGINT") == "SIGTERM" else 130
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a Slurm time limit, mpirun
 
 
@@ -117,7 +134,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; kill, scancel, a Slurm
 def ctrl_c_stops(quiet=False):
     """Yields a ``StopRequest``. The first Ctrl-C or SIGTERM sets it (the loop stops after the
     current step; ``quiet``: without saying so, e.g. on all ranks but the first); a second one
-    of either raises KeyboardInterrupt at once. Only in the main thread (Python delivers signals
+    of either raises ``Aborted`` (a KeyboardInterrupt) at once. Only in the main thread (Python delivers signals
     there only); elsewhere the handlers are left as they are."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -126,7 +143,7 @@ def ctrl_c_stops(quiet=False):
 
     def handler(signum, frame):
         if stop.requested:
-            raise KeyboardInterrupt
+            raise Aborted(signum)
         stop.requested, stop.signal = True, signal.Signals(signum).name
         if not quiet:
             what = "Ctrl-C" if signum == signal.SIGINT else stop.signal
@@ -141,7 +158,7 @@ def ctrl_c_stops(quiet=False):
 
 @contextlib.contextmanager
 def signals_raise():
-    """While inside, SIGTERM raises KeyboardInterrupt as Ctrl-C does (its default would end the
+    """While inside, SIGTERM raises ``Aborted`` (a KeyboardInterrupt) as Ctrl-C does (its default would end the
     process on the spot): a file being written atomically is then removed, not left half
     written. ``ctrl_c_stops`` takes over inside ``Trainer.fit``. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
@@ -149,7 +166,7 @@ def signals_raise():
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Aborted(signum)
 
     with _handling((signal.SIGTERM,), handler):
         yield
