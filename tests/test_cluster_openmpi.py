@@ -17,7 +17,8 @@ from npnet.train import load_checkpoint
 
 MPIRUN = "/usr/bin/mpirun.openmpi" if os.path.exists("/usr/bin/mpirun.openmpi") else "/usr/bin/mpirun"
 REASON = c.openmpi_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(REASON is not None, reason=str(REASON))]
 
 
 def weights(run):

@@ -17,7 +17,8 @@ import pytest
 import _cluster as c
 from npnet.train import load_checkpoint
 
-pytestmark = pytest.mark.skipif(c.slurm_reason() is not None, reason=str(c.slurm_reason()))
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(c.slurm_reason() is not None, reason=str(c.slurm_reason()))]
 OMPI = c.openmpi_reason() if c.slurm_reason() is None else "no Slurm"
 needs_openmpi = pytest.mark.skipif(OMPI is not None, reason=str(OMPI))
 
