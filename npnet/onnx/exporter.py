@@ -151,7 +151,8 @@ def converter_for(module, name):
                       "layers, or add a converter to npnet.onnx.exporter.CONVERTERS)")
 
 
-def export(model, example_input, path, opset=17, input_names=None, output_names=None, dynamic_batch=True):
+def export(model, example_input, path, opset=17, input_names=None, output_names=None, dynamic_batch=True,
+           metadata=None):
     """Writes ``model`` as an ONNX file at ``path`` and returns the ``onnx.ModelProto``.
 
     The graph computes the model in eval mode (BatchNorm with its running statistics, Dropout
@@ -173,6 +174,8 @@ def export(model, example_input, path, opset=17, input_names=None, output_names=
             as torch.onnx names them.
         dynamic_batch (bool): the first dim of input and output is the symbol ``"batch"`` (default),
             else the example's batch size.
+        metadata (dict or None): str -> str pairs for the file's ``metadata_props`` (Netron shows
+            them; ``npnet export`` writes the run's classes and preprocessing there).
 
     Raises ``ExportError`` (a ValueError) naming the first layer that cannot be written, and why,
     before anything is written; ImportError when the onnx package is missing.
@@ -190,6 +193,7 @@ def export(model, example_input, path, opset=17, input_names=None, output_names=
     _name_output(graph, out, input_name, output_name)
     expected = _eval_forward(model, example_input)
     proto = _model_proto(onnx, graph, model, example_input, expected, input_name, output_name, dynamic_batch)
+    onnx.helper.set_model_props(proto, {str(k): str(v) for k, v in (metadata or {}).items()})
     onnx.checker.check_model(proto, full_check=True)
     atomic_write(path, lambda f: f.write(proto.SerializeToString()))
     return proto
