@@ -11,6 +11,8 @@ named ``"input"`` and ``"output"`` by default (torch.onnx's names), a symbolic b
 The package needs the optional ``onnx`` package (``pip install -e '.[onnx]'``), imported when
 ``export`` is called, so ``import npnet.onnx`` costs nothing without it.
 
+Import from ONNX (``load``) will live here too; for now the package exports.
+
 Files: ``exporter.py`` the walker, the graph context and the writing; ``_ops_image.py`` the
 feed-forward layers and containers; ``_ops_sequence.py`` the sequence layers; ``_ops_zoo.py``
 the zoo's own modules.

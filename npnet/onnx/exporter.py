@@ -185,7 +185,7 @@ def export(model, example_input, path, opset=17, input_names=None, output_names=
     input_name = _one_name(input_names, "input", "input_names")
     output_name = _one_name(output_names, "output", "output_names")
     graph = Graph(onnx, opset, model)
-    graph._taken.add(input_name)
+    graph._taken.update((input_name, output_name))
     out = graph.convert(model, input_name)
     if not isinstance(out, str):
         raise ExportError(f"the model ({type(model).__name__}) returns {len(out)} arrays; npnet.onnx.export "

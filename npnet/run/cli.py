@@ -92,8 +92,8 @@ def _use_parsers(sub, common):
                        "metadata npnet.input says which), or token ids for a language model.")
     x.add_argument("run", help=run_help)
     x.add_argument("--format", choices=("onnx",), default="onnx", help="the file format (default onnx)")
-    x.add_argument("--out", help="the file to write (default: model.onnx in the run folder, or the "
-                                 "checkpoint's name with .onnx beside it)")
+    x.add_argument("--out", help="the file to write, or a folder for model.onnx (default: model.onnx "
+                                 "in the run folder, or the checkpoint's name with .onnx beside it)")
     x.add_argument("--batch", type=int, metavar="N",
                    help="a fixed batch size N in the file (default: any batch size)")
     x.add_argument("--weights", **weights)

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .._io import check_writable_folder
+
 FORMATS = ("onnx",)
 
 
@@ -41,7 +43,7 @@ def describe_input(run):
 
 
 def default_path(path):
-    """Where the file goes without ``--out``: ``model.onnx`` in a run folder, or the checkpoint's
+    """Where the file goes without ``--out`` (a folder given as ``--out`` gets ``model.onnx`` too): ``model.onnx`` in a run folder, or the checkpoint's
     name with ``.onnx`` beside a checkpoint file."""
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -62,6 +64,12 @@ def export_run(path, fmt="onnx", out=None, batch=None, weights="best"):
         raise ValueError(f"--batch must be >= 1, got {batch}")
     run = load_run(path, weights)
     out = default_path(path) if out is None else os.fspath(out)
+    if os.path.isdir(out):
+        out = os.path.join(out, "model.onnx")
+    try:  # before the model is converted: a folder that cannot hold the file is said first
+        check_writable_folder(os.path.dirname(os.path.abspath(out)))
+    except ValueError as e:
+        raise ValueError(f"cannot write {out}: {e}") from None
     meta = dict(describe_input(run), **{"npnet.model": run.config["network"]["model"],
                                          "npnet.checkpoint": os.path.basename(run.checkpoint)})
     onnx.export(run.model, example_input(run, batch or 1), out, dynamic_batch=batch is None, metadata=meta)
