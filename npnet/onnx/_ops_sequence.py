@@ -68,26 +68,32 @@ def _attrs(module):
     return attrs
 
 
+def _stacked(ctx, states, name):
+    """The layers' final states (D, N, H) each, stacked as npnet's h_n: (L*D, N, H)."""
+    return states[0] if len(states) == 1 else ctx.node("Concat", states, name, axis=0)
+
+
 @converts(nn.RNN, nn.LSTM, nn.GRU)
 def recurrent(ctx, module, x):
     """``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) from zero initial states, in eval mode
     (no dropout between layers). One ONNX node per layer, time-major:
     Y (T, D, N, H) -> (T, N, D*H) feeds the next layer; the layers' Y_h are h_n (L*D, N, H)."""
-    op, order = type(module).__name__, _GATE_ORDER[next(c for c in _GATE_ORDER if isinstance(module, c))]
     name, cell = hint(ctx, module), module.HAS_CELL
+    order = next(o for c, o in _GATE_ORDER.items() if isinstance(module, c))
     seq = ctx.node("Transpose", [x], f"{name}/time_major", perm=[1, 0, 2]) if module.batch_first else x
     h_n, c_n = [], []
     for k in range(module.num_layers):
         W, R, B = _layer_weights(ctx, module, k, order)
-        outs = ctx.node(op, [seq, W, R] + ([B] if B else []), f"{name}/l{k}", outputs=3 if cell else 2, **_attrs(module))
+        outs = ctx.node(type(module).__name__, [seq, W, R] + ([B] if B else []), f"{name}/l{k}",
+                        outputs=3 if cell else 2, **_attrs(module))
         h_n.append(outs[1])
         c_n += outs[2:]
         y = ctx.node("Transpose", [outs[0]], f"{name}/l{k}/tnd", perm=[0, 2, 1, 3])  # (T, N, D, H)
         seq = ctx.node("Reshape", [y, ctx.ints(f"{name}/l{k}/shape", [0, 0, -1])], f"{name}/l{k}/output")
     out = ctx.node("Transpose", [seq], f"{name}/output", perm=[1, 0, 2]) if module.batch_first else seq
-    stack = lambda states, what: (states[0] if len(states) == 1 else  # noqa: E731
-                                  ctx.node("Concat", states, f"{name}/{what}", axis=0))
-    return (out, (stack(h_n, "h_n"), stack(c_n, "c_n"))) if cell else (out, stack(h_n, "h_n"))
+    if cell:
+        return out, (_stacked(ctx, h_n, f"{name}/h_n"), _stacked(ctx, c_n, f"{name}/c_n"))
+    return out, _stacked(ctx, h_n, f"{name}/h_n")
 
 
 # -- attention and Transformers ------------------------------------------------------------------
@@ -119,7 +125,8 @@ def self_attention(ctx, mha, x, mask=None):
                         f"{name}/{what}_heads", perm=[0, 2, 1, 3])
 
     q, k, v = head(0, "q"), head(1, "k"), head(2, "v")
-    q = ctx.node("Mul", [q, ctx.constant(f"{name}/scale", np.array(1 / np.sqrt(d), np.float32))], f"{name}/q_scaled")
+    scale = ctx.constant(f"{name}/scale", np.array(1 / np.sqrt(d), np.float32))
+    q = ctx.node("Mul", [q, scale], f"{name}/q_scaled")
     kt = ctx.node("Transpose", [k], f"{name}/k_t", perm=[0, 1, 3, 2])
     s = ctx.node("MatMul", [q, kt], f"{name}/scores")  # (N, h, L, L)
     if mask is not None:
@@ -137,7 +144,8 @@ def encoder_layer(ctx, layer, x, mask=None):
     name = hint(ctx, layer)
 
     def ff(y):
-        return linear(ctx, layer.linear2, ctx.convert(layer.activation, linear(ctx, layer.linear1, y, rank=3)), rank=3)
+        hidden = ctx.convert(layer.activation, linear(ctx, layer.linear1, y, rank=3))
+        return linear(ctx, layer.linear2, hidden, rank=3)
 
     def add(a, b, what):
         return ctx.node("Add", [a, b], f"{name}/{what}")
@@ -179,7 +187,8 @@ def positional_encoding(ctx, module, x):
     name = hint(ctx, module)
     L = sequence_length(ctx, x, module.batch_first, f"{name}/L")
     table = ctx.constant(f"{name}.pe", module.pe)  # float64 rounded to float32, as npnet's forward
-    pe = ctx.node("Slice", [table, ctx.ints(f"{name}/zero", [0]), L, ctx.ints(f"{name}/axis0", [0])], f"{name}/pe_L")
+    start, axis = ctx.ints(f"{name}/zero", [0]), ctx.ints(f"{name}/axis0", [0])
+    pe = ctx.node("Slice", [table, start, L, axis], f"{name}/pe_L")  # (L, d_model)
     if not module.batch_first:
         pe = ctx.node("Unsqueeze", [pe, ctx.ints(f"{name}/axis1", [1])], f"{name}/pe_L1")
     return ctx.node("Add", [x, pe], name)

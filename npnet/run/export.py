@@ -35,16 +35,16 @@ def describe_input(run):
                                "is (batch, V, T) next-id logits",
                 "npnet.vocab": json.dumps(list(run.vocab.chars))}
     norm = run.transform.transforms[0] if hasattr(run.transform, "transforms") else run.transform
-    rows = " then read row by row, (N, H, C*W)" if hasattr(run.transform, "transforms") else ""
-    return {"npnet.input": f"float32 images (N, C, H, W) {run.image_shape} scaled to [0, 1], then (x - mean) / std "
-                           f"per channel with mean {norm.mean} and std {norm.std}{rows}; the output is "
-                           "(batch, classes) logits",
+    rows = ", then read row by row as (N, H, C*W)" if hasattr(run.transform, "transforms") else ""
+    return {"npnet.input": f"float32 images (N, C, H, W) {run.image_shape} scaled to [0, 1], then "
+                           f"(x - mean) / std per channel with mean {norm.mean} and std {norm.std}{rows}; "
+                           "the output is (batch, classes) logits",
             "npnet.classes": json.dumps(list(run.classes))}
 
 
 def default_path(path):
-    """Where the file goes without ``--out`` (a folder given as ``--out`` gets ``model.onnx`` too): ``model.onnx`` in a run folder, or the checkpoint's
-    name with ``.onnx`` beside a checkpoint file."""
+    """Where the file goes without ``--out``: ``model.onnx`` in a run folder, or the checkpoint's
+    name with ``.onnx`` beside a checkpoint file (a folder given as ``--out`` gets model.onnx too)."""
     path = os.fspath(path)
     if os.path.isdir(path):
         return os.path.join(path, "model.onnx")
