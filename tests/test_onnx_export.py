@@ -134,6 +134,16 @@ def test_a_convolution_algorithm_does_not_change_the_graph(algorithm, tmp_path):
     check_matches(model, tmp_path / "m.onnx", kind, shape)  # F(4x4) rounds ~1e-6 of the largest output
 
 
+@needs_ort
+@pytest.mark.parametrize("name,opset", [("resnet32", 13), ("transformer-rows", 18), ("transformer-rows", 21)])
+def test_other_opsets(name, opset, tmp_path):
+    """13, the oldest taken; from 18 ReduceMean reads its axes as an input; from 20 GELU is a node."""
+    model, kind, shape = zoo_model(name)
+    proto = export(model, inputs(kind, 1, shape), tmp_path / "m.onnx", opset=opset)
+    assert proto.opset_import[0].version == opset
+    check_matches(model, tmp_path / "m.onnx", kind, shape)
+
+
 class _Doubler(nn.Module):
     def forward(self, x):
         return 2 * x
