@@ -34,11 +34,10 @@ def residual(ctx, module, x):
 
 @converts(ResidualBlock, ResidualReLU)
 def residual_block(ctx, module, x):
-    """act(branch(x) + shortcut(x)); a fused ResidualReLU has the block's children and a ReLU."""
+    """act(branch(x) + shortcut(x)); a fused ResidualReLU holds the block's children (its act a
+    ReLU), some of them fused in turn."""
     y = ctx.chain(module.branch(), x)
     s = ctx.node("Add", [y, ctx.convert(module.shortcut, x)], hint(ctx, module, "sum"))
-    if isinstance(module, ResidualReLU):
-        return ctx.node("Relu", [s], hint(ctx, module))
     return ctx.convert(getattr(module, module.act_name), s)
 
 
