@@ -163,15 +163,15 @@ def export(model, example_input, path, opset=17, input_names=None, output_names=
 
     Args:
         model (Module): a model made of npnet's layers, containers and zoo blocks.
-        example_input (ndarray): one batch the model takes, ``(N, ...)`` float32 (int64 token ids
-            for a language model); it fixes every dim but the batch, and is run through the model
-            once (eval mode, ``no_grad``) to check it and to read the output's shape.
-        path (str or PathLike): the file; written atomically (a temporary file beside it, then
+        example_input: one batch the model takes, a numpy array ``(N, ...)``, float32 (int64 token
+            ids for a language model); it fixes every dim but the batch, and is run through the
+            model once (eval mode, ``no_grad``) to check it and to read the output's shape.
+        path: the file (a str or path-like); written atomically (a temporary file beside it, then
             renamed), only once the graph is built and passes ``onnx.checker`` (full check).
         opset (int): the ONNX opset, >= 13 (LayerNorm needs 17; GELU is one ``Gelu`` node from
             20, a formula of ``Erf`` or ``Tanh`` below).
-        input_names, output_names (list of one str or None): default ``["input"]``, ``["output"]``,
-            as torch.onnx names them.
+        input_names, output_names (list or None): one name each, default ``["input"]`` and
+            ``["output"]``, as torch.onnx names them.
         dynamic_batch (bool): the first dim of input and output is the symbol ``"batch"`` (default),
             else the example's batch size.
         metadata (dict or None): str -> str pairs for the file's ``metadata_props`` (Netron shows
