@@ -205,6 +205,8 @@ def test_recurrent_layers_stacked_and_bidirectional(cell, tmp_path):
     if cell == "rnn":  # and the other nonlinearity, without biases
         model.rnn = nn.RNN(5, 7, num_layers=2, nonlinearity="relu", bias=False, batch_first=True,
                            bidirectional=True, rng=1)
+    if cell == "lstm":  # time-major: the input is (T, N, F), so the symbolic first dim is T here
+        model.rnn = nn.LSTM(5, 7, num_layers=2, bidirectional=True, rng=1)
     export(model, inputs("sequence", 2, (6, 5)), tmp_path / "m.onnx")
     check_matches(model, tmp_path / "m.onnx", "sequence", (6, 5))
 
