@@ -170,6 +170,15 @@ def test_a_layer_without_a_converter_is_one_error_and_no_file(layer, said, tmp_p
     assert path.read_bytes() == b"an older file" and os.listdir(tmp_path) == ["m.onnx"]
 
 
+@needs_ort
+def test_a_subclass_that_keeps_its_bases_forward_exports_as_the_base(tmp_path):
+    from npnet.distributed.sync_batchnorm import convert_sync_batchnorm  # SyncBatchNorm2d: BatchNorm2d's forward
+    model = convert_sync_batchnorm(nn.Sequential(nn.Conv2d(1, 3, 3, rng=0), nn.BatchNorm2d(3), nn.Flatten()))
+    model(inputs("image", 4, (1, 5, 5)) + 1)
+    export(model, inputs("image", 1, (1, 5, 5)), tmp_path / "m.onnx")
+    check_matches(model, tmp_path / "m.onnx", "image", (1, 5, 5))
+
+
 # -- the layers in their settings ----------------------------------------------------------------
 def _image_layers():
     """Every feed-forward layer in a setting other than the zoo's: rectangular kernels, strides
