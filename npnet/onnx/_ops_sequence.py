@@ -79,12 +79,12 @@ def recurrent(ctx, module, x):
     (no dropout between layers). One ONNX node per layer, time-major:
     Y (T, D, N, H) -> (T, N, D*H) feeds the next layer; the layers' Y_h are h_n (L*D, N, H)."""
     name, cell = hint(ctx, module), module.HAS_CELL
-    order = next(o for c, o in _GATE_ORDER.items() if isinstance(module, c))
+    op, order = next((c.__name__, o) for c, o in _GATE_ORDER.items() if isinstance(module, c))  # a subclass too
     seq = ctx.node("Transpose", [x], f"{name}/time_major", perm=[1, 0, 2]) if module.batch_first else x
     h_n, c_n = [], []
     for k in range(module.num_layers):
         W, R, B = _layer_weights(ctx, module, k, order)
-        outs = ctx.node(type(module).__name__, [seq, W, R] + ([B] if B else []), f"{name}/l{k}",
+        outs = ctx.node(op, [seq, W, R] + ([B] if B else []), f"{name}/l{k}",
                         outputs=3 if cell else 2, **_attrs(module))
         h_n.append(outs[1])
         c_n += outs[2:]
