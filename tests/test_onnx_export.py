@@ -273,6 +273,14 @@ def test_layer_norm_needs_opset_17(tmp_path):
         export(nn.Sequential(nn.LayerNorm(3)), np.zeros((1, 3), np.float32), tmp_path / "m.onnx", opset=16)
 
 
+def test_importing_npnet_onnx_does_not_import_onnx():
+    import subprocess
+    code = "import sys, npnet.onnx; print(sorted({'onnx', 'onnxruntime'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(npnet.__file__))))
+    assert done.stdout.strip() == "[]"
+
+
 def test_without_onnx_the_error_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     with pytest.raises(ImportError, match=r"npnet.onnx needs the onnx package: pip install -e '\.\[onnx\]'"):

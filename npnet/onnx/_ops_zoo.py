@@ -3,8 +3,8 @@ mknet's multi-kernel blocks and gate, and the sequence classifiers and language 
 ``forward`` is their own code (written here again as nodes, step by step)."""
 import numpy as np
 
-from ..models import (BasicBlock, CausalTransformerLM, CharLSTM, KernelGate, MultiKernelConv,  # noqa: F401
-                      RecurrentClassifier, ShortcutA, TransformerClassifier)
+from ..models import (CausalTransformerLM, CharLSTM, KernelGate, MultiKernelConv, RecurrentClassifier,
+                      ShortcutA, TransformerClassifier)
 from ._ops_image import hint, linear
 from ._ops_sequence import causal_mask, encoder
 from .exporter import converts
