@@ -8,6 +8,14 @@ one error that names it, before anything is written. The file has one input and 
 named ``"input"`` and ``"output"`` by default (torch.onnx's names), a symbolic batch dim
 ``"batch"``, and the weights as float32 initializers named by the model's state-dict keys.
 
+::
+
+    import npnet, onnxruntime
+    model = npnet.models.build_model("cnn-bn", (1, 28, 28), 10)     # ... trained
+    npnet.onnx.export(model, x[:1], "cnn_bn.onnx")                   # x: (N, 1, 28, 28) float32
+    session = onnxruntime.InferenceSession("cnn_bn.onnx")
+    logits = session.run(None, {"input": x})[0]                      # (N, 10), any N
+
 The package needs the optional ``onnx`` package (``pip install -e '.[onnx]'``), imported when
 ``export`` is called, so ``import npnet.onnx`` costs nothing without it.
 
