@@ -21,7 +21,8 @@ The package needs the optional ``onnx`` package (``pip install -e '.[onnx]'``), 
 
 Import from ONNX (``load``) will live here too; for now the package exports.
 
-Files: ``exporter.py`` the walker, the graph context and the writing; ``_ops_image.py`` the
+Files: ``exporter.py`` ``export``: the checks, the walk, the writing; ``_graph.py`` the graph
+context the converters write into and their registry; ``_ops_image.py`` the
 feed-forward layers and containers; ``_ops_sequence.py`` the sequence layers; ``_ops_zoo.py``
 the zoo's own modules.
 """

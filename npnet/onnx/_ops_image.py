@@ -11,7 +11,7 @@ from .. import nn
 from ..nn.fused import BatchNormReLU, ConvBn2d, ConvBnReLU2d, ConvReLU2d, Merged, ResidualReLU
 from ..nn.normalization import _BatchNorm
 from ..nn.residual import ResidualBlock
-from .exporter import converts
+from ._graph import converts
 
 
 def hint(ctx, module, suffix=""):

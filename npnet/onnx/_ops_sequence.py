@@ -8,8 +8,8 @@ Every length is read from the input's shape at run time, so batch and sequence l
 import numpy as np
 
 from .. import nn
+from ._graph import ExportError, converts
 from ._ops_image import hint, linear
-from .exporter import ExportError, converts
 
 
 @converts(nn.Embedding)

@@ -5,9 +5,9 @@ import numpy as np
 
 from ..models import (CausalTransformerLM, CharLSTM, KernelGate, MultiKernelConv, RecurrentClassifier,
                       ShortcutA, TransformerClassifier)
+from ._graph import converts
 from ._ops_image import hint, linear
 from ._ops_sequence import causal_mask, encoder
-from .exporter import converts
 
 _END = np.iinfo(np.int64).max  # a Slice end past any length: "to the end"
 
