@@ -12,6 +12,7 @@ import npnet
 from npnet import nn
 from npnet.models import MODELS, build_model, input_kind
 from npnet.nn.tuning import set_algorithms
+from npnet.onnx import ExportError, export
 
 onnx = pytest.importorskip("onnx")
 try:
@@ -19,8 +20,6 @@ try:
 except ImportError:  # the export is tested without it; running the files needs it
     ort = None
 needs_ort = pytest.mark.skipif(ort is None, reason="onnxruntime is not installed (pip install onnxruntime)")
-
-from npnet.onnx import ExportError, export  # noqa: E402  (after the skip: the module needs onnx)
 
 # float32 rounding: the runtime sums products in another order than npnet's kernels
 RTOL, ATOL = 1e-4, 1e-5
