@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 PUBLIC_MODULES = ["npnet", "npnet.nn", "npnet.losses", "npnet.optim", "npnet.data", "npnet.train",
                   "npnet.models", "npnet.metrics", "npnet.plots", "npnet.gradcheck",
-                  "npnet.functional", "npnet.init"]
+                  "npnet.functional", "npnet.init", "npnet.onnx"]
 
 
 def public_names(module):
@@ -176,7 +176,7 @@ def _skip_internal(app, what, name, obj, skip, options):
 #: The modules whose docstrings are written in Google style ("Args:", "Shape:", "Example:"), as
 #: PyTorch's: napoleon renders them there only, so that a line such as ``x: ...`` elsewhere (a
 #: property's first line) is not reinterpreted as a type.
-GOOGLE_STYLE = ("npnet.nn", "npnet.losses", "npnet.optim")
+GOOGLE_STYLE = ("npnet.nn", "npnet.losses", "npnet.optim", "npnet.onnx")
 _NAPOLEON = NapoleonConfig(napoleon_google_docstring=True, napoleon_numpy_docstring=False,
                            napoleon_use_rtype=False, napoleon_use_ivar=False,
                            napoleon_custom_sections=[("Shape", "params_style")])

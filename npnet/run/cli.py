@@ -1,6 +1,7 @@
 """The ``npnet`` command: ``train`` runs an experiment from a YAML config, ``sweep`` a grid of
 them, ``compare`` draws figures comparing runs, ``summary`` prints a model's layers, ``evaluate``
-and ``predict`` use a trained run's model (``trained.py``), ``sample`` a language model's (``sample.py``).
+and ``predict`` use a trained run's model (``trained.py``), ``sample`` a language model's (``sample.py``),
+``export`` writes a run's model as an ONNX file (``export.py``).
 
 ``train --nproc N`` runs one experiment on N local processes (MPI; ``launch.py``); under
 ``mpiexec`` or ``srun`` each rank finds its place from MPI (``ranks.py``).
@@ -84,6 +85,19 @@ def _use_parsers(sub, common):
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--top", type=int, default=3, help="probabilities shown per image (default 3)")
     p.add_argument("--weights", **weights)
+    x = sub.add_parser("export", parents=[common], help="a trained run's model as an ONNX file "
+                       "(pip install -e '.[onnx]')",
+                       description="Writes the run's model in eval mode (BatchNorm's running "
+                       "statistics, no dropout) as one file that ONNX Runtime and other tools run. Its "
+                       "input is the model's: images after the run's normalisation (the file's "
+                       "metadata npnet.input says which), or token ids for a language model.")
+    x.add_argument("run", help=run_help)
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="the file format (default onnx)")
+    x.add_argument("--out", help="the file to write, or a folder for model.onnx (default: model.onnx "
+                                 "in the run folder, or the checkpoint's name with .onnx beside it)")
+    x.add_argument("--batch", type=int, metavar="N",
+                   help="a fixed batch size N in the file (default: any batch size)")
+    x.add_argument("--weights", **weights)
 
 
 def _train_parser(sub, common):
@@ -362,8 +376,22 @@ def _predict(args):
     return 0
 
 
+def _export(args):
+    from ..onnx import ExportError
+    from .export import export_run
+    try:
+        out, run = export_run(args.run, args.format, args.out, args.batch, args.weights)
+    except ExportError as e:
+        raise RunError(f"{args.run}: {e}") from None
+    except (OSError, ValueError, ImportError) as e:
+        raise RunError(str(e)) from None
+    print(f"{run}\nwrote {out}")
+    return 0
+
+
 COMMANDS = {"train": _train, "sweep": _sweep, "compare": _compare, "summary": _summary,
-            "evaluate": _evaluate, "predict": _predict, "sample": _sample}
+            "evaluate": _evaluate, "predict": _predict, "sample": _sample,
+            "export": _export}
 
 
 def main(argv=None):

@@ -1,0 +1,31 @@
+"""ONNX interchange: ``npnet.onnx.export(model, example_input, path)`` writes a model as an ONNX
+file that ONNX Runtime, Netron and other tools read.
+
+The export walks the model's modules: every npnet layer class (and each block of the model zoo)
+has one small converter that writes what the layer computes, in eval mode (BatchNorm with its
+running statistics, Dropout off). A module whose class has no converter stops the export with
+one error that names it, before anything is written. The file has one input and one output,
+named ``"input"`` and ``"output"`` by default (torch.onnx's names), a symbolic batch dim
+``"batch"``, and the weights as float32 initializers named by the model's state-dict keys.
+
+::
+
+    import npnet, onnxruntime
+    model = npnet.models.build_model("cnn-bn", (1, 28, 28), 10)     # ... trained
+    npnet.onnx.export(model, x[:1], "cnn_bn.onnx")                   # x: (N, 1, 28, 28) float32
+    session = onnxruntime.InferenceSession("cnn_bn.onnx")
+    logits = session.run(None, {"input": x})[0]                      # (N, 10), any N
+
+The package needs the optional ``onnx`` package (``pip install -e '.[onnx]'``), imported when
+``export`` is called, so ``import npnet.onnx`` costs nothing without it.
+
+Import from ONNX (``load``) will live here too; for now the package exports.
+
+Files: ``exporter.py`` ``export``: the checks, the walk, the writing; ``_graph.py`` the graph
+context the converters write into and their registry; ``_ops_image.py`` the
+feed-forward layers and containers; ``_ops_sequence.py`` the sequence layers; ``_ops_zoo.py``
+the zoo's own modules.
+"""
+from .exporter import ExportError, export
+
+__all__ = ["export", "ExportError"]
