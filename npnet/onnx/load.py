@@ -16,6 +16,7 @@ from .registry import CONVERTERS, Unsupported
 from .names import node_names, sanitize
 
 _INSTALL = "npnet.onnx needs the onnx package: pip install -e '.[onnx]'"
+_ONLY = {"Div": "in GELU's erf form"}  # operators built only as part of a pattern
 
 
 def load(path):
@@ -158,14 +159,17 @@ def _ranks(onnx, proto):
 def _build(ctx):
     x_name, y_name = _io_names(ctx)
     total = len(ctx.nodes)
+    # constants first: a pattern looks ahead (GELU's erf form reads the 1 and 0.5 of later nodes)
+    folded = {id(node) for node in ctx.nodes if _fold_constant(ctx, node)}
     for k, node in enumerate(ctx.nodes):
-        if id(node) in ctx.absorbed or _fold_constant(ctx, node):
+        if id(node) in ctx.absorbed or id(node) in folded:
             continue
         place = f"node {k + 1} of {total}, '{node.name or node.output[0]}' ({node.op_type})"
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if op not in CONVERTERS:
+            built = [f"{o} ({_ONLY[o]})" if o in _ONLY else o for o in supported_operators()]
             raise Unsupported(f"{place}: npnet has no layer for the operator {op}; it builds "
-                              f"{', '.join(supported_operators())}")
+                              f"{', '.join(built)}")
         ctx.weights = []
         try:
             module, inputs, out = CONVERTERS[op](node, ctx)
