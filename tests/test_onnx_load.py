@@ -193,6 +193,43 @@ def test_gemm_with_alpha_beta_and_untransposed_weight(tmp_path):
     np.testing.assert_allclose(npnet.onnx.load(path)(x), 0.5 * x @ b + 2 * c, rtol=1e-5, atol=1e-6)
 
 
+def many_ops_model(path):
+    """Conv, LeakyRelu, BatchNormalization, AveragePool, Sigmoid | Tanh, Concat, Mul by a constant
+    (broadcast), Transpose x 2, GlobalAveragePool, Reshape, MatMul + Add, Softmax; batch "N"."""
+    rng = np.random.default_rng(5)
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    inits = [("w", f(4, 3, 3, 3)), ("b", f(4)), ("scale", rng.uniform(0.5, 2, 4).astype(np.float32)),
+             ("shift", f(4)), ("mean", f(4)), ("var", rng.uniform(0.5, 2, 4).astype(np.float32)),
+             ("gate", f(1, 8, 1, 1)), ("shape", np.array([0, -1], np.int64)), ("W", f(8, 5)), ("B", f(5))]
+    N = helper.make_node
+    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), N("LeakyRelu", ["c"], ["l"], alpha=0.2),
+             N("BatchNormalization", ["l", "scale", "shift", "mean", "var"], ["bn"], epsilon=1e-3),
+             N("AveragePool", ["bn"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+               count_include_pad=1),
+             N("Sigmoid", ["p"], ["s"]), N("Tanh", ["p"], ["t"]), N("Concat", ["s", "t"], ["cat"], axis=1),
+             N("Mul", ["cat", "gate"], ["g"]), N("Transpose", ["g"], ["nhwc"], perm=[0, 2, 3, 1]),
+             N("Transpose", ["nhwc"], ["nchw"], perm=[0, 3, 1, 2]), N("GlobalAveragePool", ["nchw"], ["gap"]),
+             N("Reshape", ["gap", "shape"], ["flat"]), N("MatMul", ["flat", "W"], ["mm"]),
+             N("Add", ["B", "mm"], ["fc"]), N("Softmax", ["fc"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "many", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+                              [numpy_helper.from_array(v, k) for k, v in inits])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_many_operators_match_onnxruntime_and_pass_the_gradient_check(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference for graphs built by hand")
+    path = many_ops_model(tmp_path / "many.onnx")
+    model = npnet.onnx.load(path).eval()
+    assert isinstance(model, nn.Graph) and "matmul = Linear(in_features=8, out_features=5, bias=True)(reshape)" in repr(model)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (2, 5):
+        x = images(n, seed=n)[:, :, :6, :6].copy()
+        np.testing.assert_allclose(model(x), session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    check_module(model.astype(np.float64), images(2, seed=9)[:, :, :6, :6], tol=1e-6)
+
+
 def test_dropout_node_becomes_dropout(tmp_path):
     path = write_model(tmp_path / "drop.onnx", [helper.make_node("Relu", ["x"], ["r"]),
                                                helper.make_node("Dropout", ["r", "ratio"], ["y"])],
@@ -263,6 +300,11 @@ def test_loading_touches_no_global_state_and_a_failed_load_returns_nothing(valid
     model = npnet.onnx.load(valid_file)
     assert isinstance(model, nn.Sequential) and npnet.init.get_rng(None).bit_generator.state == before
     np.testing.assert_array_equal(model[0].weight.data, CONV_W[1])
+    bad = write_model(tmp_path / "erf.onnx", [helper.make_node("Conv", ["x", "w"], ["c"]),
+                                             helper.make_node("Erf", ["c"], ["y"])], [CONV_W])
+    with pytest.raises(ValueError, match="Erf"):  # the Conv was built first: no layer leaks out
+        npnet.onnx.load(bad)
+    assert npnet.init.get_rng(None).bit_generator.state == before
 
 
 def test_without_onnx_the_error_says_how_to_install_it(valid_file, monkeypatch):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .. import nn
-from .registry import Unsupported, converter, one_input
+from .registry import Unsupported, converter, float32_value, one_input
 
 
 # -- element-wise ---------------------------------------------------------------------------------
@@ -13,7 +13,7 @@ def relu(node, ctx):
 
 @converter("LeakyRelu")
 def leaky_relu(node, ctx):
-    return one_input(node, ctx, nn.LeakyReLU(ctx.attr(node, "alpha", 0.01)))
+    return one_input(node, ctx, nn.LeakyReLU(float32_value(ctx.attr(node, "alpha", 0.01))))
 
 
 @converter("Sigmoid")

@@ -160,11 +160,14 @@ def _build(ctx):
     x_name, y_name = _io_names(ctx)
     total = len(ctx.nodes)
     # constants first: a pattern looks ahead (GELU's erf form reads the 1 and 0.5 of later nodes)
-    folded = {id(node) for node in ctx.nodes if _fold_constant(ctx, node)}
+    folded = set()
+    for k, node in enumerate(ctx.nodes):
+        if _fold_constant(ctx, node, _place(k, total, node)):
+            folded.add(id(node))
     for k, node in enumerate(ctx.nodes):
         if id(node) in ctx.absorbed or id(node) in folded:
             continue
-        place = f"node {k + 1} of {total}, '{node.name or node.output[0]}' ({node.op_type})"
+        place = _place(k, total, node)
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if op not in CONVERTERS:
             built = [f"{o} ({_ONLY[o]})" if o in _ONLY else o for o in supported_operators()]
@@ -180,6 +183,10 @@ def _build(ctx):
     return _assemble(ctx, x_name, y_name)
 
 
+def _place(k, total, node):
+    return f"node {k + 1} of {total}, '{node.name or node.output[0]}' ({node.op_type})"
+
+
 def _io_names(ctx):
     inputs = [i.name for i in ctx.graph.input if i.name not in ctx.consts]
     outputs = [o.name for o in ctx.graph.output]
@@ -189,7 +196,7 @@ def _io_names(ctx):
     return inputs[0], outputs[0]
 
 
-def _fold_constant(ctx, node):
+def _fold_constant(ctx, node, place):
     """Constant nodes, and Identity of a constant (PyTorch writes one for each weight equal to
     another), become constants; True if ``node`` was one."""
     if node.op_type == "Identity" and node.input[0] in ctx.consts:
@@ -204,8 +211,8 @@ def _fold_constant(ctx, node):
         if a.name in kinds:
             ctx.consts[node.output[0]] = np.asarray(kinds[a.name](ctx.onnx.helper.get_attribute_value(a)))
             return True
-    raise Unsupported(f"Constant '{node.name}': attribute {[a.name for a in node.attribute]} is not a "
-                      "dense tensor or number")
+    raise Unsupported(f"{place}: attribute {[a.name for a in node.attribute]} is not a dense tensor "
+                      "or number")
 
 
 def _check_extra_outputs(ctx, node):
