@@ -222,12 +222,39 @@ def test_many_operators_match_onnxruntime_and_pass_the_gradient_check(tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the reference for graphs built by hand")
     path = many_ops_model(tmp_path / "many.onnx")
     model = npnet.onnx.load(path).eval()
-    assert isinstance(model, nn.Graph) and "matmul = Linear(in_features=8, out_features=5, bias=True)(reshape)" in repr(model)
+    assert isinstance(model, nn.Graph)
+    assert "matmul = Linear(in_features=8, out_features=5, bias=True)(reshape)" in repr(model)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for n in (2, 5):
         x = images(n, seed=n)[:, :, :6, :6].copy()
         np.testing.assert_allclose(model(x), session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-6)
     check_module(model.astype(np.float64), images(2, seed=9)[:, :, :6, :6], tol=1e-6)
+
+
+def test_batchnorm_after_gemm_becomes_batchnorm1d(tmp_path):
+    rng = np.random.default_rng(1)
+    w, mean, var = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    inits = [("fc.weight", w), ("bn.weight", np.full(3, 2.0)), ("bn.bias", np.ones(3)), ("bn.running_mean", mean),
+             ("bn.running_var", var)]
+    nodes = [helper.make_node("Gemm", ["x", "fc.weight"], ["h"], transB=1),
+             helper.make_node("BatchNormalization", ["h", "bn.weight", "bn.bias", "bn.running_mean",
+                                                     "bn.running_var"], ["y"])]
+    model = npnet.onnx.load(write_model(tmp_path / "bn1d.onnx", nodes, [(k, np.float32(v)) for k, v in inits],
+                                        shape=(5, 4)))
+    assert [type(m) for m in model] == [nn.Linear, nn.BatchNorm1d] and list(model._modules) == ["fc", "bn"]
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    expected = (x @ w.T - mean) / np.sqrt(var + 1e-5) * 2 + 1
+    np.testing.assert_allclose(model.eval()(x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, ok", [((2, 5), True), ((2, 3, 4, 4), False)])
+def test_softmax_before_opset_13_only_where_it_means_one_dim(tmp_path, shape, ok):
+    path = write_model(tmp_path / "sm.onnx", [helper.make_node("Softmax", ["x"], ["y"], axis=1)], shape=shape, opset=11)
+    if ok:
+        assert isinstance(npnet.onnx.load(path)[0], nn.Softmax)
+    else:
+        with pytest.raises(ValueError, match="axis=1 at opset 11 normalises over all dims from axis on"):
+            npnet.onnx.load(path)
 
 
 def test_dropout_node_becomes_dropout(tmp_path):

@@ -38,7 +38,7 @@ class Graph(Module):
     as ``Sequential``, nodes with nothing to train behind them are not visited.
 
     Args:
-        nodes (iterable): ``(name, module, inputs)`` triples; ``inputs`` is a name or a sequence of
+        nodes (list): ``(name, module, inputs)`` triples; ``inputs`` is a name or a sequence of
             names, each the graph input's name or the name of an earlier node.
         input_name (str): the name the nodes use for the graph input (default ``"input"``).
 

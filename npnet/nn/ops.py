@@ -251,7 +251,7 @@ class Constant(MultiInput, Module):
     state dict holds it as ``"<name>.value"``), e.g. the scale of a ``Mul`` in a ``Graph``.
 
     Args:
-        value (array): the floating array to return.
+        value: the floating array to return (a ``numpy.ndarray``, copied).
 
     Shape:
         output: ``value``'s shape. ``backward`` returns ``()``: nothing reads into it.
