@@ -145,6 +145,21 @@ def test_folded_export_keeps_pytorchs_names_for_the_layers_left(torch, tmp_path)
                     "fc.weight", "fc.bias"]
 
 
+def test_a_training_mode_export_keeps_dropout_and_every_key(torch, tmp_path):
+    torch.manual_seed(0)
+    theirs = small_cnn(torch.nn).train()
+    path = tmp_path / "train.onnx"
+    # BatchNormalization then has three outputs (the running statistics too), Dropout two (the mask);
+    # nothing reads the extra ones, so npnet's layers, which compute the first, are enough
+    torch.onnx.export(theirs, torch.zeros(2, 3, 8, 8), str(path), dynamo=False,
+                      training=torch.onnx.TrainingMode.TRAINING, dynamic_axes={"x": {0: "N"}}, input_names=["x"])
+    ours = npnet.onnx.load(path)
+    assert isinstance(ours.dropout, nn.Dropout) and ours.dropout.p == 0.5
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = images(3)
+    np.testing.assert_allclose(ours.eval()(x), theirs.eval()(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("opset", [17, 20], ids=["erf-pattern", "gelu-op"])
 def test_gelu_both_ways_and_a_constant_operand(torch, tmp_path, opset):
     tnn = torch.nn
