@@ -11,7 +11,6 @@ def _rng():
     return np.random.default_rng(0)
 
 
-
 # -- convolution, linear --------------------------------------------------------------------------
 def _window(node, ctx, kernel):
     """(stride, padding) of a Conv / pooling node as npnet's symmetric pairs."""

@@ -28,6 +28,13 @@ def load(path):
     ``supported_operators()``. Raises ``ValueError`` naming the file for a file that is not a
     valid ONNX model (truncated, not ONNX) and, for a node npnet cannot build, naming its place,
     its name and operator, and the operators npnet builds.
+
+    What npnet's layers fix: 2-D convolutions and pooling with symmetric padding, groups and
+    dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs; Reshape to a
+    constant shape (a shape computed with Shape / Gather nodes is not built); Softmax over one
+    dim. Weights and constants become float32; BatchNorm's ``num_batches_tracked`` starts at 0.
+    A constant operand of Add / Mul / Concat becomes an ``nn.Constant`` node (a buffer: its
+    state-dict key ``"<name>.value"`` has no PyTorch twin).
     """
     onnx = _import_onnx()
     proto = _read(onnx, path)
@@ -108,27 +115,31 @@ class _Context:
         return name
 
     def param(self, node, i, optional=False):
-        """Input ``i`` as a float32 weight (a constant); None when absent and ``optional``."""
+        """Input ``i`` as a float32 weight (a constant); None when absent and ``optional``. Its
+        name may name the layer (``names.py``)."""
+        if optional and (i >= len(node.input) or not node.input[i]):
+            return None
+        array = self._float32(node, i)
+        self.weights.append(node.input[i])
+        return array
+
+    def _float32(self, node, i):
         array = self.constant(node, i)
         if array is None:
-            if optional and (i >= len(node.input) or not node.input[i]):
-                return None
             raise Unsupported(f"input {i} ({node.input[i] if i < len(node.input) else 'absent'}) must be "
                               "a constant weight (an initializer)")
         if not np.issubdtype(array.dtype, np.floating):
             raise Unsupported(f"the weight {node.input[i]} has dtype {array.dtype}, not floating")
-        self.weights.append(node.input[i])
         return array.astype(np.float32)
 
     def operand(self, node, i):
-        """Input ``i`` as a value name; a constant becomes a ``Constant`` node of its own."""
+        """Input ``i`` as a value name; a constant becomes a ``Constant`` node of its own, placed
+        before the node that reads it."""
         name = node.input[i]
         if name not in self.consts:
             return name
-        value = self.param(node, i)
-        self.weights.pop()  # a constant operand does not name the layer that reads it
-        made = f"{name}#const{len(self.built)}"
-        self.built.append((None, nn.Constant(value), [], made, [name]))
+        made = f"{name}#const{len(self.built)}"  # '#' keeps it apart from the file's own names
+        self.built.append((None, nn.Constant(self._float32(node, i)), [], made, [name]))
         return made
 
     def rank(self, name):
