@@ -160,6 +160,25 @@ def test_a_training_mode_export_keeps_dropout_and_every_key(torch, tmp_path):
     np.testing.assert_allclose(ours.eval()(x), theirs.eval()(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_view_with_a_dynamic_batch_is_a_reshape_keeping_dim_0(torch, tmp_path):
+    """``x.view(x.size(0), -1)`` with a dynamic batch: Shape -> Gather -> Unsqueeze -> Concat ->
+    Reshape, worked out at load time as Reshape((0, -1))."""
+    class View(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.size(0), -1)
+
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), View(), torch.nn.Linear(72, 4)).eval()
+    path = tmp_path / "view.onnx"
+    torch.onnx.export(theirs, torch.zeros(2, 3, 8, 8), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}})
+    ours = npnet.onnx.load(path)
+    assert [type(m) for m in ours] == [nn.Conv2d, nn.ReLU, nn.Reshape, nn.Linear] and ours[2].shape == (0, -1)
+    for n in (1, 5):
+        x = images(n)
+        np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("opset", [17, 20], ids=["erf-pattern", "gelu-op"])
 def test_gelu_both_ways_and_a_constant_operand(torch, tmp_path, opset):
     tnn = torch.nn
@@ -270,6 +289,16 @@ def test_softmax_before_opset_13_only_where_it_means_one_dim(tmp_path, shape, ok
     else:
         with pytest.raises(ValueError, match="axis=1 at opset 11 normalises over all dims from axis on"):
             npnet.onnx.load(path)
+
+
+def test_a_reshape_to_sizes_of_another_value_is_refused(tmp_path):
+    N = helper.make_node
+    nodes = [N("Relu", ["x"], ["r"]), N("Shape", ["x"], ["s"]), N("Gather", ["s", "i"], ["g"], axis=0),
+             N("Concat", ["minus1", "g"], ["shape"], axis=0), N("Reshape", ["r", "shape"], ["y"])]
+    consts = [("i", np.array([0], np.int64)), ("minus1", np.array([-1], np.int64))]
+    path = write_model(tmp_path / "r.onnx", nodes, consts, shape=(2, 3))
+    with pytest.raises(ValueError, match="node 5 of 5, 'y' \\(Reshape\\): the shape reads size 0 of 'x' at another"):
+        npnet.onnx.load(path)
 
 
 def test_dropout_node_becomes_dropout(tmp_path):

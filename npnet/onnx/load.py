@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import nn
 from . import elementwise, layers, shapes  # noqa: F401  (they register their converters)
+from .dims import fold_dims
 from .registry import CONVERTERS, Unsupported
 from .names import node_names, sanitize
 
@@ -31,10 +32,11 @@ def load(path):
 
     What npnet's layers fix: 2-D convolutions and pooling with symmetric padding, groups and
     dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs; Reshape to a
-    constant shape (a shape computed with Shape / Gather nodes is not built); Softmax over one
-    dim. Weights and constants become float32; BatchNorm's ``num_batches_tracked`` starts at 0.
-    A constant operand of Add / Mul / Concat becomes an ``nn.Constant`` node (a buffer: its
-    state-dict key ``"<name>.value"`` has no PyTorch twin).
+    constant shape or to sizes of its own input (``x.view(x.size(0), -1)``; other shape
+    arithmetic is not built); Softmax over one dim. Weights and constants become float32;
+    BatchNorm's ``num_batches_tracked`` starts at 0. A constant operand of Add / Mul / Concat
+    becomes an ``nn.Constant`` node (a buffer: its state-dict key ``"<name>.value"`` has no
+    PyTorch twin).
     """
     onnx = _import_onnx()
     proto = _read(onnx, path)
@@ -88,6 +90,7 @@ class _Context:
                 self.consumers.setdefault(name, []).append(node)
         self.ranks = _ranks(onnx, proto)
         self.absorbed, self.built, self.weights = set(), [], []
+        self.dims = {}  # shape arithmetic (dims.py): {value: [int or Dim, ...]}
 
     # -- for the converters -------------------------------------------------------------------
     def attr(self, node, name, default=None):
@@ -170,10 +173,11 @@ def _ranks(onnx, proto):
 def _build(ctx):
     x_name, y_name = _io_names(ctx)
     total = len(ctx.nodes)
-    # constants first: a pattern looks ahead (GELU's erf form reads the 1 and 0.5 of later nodes)
+    # constants and shape arithmetic first: a pattern looks ahead (GELU's erf form reads the 1
+    # and 0.5 of later nodes)
     folded = set()
     for k, node in enumerate(ctx.nodes):
-        if _fold_constant(ctx, node, _place(k, total, node)):
+        if _fold_constant(ctx, node, _place(k, total, node)) or fold_dims(ctx, node):
             folded.add(id(node))
     for k, node in enumerate(ctx.nodes):
         if id(node) in ctx.absorbed or id(node) in folded:

@@ -1,6 +1,7 @@
 """Converters of the operators that move or pass data: Flatten, Reshape, Transpose, Concat,
 Identity, Dropout."""
 from .. import nn
+from .dims import reshape_target
 from .registry import Unsupported, converter, float32_value, one_input
 
 
@@ -14,12 +15,13 @@ def flatten(node, ctx):
 
 @converter("Reshape")
 def reshape(node, ctx):
-    shape = ctx.constant(node, 1)
+    shape = reshape_target(ctx, node)
     if shape is None:
-        raise Unsupported("the shape is computed in the graph; npnet builds a Reshape to a constant shape")
+        raise Unsupported("the shape is computed in the graph; npnet builds a Reshape to a constant "
+                          "shape, or to sizes of its own input (Shape -> Gather -> Concat)")
     if ctx.attr(node, "allowzero", 0) and 0 in shape:
         raise Unsupported("allowzero=1 with a 0 in the shape (an empty dim)")
-    return one_input(node, ctx, nn.Reshape(tuple(int(s) for s in shape)))
+    return one_input(node, ctx, nn.Reshape(shape))
 
 
 @converter("Transpose")
