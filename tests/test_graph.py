@@ -161,3 +161,14 @@ def test_ops_name_themselves_in_errors():
         nn.Concat(1)(np.ones((2, 3)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="Transpose: dims must be a permutation"):
         nn.Transpose((0, 0))
+
+
+def test_hooks_see_the_graph_and_its_multi_input_nodes():
+    g = residual_graph(np.random.default_rng(9))
+    seen = []
+    g.register_forward_hook(lambda m, args, out: seen.append(("graph", len(args), out.shape)))
+    g["sum"].register_forward_hook(lambda m, args, out: seen.append(("sum", len(args), out.shape)))
+    g["sum"].register_full_backward_hook(lambda m, dx, dout: seen.append(("sum-back", len(dx[0]), dout[0].shape)))
+    y = g(np.ones((2, 4), np.float32))
+    g.backward(np.ones_like(y))
+    assert seen == [("sum", 2, (2, 5)), ("graph", 1, (2, 3)), ("sum-back", 2, (2, 5))]

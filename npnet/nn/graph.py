@@ -120,6 +120,7 @@ class Graph(Module):
         return [(name, self._modules[name], inputs) for name, inputs in self._nodes]
 
     def __getitem__(self, name):
+        """The module of node ``name`` (dotted names too: ``graph["layer1.0.conv1"]``)."""
         return self._modules[name]
 
     def forward(self, x):
