@@ -28,3 +28,6 @@ __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "L
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "PositionalEncoding",
            "scaled_dot_product_attention", "causal_mask", "utils",
            "Flatten", "Identity", "Residual", "ResidualBlock", "CrossEntropyLoss", "MSELoss", "FocalLoss"]
+from .graph import Graph
+from .ops import Add, Mul, Concat, Reshape, Transpose, Constant
+__all__ += ["Graph", "Add", "Mul", "Concat", "Reshape", "Transpose", "Constant"]
