@@ -37,6 +37,7 @@ from ._io import atomic_write
 
 __all__ = ["save", "load"]
 
+_HINT = "; NumPy has no bfloat16: convert those tensors to float32 before saving"
 # what safetensors stores that NumPy also has (no bfloat16 or float8 in NumPy)
 _DTYPES = frozenset(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
                                           np.uint16, np.uint32, np.uint64, np.float16, np.float32,
@@ -76,12 +77,18 @@ def load(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"npnet.load: no such file: {path}")
     try:
-        return dict(load_file(path))
+        arrays = dict(load_file(path))
     except (SafetensorError, TypeError, ValueError) as e:
-        hint = ("; NumPy has no bfloat16: convert those tensors to float32 before saving"
-                if "bfloat16" in str(e) else "")
+        hint = _HINT if "bfloat16" in str(e) else ""
         raise ValueError(f"npnet.load: {path} is not a safetensors file NumPy can read ({e}){hint}") \
             from None
+    # with ml_dtypes imported (onnx imports it) safetensors hands out bfloat16 / float8 arrays,
+    # which npnet's layers cannot use: the same error with or without it
+    odd = {k: a.dtype for k, a in arrays.items() if a.dtype not in _DTYPES}
+    if odd:
+        raise ValueError(f"npnet.load: {path} is not a safetensors file NumPy can read (tensors "
+                         f"{', '.join(f'{k} of {d}' for k, d in odd.items())}){_HINT}")
+    return arrays
 
 
 def _arrays(state_dict, path):
