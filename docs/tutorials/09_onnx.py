@@ -38,7 +38,7 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 import npnet
-from npnet import losses, metrics, optim
+from npnet import losses, metrics, optim, plots
 from npnet.data import DataLoader, Normalize, load_fashion_mnist_mini, train_val_split
 from npnet.models import build_model
 from npnet.train import Trainer
@@ -164,5 +164,7 @@ print(f"same logits: {np.abs(Trainer(again, losses.CrossEntropyLoss(), None, pro
 optimizer = optim.SGD(again.parameters(), lr=0.005, momentum=0.9)
 more = Trainer(again, losses.CrossEntropyLoss(), optimizer, progress=False)
 more.fit(DataLoader(x_train, y_train, batch_size=64, seed=1), epochs=1)
-print(f"after one more epoch in npnet: test accuracy "
-      f"{metrics.accuracy(y_test, more.predict(x_test, batch_size=500).argmax(1)):.3f}")
+pred = more.predict(x_test, batch_size=500).argmax(1)
+print(f"after one more epoch in npnet: test accuracy {metrics.accuracy(y_test, pred):.3f}")
+cm = metrics.confusion_matrix(y_test, pred, num_classes=10)
+show(plots.plot_confusion_matrix(cm, data.classes, title="The model read back from ONNX, trained on"))
