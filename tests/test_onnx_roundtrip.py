@@ -1,0 +1,165 @@
+"""Round trips npnet -> ONNX -> npnet (issue 35) for every zoo model: the reloaded model computes
+the same outputs at any batch size, has the same state dict, trains the same (one SGD step), and
+its gradients pass the float64 gradient check.
+
+Dropout: ONNX files hold the eval-mode graph, so the reloaded model has no Dropout layers; the
+models are built with dropout 0 (the builders' ``dropout`` option), which makes the original's
+training step deterministic and the same function as the reloaded one's. BatchNorm's running
+statistics are set to random values before the export, so that the state dict compares more
+than the initial zeros and ones; ``num_batches_tracked`` is not in an ONNX file (the loader starts
+it at 0), so the originals are not trained before the export.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from npnet import nn
+from npnet.gradcheck import check_module, numerical_gradient, relative_error
+from npnet.losses import CrossEntropyLoss
+from npnet.models import build_model, input_kind
+from npnet.optim import SGD
+from npnet.train import train_step
+
+onnx = pytest.importorskip("onnx")
+import npnet.onnx  # noqa: E402
+
+V = 11  # classes, and the vocabulary of the language models
+# (id, zoo name, in_shape, options): small inputs; every option that has a dropout sets it to 0
+CASES = [
+    ("linear", "linear", (1, 8, 8), {}),
+    ("mlp", "mlp", (1, 8, 8), {}),
+    ("cnn-small", "cnn-small", (1, 12, 12), {}),
+    ("cnn-bn", "cnn-bn", (1, 12, 12), {}),
+    ("cnn-5", "cnn-5", (1, 16, 16), {"dropout": 0.0}),
+    ("alexnet", "alexnet", (1, 16, 16), {"dropout": 0.0}),
+    ("resnet32", "resnet32", (3, 8, 8), {}),
+    ("mknet", "mknet", (1, 8, 8), {}),
+    ("mknet6", "mknet6", (1, 16, 16), {"dropout": 0.0}),
+    ("mknet6-softmax", "mknet6", (1, 16, 16), {"dropout": 0.0, "gate": "softmax"}),
+    ("rnn-rows", "rnn-rows", (7, 5), {}),
+    ("lstm-rows", "lstm-rows", (7, 5), {}),
+    ("gru-rows", "gru-rows", (7, 5), {}),
+    ("rnn-rows-2-bi", "rnn-rows", (7, 5), {"hidden_size": 6, "num_layers": 2, "bidirectional": True}),
+    ("lstm-rows-3-bi", "lstm-rows", (7, 5), {"hidden_size": 6, "num_layers": 3, "bidirectional": True}),
+    ("gru-rows-2-bi", "gru-rows", (7, 5), {"hidden_size": 6, "num_layers": 2, "bidirectional": True}),
+    ("transformer-rows", "transformer-rows", (7, 5), {"dropout": 0.0}),
+    ("char-lstm", "char-lstm", (9,), {}),
+    ("char-transformer", "char-transformer", (9,), {"dropout": 0.0}),
+]
+IDS = [c[0] for c in CASES]
+
+
+def inputs(name, in_shape, n, seed):
+    rng = np.random.default_rng(seed)
+    if input_kind(name) == "tokens":
+        return rng.integers(0, V, (n,) + in_shape)
+    return rng.standard_normal((n,) + in_shape).astype(np.float32)
+
+
+def targets(name, in_shape, n, seed):
+    rng = np.random.default_rng(seed + 100)
+    return rng.integers(0, V, (n,) + in_shape) if input_kind(name) == "tokens" else rng.integers(0, V, n)
+
+
+def built(name, in_shape, options, seed=0):
+    """A zoo model with random BatchNorm statistics (num_batches_tracked stays 0)."""
+    model = build_model(name, in_shape, V, rng=seed, **options)
+    rng = np.random.default_rng(seed + 1)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean[...] = rng.normal(0, 0.2, m.running_mean.shape)
+            m.running_var[...] = rng.uniform(0.5, 2, m.running_var.shape)
+    return model
+
+
+@pytest.fixture(scope="module")
+def round_trips(tmp_path_factory):
+    """{id: (original, reloaded)}, each exported once with a batch of 2 and a dynamic batch."""
+    folder, out = tmp_path_factory.mktemp("roundtrip"), {}
+    for case, name, in_shape, options in CASES:
+        model = built(name, in_shape, options)
+        path = folder / f"{case}.onnx"
+        npnet.onnx.export(model, inputs(name, in_shape, 2, 0), path)
+        out[case] = (model, npnet.onnx.load(path))
+    return out
+
+
+def case_of(case):
+    return next(c for c in CASES if c[0] == case)
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_reloaded_model_gives_the_same_outputs_at_two_batch_sizes(round_trips, case):
+    _, name, in_shape, _ = case_of(case)
+    original, reloaded = round_trips[case]
+    for n in (1, 5):  # neither is the export's batch of 2
+        x = inputs(name, in_shape, n, seed=n)
+        expected, got = original.eval()(x), reloaded.eval()(x)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_reloaded_model_has_the_same_state_dict(round_trips, case):
+    original, reloaded = round_trips[case]
+    ours, theirs = original.state_dict(), reloaded.state_dict()
+    assert sorted(theirs) == sorted(ours)
+    for key, value in ours.items():
+        assert theirs[key].shape == value.shape and theirs[key].dtype == value.dtype, key
+        np.testing.assert_array_equal(theirs[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("case", IDS)
+def test_one_sgd_step_in_train_mode_gives_the_same_weights(round_trips, case):
+    """Both models take one step on the same batch (BatchNorm on batch statistics), on copies, so
+    that the step does not leak into the other tests."""
+    _, name, in_shape, _ = case_of(case)
+    original, reloaded = (copy.deepcopy(m) for m in round_trips[case])
+    x, y = inputs(name, in_shape, 4, seed=7), targets(name, in_shape, 4, seed=7)
+    losses = []
+    for model in (original, reloaded):
+        model.train()
+        losses.append(train_step(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1, momentum=0.9), x, y)[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    after = reloaded.state_dict()
+    for key, value in original.state_dict().items():
+        np.testing.assert_allclose(after[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+# tiny float models for the float64 gradient check of the reloaded model: every parameter's
+# gradient is compared with central differences
+GRADCHECK = [
+    ("resnet32", (3, 4, 4), {"widths": (2, 4, 6), "blocks": 1}),  # a CNN with BatchNorm, Slice and Pad
+    ("mknet", (1, 4, 4), {"widths": (2, 2, 2, 2), "kernel_sizes": (1, 3)}),  # the gate: Slice, Mul
+    ("lstm-rows", (4, 3), {"hidden_size": 3, "num_layers": 2, "bidirectional": True}),
+    ("gru-rows", (4, 3), {"hidden_size": 3, "num_layers": 2, "bidirectional": True}),
+    ("rnn-rows", (4, 3), {"hidden_size": 3, "num_layers": 2}),
+    ("transformer-rows", (4, 3), {"d_model": 4, "nhead": 2, "num_layers": 1, "dim_feedforward": 6,
+                                  "dropout": 0.0}),
+]
+
+
+@pytest.mark.parametrize("name, in_shape, options", GRADCHECK, ids=[g[0] for g in GRADCHECK])
+def test_reloaded_model_passes_the_float64_gradient_check(tmp_path, name, in_shape, options):
+    model = built(name, in_shape, options, seed=3)
+    npnet.onnx.export(model, inputs(name, in_shape, 2, 0), tmp_path / "m.onnx")
+    reloaded = npnet.onnx.load(tmp_path / "m.onnx").train()
+    check_module(reloaded, inputs(name, in_shape, 3, seed=4), tol=1e-6)
+
+
+def test_reloaded_causal_language_model_passes_the_float64_gradient_check(tmp_path):
+    """Token ids are integers (check_module casts its input to float), so the weights' gradients of
+    char-transformer (embedding, positions, causal mask, attention) are checked here directly."""
+    options = {"d_model": 4, "nhead": 2, "num_layers": 1, "dim_feedforward": 6, "dropout": 0.0, "max_len": 8}
+    model = built("char-transformer", (5,), options, seed=5)
+    npnet.onnx.export(model, inputs("char-transformer", (5,), 2, 0), tmp_path / "lm.onnx")
+    reloaded = npnet.onnx.load(tmp_path / "lm.onnx").train().astype(np.float64)
+    ids = inputs("char-transformer", (5,), 2, seed=6)
+    dout = np.random.default_rng(7).standard_normal((2, V, 5))
+    reloaded.zero_grad()
+    reloaded(ids)
+    reloaded.backward(dout, input_grad=False)
+    for key, p in reloaded.named_parameters():
+        numeric = numerical_gradient(lambda: float(np.sum(reloaded(ids) * dout)), p.data)
+        assert relative_error(p.grad, numeric) < 1e-6, key
