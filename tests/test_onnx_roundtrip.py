@@ -163,3 +163,78 @@ def test_reloaded_causal_language_model_passes_the_float64_gradient_check(tmp_pa
     for key, p in reloaded.named_parameters():
         numeric = numerical_gradient(lambda: float(np.sum(reloaded(ids) * dout)), p.data)
         assert relative_error(p.grad, numeric) < 1e-6, key
+
+
+# -- files from elsewhere: the same operators outside the exporter's patterns ---------------------
+def recurrent_file(path, op, out, D=2, H=4, I=3, **attrs):
+    """One ONNX RNN / LSTM / GRU node on x (T, N, I) with random weights; the graph's output is
+    the node's output ``out`` (0: Y (T, D, N, H), 1: Y_h (D, N, H))."""
+    from onnx import TensorProto, helper, numpy_helper
+    G, rng = {"RNN": 1, "GRU": 3, "LSTM": 4}[op], np.random.default_rng(8)
+    weights = {"W": (D, G * H, I), "R": (D, G * H, H), "B": (D, 2 * G * H)}
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.5, n) for n, s in weights.items()]
+    outs = ["Y", "Y_h", "Y_c"][:3 if op == "LSTM" else 2]
+    attrs = {"direction": "bidirectional" if D == 2 else "forward", **attrs}
+    node = helper.make_node(op, ["x", "W", "R", "B"], outs, name=f"my_{op.lower()}", hidden_size=H, **attrs)
+    shape = [["T", D, "N", H], [D, "N", H]][out]
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", I])],
+                              [helper.make_tensor_value_info(outs[out], TensorProto.FLOAT, shape)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("op, out, attrs", [
+    ("LSTM", 0, {}), ("LSTM", 1, {}), ("GRU", 0, {"linear_before_reset": 1}), ("GRU", 1, {"linear_before_reset": 1}),
+    ("RNN", 0, {"activations": ["Relu", "Relu"]})])
+def test_a_recurrent_node_from_elsewhere_computes_what_onnxruntime_does(tmp_path, op, out, attrs):
+    """ONNX Runtime is the reference for the gates' order and the layouts of Y and Y_h."""
+    ort = pytest.importorskip("onnxruntime")
+    path = recurrent_file(tmp_path / "r.onnx", op, out, **attrs)
+    model = npnet.onnx.load(path)
+    session = ort.InferenceSession(str(path))
+    for T, N in ((5, 2), (3, 4)):
+        x = np.random.default_rng(T).standard_normal((T, N, 3)).astype(np.float32)
+        np.testing.assert_allclose(model.eval()(x), session.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    check_module(model, np.random.default_rng(9).standard_normal((3, 2, 3)), tol=1e-6)
+
+
+@pytest.mark.parametrize("op, attrs, said", [
+    ("GRU", {}, "linear_before_reset=0"), ("LSTM", {"clip": 1.0}, "clip=1.0"),
+    ("RNN", {"direction": "reverse", "D": 1}, "direction 'reverse'"),
+    ("LSTM", {"activations": ["Sigmoid", "Tanh", "Relu"] * 2}, "activations")])
+def test_a_recurrent_node_npnet_cannot_build_is_named(tmp_path, op, attrs, said):
+    path = recurrent_file(tmp_path / "r.onnx", op, 0, **attrs)
+    with pytest.raises(ValueError, match=f"'my_{op.lower()}' \\({op}\\): .*{said}"):
+        npnet.onnx.load(path)
+
+
+def edited_export(tmp_path, name, in_shape, options, edit):
+    """The zoo model exported, then one initializer changed by ``edit(name, array)`` (None: kept)."""
+    from onnx import numpy_helper
+    path = tmp_path / "edited.onnx"
+    npnet.onnx.export(built(name, in_shape, options), inputs(name, in_shape, 2, 0), path)
+    proto = onnx.load(str(path))
+    for t in proto.graph.initializer:
+        new = edit(t.name, numpy_helper.to_array(t))
+        if new is not None:
+            t.CopyFrom(numpy_helper.from_array(new.astype(np.float32), t.name))
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_attention_with_another_scale_is_not_taken_for_multihead_attention(tmp_path):
+    """The same operators as the exporter's attention, but q scaled by 0.3, not 1/sqrt(d): not the
+    pattern, so the load stops at the first product of two computed values, naming it."""
+    path = edited_export(tmp_path, "transformer-rows", (4, 3), GRADCHECK[-1][2],
+                         lambda n, a: np.full_like(a, 0.3) if n.endswith("self_attn/scale") else None)
+    with pytest.raises(ValueError, match="'encoder.layers.0.self_attn/scores/MatMul' \\(MatMul\\): a product "
+                                         "of two computed values"):
+        npnet.onnx.load(path)
+
+
+def test_a_constant_cut_to_length_that_is_not_a_known_table_is_named(tmp_path):
+    path = edited_export(tmp_path, "transformer-rows", (4, 3), GRADCHECK[-1][2],
+                         lambda n, a: a + 1 if n == "pos.pe" else None)
+    with pytest.raises(ValueError, match="'pos/pe_L/Slice' \\(Slice\\): a Slice of a constant to lengths read "
+                                         "at run time is built only as"):
+        npnet.onnx.load(path)
