@@ -14,7 +14,8 @@ class Slice(Module):
     negative bounds count from the end, bounds past the size are clamped.
 
     Args:
-        starts, ends (sequence of int): one bound each per axis (a huge end: to the end).
+        starts (sequence of int): the first index taken on each axis.
+        ends (sequence of int): the index past the last one on each axis (a huge end: to the end).
         axes (sequence of int or None): the sliced axes (negative counts from the end); None:
             0, 1, ..., len(starts) - 1.
         steps (sequence of int or None): positive steps (default 1 each).

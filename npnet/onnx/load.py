@@ -31,10 +31,14 @@ def load(path):
     its name and operator, and the operators npnet builds.
 
     What npnet's layers fix: 2-D convolutions and pooling with symmetric padding, groups and
-    dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs; Reshape to a
-    constant shape or to sizes of its own input (``x.view(x.size(0), -1)``; other shape
-    arithmetic is not built); Softmax over one dim. Weights and constants become float32;
-    BatchNorm's ``num_batches_tracked`` starts at 0. A constant operand of Add / Mul / Concat
+    dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs (LinearNd on
+    higher ranks); Reshape to a constant shape or to sizes of its own input
+    (``x.view(x.size(0), -1)``; other shape arithmetic is not built); Softmax over one dim;
+    RNN / LSTM / GRU from zero initial states over whole sequences (PyTorch's GRU:
+    linear_before_reset=1); MatMul of two computed values only inside the self-attention npnet's
+    exporter writes; a constant cut to a length read at run time only as a positional table or
+    a causal mask. Weights and constants become float32; BatchNorm's ``num_batches_tracked``
+    starts at 0. A constant operand of Add / Mul / Concat
     becomes an ``nn.Constant`` node (a buffer: its state-dict key ``"<name>.value"`` has no
     PyTorch twin).
     """
