@@ -104,9 +104,8 @@ def _exported_gelu(node, ctx):
     final = one_plus and ctx.follow(one_plus.output[0], "Mul")
     if final is None:
         return None
-    half = next((n for n in ctx.nodes if n.op_type == "Mul" and n.output[0] in final.input
-                 and n.output[0] != one_plus.output[0]), None)
-    if half is None or ctx.follow(half.output[0], "Mul") is not final or x not in half.input or \
+    half = ctx.producers.get(final.input[1] if final.input[0] == one_plus.output[0] else final.input[0])
+    if half is None or half.op_type != "Mul" or ctx.follow(half.output[0], "Mul") is not final or x not in half.input or \
             not _is_scalar(ctx.value(half.input[1 - list(half.input).index(x)]), 0.5):
         return None
     for n in (erf, one_plus, half, final):

@@ -89,6 +89,7 @@ class _Context:
         self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in self.graph.initializer}
         self.outputs = {o.name for o in self.graph.output}
         self.consumers = {}
+        self.producers = {out: node for node in self.nodes for out in node.output if out}
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -209,6 +210,8 @@ def _add_built(ctx, node, result):
     layer (named after its weights), each later one ``(module, inputs, output, name hint)`` a
     layer reading it, e.g. the ``Item`` picking ``h_n`` out of an LSTM's outputs."""
     first, *rest = result if isinstance(result, list) else [result]
+    if not ctx.weights:  # a pattern without weights is named after its last node ("pos/Add": "pos")
+        node = ctx.producers.get(first[2], node)
     ctx.built.append((node, *first, ctx.weights))
     for module, inputs, out, hint in rest:
         ctx.built.append((None, module, inputs, out, [hint]))

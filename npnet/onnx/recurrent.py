@@ -169,7 +169,7 @@ def _wiring(node, ctx, layers, module, made, prefix):
     for a, b in zip(layers, layers[1:]):
         for n in _time_major(ctx, a.output[0]):
             ctx.absorb(n)
-    lead = next((n for n in ctx.nodes if x in n.output), None)
+    lead = ctx.producers.get(x)
     lead = lead if lead is not None and lead.op_type == "Transpose" and list(ctx.attr(lead, "perm") or []) == \
         [1, 0, 2] and ctx.follow(x, node.op_type) is node else None
     chain = _time_major(ctx, y)

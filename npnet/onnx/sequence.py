@@ -63,7 +63,10 @@ def pad(node, ctx):
     """Constant padding by constant, non-negative pads (no axes input)."""
     if ctx.attr(node, "mode", "constant") != "constant":
         raise Unsupported(f"mode={ctx.attr(node, 'mode')!r}; npnet pads with a constant")
-    pads, value = ctx.constant(node, 1), ctx.constant(node, 2, np.zeros(()))
+    if ctx.opset < 11:  # pads and value were attributes
+        pads, value = np.array(ctx.attr(node, "pads", []), np.int64), np.array(ctx.attr(node, "value", 0.0))
+    else:
+        pads, value = ctx.constant(node, 1), ctx.constant(node, 2, np.zeros(()))
     if pads is None or value is None or (len(node.input) > 3 and node.input[3]):
         raise Unsupported("pads, the value or the axes are computed in the graph (or axes are given)")
     if pads.min(initial=0) < 0:
@@ -73,6 +76,10 @@ def pad(node, ctx):
 
 @converter("Slice")
 def slice_(node, ctx):
+    if ctx.opset < 10:  # the bounds were attributes
+        bounds = [ctx.attr(node, a) for a in ("starts", "ends", "axes")] + [None]
+        bounds = [None if b is None else np.array(b, np.int64) for b in bounds]
+        return one_input(node, ctx, nn.Slice(*(None if b is None else b.tolist() for b in bounds)))
     bounds = [ctx.constant(node, i) for i in range(1, 5)]
     if ctx.constant(node, 0) is not None:
         return _constant_slice(node, ctx)
