@@ -238,3 +238,39 @@ def test_a_constant_cut_to_length_that_is_not_a_known_table_is_named(tmp_path):
     with pytest.raises(ValueError, match="'pos/pe_L/Slice' \\(Slice\\): a Slice of a constant to lengths read "
                                          "at run time is built only as"):
         npnet.onnx.load(path)
+
+
+def test_the_exporters_blocks_come_back_as_npnets_layers(round_trips):
+    """A stacked bidirectional LSTM is one nn.LSTM again (batch_first, its layers and directions),
+    the attention one MultiheadAttention, the positions one PositionalEncoding, GELU one GELU."""
+    def child(case, name):
+        return dict(round_trips[case][1].named_modules())[name]
+
+    lstm = child("lstm-rows-3-bi", "rnn")
+    assert type(lstm) is nn.LSTM and (lstm.num_layers, lstm.bidirectional, lstm.batch_first) == (3, True, True)
+    assert isinstance(child("char-transformer", "encoder.layers.1.self_attn"), nn.MultiheadAttention)
+    assert type(child("char-transformer", "pos")) is nn.PositionalEncoding
+    assert type(child("char-transformer", "encoder.layers.0.activation")) is nn.GELU
+    assert type(child("char-lstm", "lstm")) is nn.LSTM and child("char-lstm", "lstm").num_layers == 2
+
+
+@pytest.mark.parametrize("opset", [9, 17])
+def test_slice_and_pad_of_old_and_new_opsets_compute_what_onnxruntime_does(tmp_path, opset):
+    from onnx import TensorProto, helper, numpy_helper
+    ort = pytest.importorskip("onnxruntime")
+    ints = {"starts": [1, 0], "ends": [2 ** 62, 3], "axes": [2, 3]}
+    if opset >= 11:
+        inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
+                 list(ints.items()) + [("steps", [2, 1]), ("pads", [0, 1, 0, 0, 0, 2, 1, 0])]]
+        nodes = [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"]),
+                 helper.make_node("Pad", ["s", "pads"], ["y"])]
+    else:
+        inits = []
+        nodes = [helper.make_node("Slice", ["x"], ["s"], **ints),
+                 helper.make_node("Pad", ["s"], ["y"], pads=[0, 1, 0, 0, 0, 2, 1, 0])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list("abcd"))], inits)
+    path = tmp_path / "sp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    np.testing.assert_array_equal(npnet.onnx.load(path)(x), ort.InferenceSession(str(path)).run(None, {"x": x})[0])
