@@ -274,3 +274,31 @@ def test_slice_and_pad_of_old_and_new_opsets_compute_what_onnxruntime_does(tmp_p
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 5)).astype(np.float32)
     np.testing.assert_array_equal(npnet.onnx.load(path)(x), ort.InferenceSession(str(path)).run(None, {"x": x})[0])
+
+
+def test_two_lstm_nodes_whose_states_are_read_apart_load_as_two_layers(tmp_path):
+    """The exporter's chain between two LSTM nodes, but each Y_h read on its own (no Concat):
+    not one stacked layer, so two one-layer LSTMs, computing what ONNX Runtime does."""
+    from onnx import TensorProto, helper, numpy_helper
+    ort = pytest.importorskip("onnxruntime")
+    rng, H, D = np.random.default_rng(10), 3, 2
+    inits = [numpy_helper.from_array(np.array([0, 0, -1], np.int64), "shape")]
+    nodes, x = [], "x"
+    for k, inp in enumerate((4, D * H)):
+        for n, s in (("W", (D, 4 * H, inp)), ("R", (D, 4 * H, H)), ("B", (D, 8 * H))):
+            inits.append(numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.5, f"lstm.{n}_l{k}"))
+        nodes += [helper.make_node("LSTM", [x, f"lstm.W_l{k}", f"lstm.R_l{k}", f"lstm.B_l{k}"],
+                                   [f"y{k}", f"h{k}", f"c{k}"], hidden_size=H, direction="bidirectional"),
+                  helper.make_node("Transpose", [f"y{k}"], [f"t{k}"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", [f"t{k}", "shape"], [f"s{k}"])]
+        x = f"s{k}"
+    nodes.append(helper.make_node("Add", ["h0", "h1"], ["out"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [D, "N", H])], inits)
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = npnet.onnx.load(path)
+    assert [type(m).__name__ for _, m, _ in model.nodes].count("LSTM") == 2
+    x = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    np.testing.assert_allclose(model(x), ort.InferenceSession(str(path)).run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+    check_module(model, rng.standard_normal((3, 2, 4)), tol=1e-6)
