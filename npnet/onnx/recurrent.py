@@ -166,32 +166,40 @@ def _wiring(node, ctx, layers, module, made, prefix):
     """The layer's input and the entries giving its output sequence: batch_first when a Transpose
     (1, 0, 2) feeds it and one follows its output (or the output is not read)."""
     x, y = ctx.data(node, 0), layers[-1].output[0]
-    for a, b in zip(layers, layers[1:]):
+    for a in layers[:-1]:  # the joints of a stack are inside the layer
         for n in _time_major(ctx, a.output[0]):
             ctx.absorb(n)
-    lead = ctx.producers.get(x)
-    lead = lead if lead is not None and lead.op_type == "Transpose" and list(ctx.attr(lead, "perm") or []) == \
-        [1, 0, 2] and ctx.follow(x, node.op_type) is node else None
-    chain = _time_major(ctx, y)
+    lead, chain = _lead_transpose(ctx, node, x), _time_major(ctx, y)
     tm = chain[1].output[0] if chain else None
     trail = _follow(ctx, tm, "Transpose", perm=[1, 0, 2]) if tm else None
     if lead is not None and (not _read(ctx, y) or (chain and (trail or not _read(ctx, tm)))):
         module.batch_first = True
         x, out = lead.input[0], (trail.output[0] if trail else None)  # the lead's own entry is not read now
-    elif chain:
-        out = tm
     else:
-        out = y if _read(ctx, y) else None
-    for n in (chain or []) + ([trail] if module.batch_first and trail else []):
+        out, trail = (tm if chain else y if _read(ctx, y) else None), None
+    for n in (chain or []) + ([trail] if trail else []):
         ctx.absorb(n)
     if out is None:
         return x, []
-    item = (nn.Item((0,)), [made], out if chain else f"{made}/output", f"{prefix}_output")
     if chain:
-        return x, [item]
-    H, D = module.hidden_size, module.num_directions  # ONNX's Y (T, D, N, H) from (T, N, D*H)
-    split = (nn.Reshape((0, 0, D, H)), [item[2]], f"{made}/tndh", f"{prefix}_tndh")
-    return x, [item, split, (nn.Transpose((0, 2, 1, 3)), [split[2]], out, f"{prefix}_y")]
+        return x, [(nn.Item((0,)), [made], out, f"{prefix}_output")]
+    return x, _onnx_layout(module, made, out, prefix)
+
+
+def _lead_transpose(ctx, node, x):
+    """The Transpose (1, 0, 2) making ``x`` if only ``node`` reads it, else None."""
+    lead = ctx.producers.get(x)
+    if lead is None or lead.op_type != "Transpose" or list(ctx.attr(lead, "perm") or []) != [1, 0, 2]:
+        return None
+    return lead if ctx.follow(x, node.op_type) is node else None
+
+
+def _onnx_layout(module, made, out, prefix):
+    """Entries giving ONNX's Y (T, D, N, H) as ``out`` from npnet's output (T, N, D*H)."""
+    H, D = module.hidden_size, module.num_directions
+    return [(nn.Item((0,)), [made], f"{made}/output", f"{prefix}_output"),
+            (nn.Reshape((0, 0, D, H)), [f"{made}/output"], f"{made}/tndh", f"{prefix}_tndh"),
+            (nn.Transpose((0, 2, 1, 3)), [f"{made}/tndh"], out, f"{prefix}_y")]
 
 
 def _states(node, ctx, layers, made, prefix):
