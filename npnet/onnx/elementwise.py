@@ -105,8 +105,8 @@ def _exported_gelu(node, ctx):
     if final is None:
         return None
     half = ctx.producers.get(final.input[1] if final.input[0] == one_plus.output[0] else final.input[0])
-    if half is None or half.op_type != "Mul" or ctx.follow(half.output[0], "Mul") is not final or x not in half.input or \
-            not _is_scalar(ctx.value(half.input[1 - list(half.input).index(x)]), 0.5):
+    if half is None or half.op_type != "Mul" or ctx.follow(half.output[0], "Mul") is not final \
+            or x not in half.input or not _is_scalar(ctx.value(half.input[1 - list(half.input).index(x)]), 0.5):
         return None
     for n in (erf, one_plus, half, final):
         ctx.absorb(n)
