@@ -302,3 +302,19 @@ def test_two_lstm_nodes_whose_states_are_read_apart_load_as_two_layers(tmp_path)
     x = rng.standard_normal((5, 2, 4)).astype(np.float32)
     np.testing.assert_allclose(model(x), ort.InferenceSession(str(path)).run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
     check_module(model, rng.standard_normal((3, 2, 4)), tol=1e-6)
+
+
+@pytest.mark.parametrize("batch_first, norm_first, activation", [(False, False, "relu"), (True, False, "gelu"),
+                                                                 (False, True, "relu")])
+def test_encoders_outside_the_zoo_round_trip_too(tmp_path, batch_first, norm_first, activation):
+    """Sequence-first and post-norm encoders (the zoo's are batch-first, pre-norm): same outputs,
+    same state dict, gradients that pass the check."""
+    layer = nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, batch_first=batch_first, norm_first=norm_first,
+                                       activation=activation, rng=0)
+    model = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(4), rng=0)
+    x = np.random.default_rng(1).standard_normal((3, 2, 4)).astype(np.float32)
+    npnet.onnx.export(model, x, tmp_path / "enc.onnx", dynamic_batch=False)
+    reloaded = npnet.onnx.load(tmp_path / "enc.onnx")
+    np.testing.assert_allclose(reloaded(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+    assert sorted(reloaded.state_dict()) == sorted(model.state_dict())
+    check_module(reloaded, x, tol=1e-6)
