@@ -318,3 +318,16 @@ def test_encoders_outside_the_zoo_round_trip_too(tmp_path, batch_first, norm_fir
     np.testing.assert_allclose(reloaded(x), model.eval()(x), rtol=1e-5, atol=1e-6)
     assert sorted(reloaded.state_dict()) == sorted(model.state_dict())
     check_module(reloaded, x, tol=1e-6)
+
+
+@pytest.mark.parametrize("name, in_shape, options, opset", [
+    ("transformer-rows", (4, 3), GRADCHECK[-1][2], 18),  # ReduceMean's axes an input
+    ("transformer-rows", (4, 3), GRADCHECK[-1][2], 20),  # one Gelu node
+    ("resnet32", (3, 4, 4), GRADCHECK[0][2], 13), ("gru-rows", (4, 3), GRADCHECK[-3][2], 13)])
+def test_round_trips_at_other_opsets(tmp_path, name, in_shape, options, opset):
+    model = built(name, in_shape, options)
+    npnet.onnx.export(model, inputs(name, in_shape, 2, 0), tmp_path / "m.onnx", opset=opset)
+    reloaded = npnet.onnx.load(tmp_path / "m.onnx")
+    x = inputs(name, in_shape, 3, seed=1)
+    np.testing.assert_allclose(reloaded.eval()(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+    assert sorted(reloaded.state_dict()) == sorted(model.state_dict())

@@ -1,8 +1,12 @@
 """Converters of Gather (an Embedding), LayerNormalization, ReduceMean, Slice and Pad.
 
-A Slice of a computed value by constant bounds is an ``nn.Slice`` (ResNet's option-A shortcut
-and mknet's gate are written so; generic nodes keep them exact and trainable, and they have no
-parameters whose keys a block would have to keep). A Slice of a *constant* cut to a length read
+A Slice of a computed value by constant bounds is an ``nn.Slice``, a Pad an ``nn.Pad``. ResNet's
+option-A shortcut (Slice with steps, then Pad) and mknet's MultiKernelConv (its gate's weights
+sliced per branch, then Mul and Add) are left as these generic nodes rather than rebuilt as the
+zoo's blocks: each node is exact and has its own backward, so the model trains the same; the
+shortcut has no parameters, and the gate's and convolutions' keep their state-dict keys through
+their initializers' names (``3.gate.fc1.weight``); and the import stays on the public layers,
+not the zoo's classes. A Slice of a *constant* cut to a length read
 at run time is built only where it is a function npnet knows: the sinusoidal table of a
 ``PositionalEncoding`` added to the value whose length it reads, or the causal mask; other such
 slices stop the load with an error naming the node.
