@@ -124,7 +124,7 @@ def test_one_sgd_step_in_train_mode_gives_the_same_weights(round_trips, case):
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     after = reloaded.state_dict()
     for key, value in original.state_dict().items():
-        np.testing.assert_allclose(after[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(after[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 # tiny float models for the float64 gradient check of the reloaded model: every parameter's

@@ -110,4 +110,5 @@ def _exported_gelu(node, ctx):
         return None
     for n in (erf, one_plus, half, final):
         ctx.absorb(n)
+    ctx.named_after = final  # "encoder.layers.0.activation/Mul": the activation's name
     return nn.GELU(), [x], final.output[0]

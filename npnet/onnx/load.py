@@ -96,6 +96,7 @@ class _Context:
         self.ranks = _ranks(onnx, proto)
         self.absorbed, self.built, self.weights = set(), [], []
         self.sources = {}  # a weight folded at load time (a Transpose of it) -> the initializer it came from
+        self.named_after = None  # a pattern's node whose name names the layer better than the first's
         self.dims = {}  # shape arithmetic (dims.py): {value: [int or Dim, ...]}
 
     # -- for the converters -------------------------------------------------------------------
@@ -210,9 +211,8 @@ def _add_built(ctx, node, result):
     layer (named after its weights), each later one ``(module, inputs, output, name hint)`` a
     layer reading it, e.g. the ``Item`` picking ``h_n`` out of an LSTM's outputs."""
     first, *rest = result if isinstance(result, list) else [result]
-    if not ctx.weights:  # a pattern without weights is named after its last node ("pos/Add": "pos")
-        node = ctx.producers.get(first[2], node)
-    ctx.built.append((node, *first, ctx.weights))
+    ctx.built.append((ctx.named_after or node, *first, ctx.weights))
+    ctx.named_after = None
     for module, inputs, out, hint in rest:
         ctx.built.append((None, module, inputs, out, [hint]))
 

@@ -137,4 +137,5 @@ def _positional(node, ctx, table, lengths, axes):
     for n in (unsq, add):
         if n is not None:
             ctx.absorb(n)
+    ctx.named_after = add  # "pos/Add": the layer "pos"
     return m, [x], add.output[0]
