@@ -331,3 +331,12 @@ def test_round_trips_at_other_opsets(tmp_path, name, in_shape, options, opset):
     x = inputs(name, in_shape, 3, seed=1)
     np.testing.assert_allclose(reloaded.eval()(x), model.eval()(x), rtol=1e-5, atol=1e-6)
     assert sorted(reloaded.state_dict()) == sorted(model.state_dict())
+
+
+def test_loading_the_sequence_models_leaves_npnets_generator_alone(tmp_path):
+    import npnet
+    for name, in_shape, options in GRADCHECK[2:]:
+        npnet.onnx.export(built(name, in_shape, options), inputs(name, in_shape, 2, 0), tmp_path / "m.onnx")
+        before = npnet.init.get_rng(None).bit_generator.state
+        npnet.onnx.load(tmp_path / "m.onnx")
+        assert npnet.init.get_rng(None).bit_generator.state == before, name
