@@ -172,3 +172,40 @@ def test_hooks_see_the_graph_and_its_multi_input_nodes():
     y = g(np.ones((2, 4), np.float32))
     g.backward(np.ones_like(y))
     assert seen == [("sum", 2, (2, 5)), ("graph", 1, (2, 3)), ("sum-back", 2, (2, 5))]
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Slice([0, 0], [2 ** 62, 2 ** 62], axes=[2, 3], steps=[2, 2]), (2, 3, 5, 4)),  # ResNet's option A
+    (nn.Slice([1], [-1], axes=[-1]), (2, 3, 5)), (nn.Slice([1, 0], [3, 2]), (4, 3)),
+    (nn.Pad([0, 2, 0, 0, 0, 1, 0, 0]), (2, 3, 2, 2)), (nn.Pad([1, 0, 2, 3], value=0.5), (2, 3))])
+def test_slice_and_pad_pass_the_gradient_check(layer, shape):
+    check_module(layer, np.random.default_rng(5).standard_normal(shape), tol=TOL)
+
+
+def test_slice_and_pad_compute_onnx_s_slice_and_pad():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.testing.assert_array_equal(nn.Slice([-3, 1], [2 ** 62, 4], axes=[2, 0])(x), x[1:4, :, -3:])
+    np.testing.assert_array_equal(nn.Slice([0], [3], axes=[1], steps=[2])(x), x[:, 0:3:2])
+    padded = nn.Pad([0, 1, 0, 0, 2, 0])(x)
+    assert padded.shape == (2, 6, 4) and padded[:, 0].sum() == 0 and (padded[:, 1:4] == x).all()
+    with pytest.raises(ValueError, match="steps must be positive"):
+        nn.Slice([0], [1], steps=[-1])
+    with pytest.raises(ValueError, match="non-negative"):
+        nn.Pad([0, -1])
+
+
+def test_a_recurrent_node_read_by_two_items_gets_the_sum_of_their_gradients():
+    """An LSTM's output sequence and its h_n read apart (nn.Item), joined again: the graph adds
+    the two gradient structures ``(d_output, (None, None))`` and ``(None, (d_h_n, None))``."""
+    rng = np.random.default_rng(6)
+    g = nn.Graph([("lstm", nn.LSTM(3, 4, batch_first=True, rng=rng), "input"),
+                  ("seq", nn.Item((0,)), "lstm"), ("last", nn.Slice([-1], [2 ** 62], axes=[1]), "seq"),
+                  ("h_n", nn.Item((1, 0)), "lstm"), ("h_nt", nn.Transpose((1, 0, 2)), "h_n"),
+                  ("sum", nn.Add(), ("last", "h_nt")), ("flat", nn.Reshape((0, -1)), "sum"),
+                  ("fc", nn.Linear(4, 2, rng=rng), "flat")])
+    check_module(g, rng.standard_normal((2, 5, 3)), tol=TOL)
+
+
+def test_an_item_names_a_missing_place():
+    with pytest.raises(ValueError, match="no item \\(1, 2\\)"):
+        nn.Item((1, 2))((np.zeros(2), (np.zeros(2), np.zeros(2))))

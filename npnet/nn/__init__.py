@@ -30,4 +30,5 @@ __all__ = ["Module", "Parameter", "no_grad", "is_grad_enabled", "Sequential", "L
            "Flatten", "Identity", "Residual", "ResidualBlock", "CrossEntropyLoss", "MSELoss", "FocalLoss"]
 from .graph import Graph
 from .ops import Add, Mul, Concat, Reshape, Transpose, Constant
-__all__ += ["Graph", "Add", "Mul", "Concat", "Reshape", "Transpose", "Constant"]
+from .slicing import Slice, Pad, Item
+__all__ += ["Graph", "Add", "Mul", "Concat", "Reshape", "Transpose", "Constant", "Slice", "Pad", "Item"]

@@ -2,6 +2,7 @@
 import inspect
 import re
 
+from ._call import MultiInput
 from .module import Module
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
@@ -19,6 +20,16 @@ def node_name_problem(name):
     if hasattr(Graph, name) or name in ("training", "cache", "input_name"):
         return f"node name {name!r} is the name of a Graph attribute"
     return None
+
+
+def add_grads(a, b):
+    """The sum of two gradients of one value: arrays add; None is zero; tuples (the gradient of a
+    layer's several outputs, as ``(d_output, (d_h_n, d_c_n))``) add item by item."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, tuple):
+        return tuple(add_grads(x, y) for x, y in zip(a, b))
+    return a + b
 
 
 class Graph(Module):
@@ -144,11 +155,15 @@ class Graph(Module):
             if g is None:  # nothing trainable lies behind this node: not visited
                 continue
             ask = any(wanted[i] for i in inputs)
-            dxs = self._modules[name].backward(g, ask)
+            module = self._modules[name]
+            dxs = module.backward(g, ask)
             if ask:
-                for i, d in zip(inputs, dxs if isinstance(dxs, tuple) else (dxs,)):
+                # a multi-input module returns one gradient per input; any other returns the
+                # gradient of its one input, which may be a tuple (an Item of a recurrent layer's output)
+                per_input = dxs if isinstance(dxs, tuple) and isinstance(module, MultiInput) else (dxs,)
+                for i, d in zip(inputs, per_input):
                     if wanted[i]:  # a value read by several nodes gets the sum of their gradients
-                        grads[i] = d if i not in grads else grads[i] + d
+                        grads[i] = d if i not in grads else add_grads(grads[i], d)
         return grads.pop(self.input_name) if input_grad else None
 
     def _wanted(self, input_grad):

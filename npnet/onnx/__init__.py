@@ -31,8 +31,16 @@ Files: export: ``exporter.py`` the checks, the walk, the writing; ``_graph.py`` 
 context the converters write into and their registry; ``_ops_image.py`` the feed-forward layers
 and containers; ``_ops_sequence.py`` the sequence layers; ``_ops_zoo.py`` the zoo's own modules.
 Import: ``load.py`` reading, checking and the walk over the nodes; ``registry.py`` one converter
-per ONNX operator, in ``layers.py``, ``elementwise.py`` and ``shapes.py``; ``names.py`` layer
-names; ``dims.py`` shape arithmetic done at load time.
+per ONNX operator, in ``layers.py``, ``elementwise.py``, ``shapes.py``, ``sequence.py`` (Gather,
+LayerNormalization, ReduceMean, Slice, Pad), ``recurrent.py`` (RNN, LSTM, GRU) and
+``attention.py`` (the exporter's self-attention); ``modules.py`` the few modules only the import
+builds; ``names.py`` layer names; ``dims.py`` shape arithmetic done at load time.
+
+Round trips: every model npnet exports (the whole zoo) loads back with the state dict it had
+(the recurrent layers' weights under PyTorch's names again, BatchNorm's ``num_batches_tracked``
+at 0: ONNX does not hold it), computes the same outputs at any batch size, and trains on: where
+the exporter wrote one npnet block as several nodes, the import rebuilds the block (a stacked
+LSTM, a MultiheadAttention, a PositionalEncoding, GELU), elsewhere it builds one layer per node.
 """
 from .exporter import ExportError, export
 from .load import load

@@ -1,5 +1,6 @@
 """Shape arithmetic done at load time: the Shape -> Gather -> Unsqueeze -> Concat nodes with which
-torch.onnx writes ``x.view(x.size(0), -1)`` for a dynamic batch. Each such value is a list of
+torch.onnx writes ``x.view(x.size(0), -1)`` for a dynamic batch, and the Shape -> Slice with which
+npnet's exporter reads a sequence's length. Each such value is a list of
 dims, each an int or a ``Dim`` (size ``axis`` of the computed value ``value``, known only when the
 model runs); a Reshape to such a list is an ``nn.Reshape`` with 0 where it keeps the size its own
 input has at that place (ONNX's 0), e.g. ``(0, -1)``."""
@@ -70,6 +71,18 @@ def _same(ctx, node):
     return _ints(ctx, node.input[0]) if node.input[0] in ctx.dims else None
 
 
+def _slice(ctx, node):
+    """A Slice of dims with constant bounds on axis 0 (the exporter reads a length as
+    ``Slice(Shape(x), [1], [2])``)."""
+    dims = _ints(ctx, node.input[0]) if node.input[0] in ctx.dims else None
+    bounds = [_ints(ctx, name) if name else None for name in list(node.input[1:5]) + [""] * 4][:4]
+    starts, ends, axes, steps = bounds
+    if dims is None or starts is None or ends is None or len(starts) != 1 or axes not in (None, [0]) \
+            or steps not in (None, [1]) or any(isinstance(b, Dim) for b in starts + ends):
+        return None
+    return dims[starts[0]:ends[0]]
+
+
 def _concat(ctx, node):
     parts = [_ints(ctx, name) for name in node.input]
     if not any(name in ctx.dims for name in node.input) or any(p is None for p in parts):
@@ -78,4 +91,4 @@ def _concat(ctx, node):
 
 
 _OPS = {"Shape": _shape, "Gather": _gather, "Unsqueeze": _same, "Squeeze": _same, "Cast": _same,
-        "Concat": _concat}
+        "Concat": _concat, "Slice": _slice}

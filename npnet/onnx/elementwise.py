@@ -83,5 +83,32 @@ def softmax(node, ctx):
 
 @converter("Add", "Mul")
 def add_mul(node, ctx):
+    if node.op_type == "Mul":
+        found = _exported_gelu(node, ctx)
+        if found is not None:
+            return found
     cls = nn.Add if node.op_type == "Add" else nn.Mul
     return cls(), [ctx.operand(node, 0), ctx.operand(node, 1)], node.output[0]
+
+
+def _exported_gelu(node, ctx):
+    """GELU as npnet's exporter writes it before opset 20: (x * 0.5) * (erf(x * 2^-0.5) + 1)."""
+    consts = [ctx.value(name) for name in node.input]
+    if len(node.input) != 2 or sum(c is not None for c in consts) != 1:
+        return None
+    x = node.input[0] if consts[1] is not None else node.input[1]
+    if not _is_scalar(consts[1] if consts[1] is not None else consts[0], 2 ** -0.5):
+        return None
+    erf = _gelu_step(ctx, node.output[0], x, "Erf", None)
+    one_plus = erf and _gelu_step(ctx, erf.output[0], x, "Add", 1.0)
+    final = one_plus and ctx.follow(one_plus.output[0], "Mul")
+    if final is None:
+        return None
+    half = ctx.producers.get(final.input[1] if final.input[0] == one_plus.output[0] else final.input[0])
+    if half is None or half.op_type != "Mul" or ctx.follow(half.output[0], "Mul") is not final \
+            or x not in half.input or not _is_scalar(ctx.value(half.input[1 - list(half.input).index(x)]), 0.5):
+        return None
+    for n in (erf, one_plus, half, final):
+        ctx.absorb(n)
+    ctx.named_after = final  # "encoder.layers.0.activation/Mul": the activation's name
+    return nn.GELU(), [x], final.output[0]

@@ -3,6 +3,8 @@ BatchNormalization, MaxPool, AveragePool, GlobalAveragePool."""
 import numpy as np
 
 from .. import nn
+from .attention import self_attention
+from .modules import LinearNd
 from .registry import Unsupported, converter, float32_value, load_param, one_input
 
 
@@ -47,9 +49,9 @@ def conv(node, ctx):
     return one_input(node, ctx, m)
 
 
-def _linear(weight, bias):
-    """Linear with weight (out, in) and bias (out,) or None."""
-    m = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, rng=_rng())
+def _linear(weight, bias, cls=nn.Linear):
+    """Linear (or LinearNd) with weight (out, in) and bias (out,) or None."""
+    m = cls(weight.shape[1], weight.shape[0], bias=bias is not None, rng=_rng())
     load_param(m.weight, weight, "the weight")
     if bias is not None:
         load_param(m.bias, np.broadcast_to(bias.reshape(-1), (weight.shape[0],)), "the bias")
@@ -78,10 +80,19 @@ def gemm(node, ctx):
 
 @converter("MatMul")
 def matmul(node, ctx):
-    """x @ W with W a (in, out) weight: Linear; an Add of a constant (out,) after it is its bias."""
+    """x @ W with W a (in, out) weight: Linear (LinearNd for x of rank other than 2); an Add of a
+    constant (out,) after it is its bias. x @ W_in^T starting npnet's self-attention pattern is
+    that attention (``attention.py``)."""
+    if ctx.constant(node, 1) is None:
+        raise Unsupported("a product of two computed values; npnet builds x @ W for a constant W, and "
+                          "the products of self-attention as npnet's exporter writes them")
     w = ctx.param(node, 1)
     if w.ndim != 2:
         raise Unsupported(f"the second operand has shape {w.shape}; npnet builds x @ W for a 2-D weight W")
+    if w.shape[1] == 3 * w.shape[0]:
+        found = self_attention(node, ctx, w)
+        if found is not None:
+            return found
     out, bias = node.output[0], None
     add = ctx.follow(out, "Add")
     if add is not None:
@@ -90,7 +101,8 @@ def matmul(node, ctx):
         if c is not None and _bias_shape_ok(c, w.shape[1]):
             ctx.absorb(add)
             out, bias = add.output[0], ctx.param(add, other)
-    return _linear(w.T, bias), [ctx.data(node, 0)], out
+    cls = nn.Linear if ctx.rank(node.input[0]) == 2 else LinearNd
+    return _linear(w.T, bias, cls), [ctx.data(node, 0)], out
 
 
 # -- normalization, pooling -----------------------------------------------------------------------

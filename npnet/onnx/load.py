@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import nn
-from . import elementwise, layers, shapes  # noqa: F401  (they register their converters)
+from . import attention, elementwise, layers, recurrent, sequence, shapes  # noqa: F401  (they register)
 from .dims import fold_dims
 from .registry import CONVERTERS, Unsupported
 from .names import node_names, sanitize
@@ -31,10 +31,14 @@ def load(path):
     its name and operator, and the operators npnet builds.
 
     What npnet's layers fix: 2-D convolutions and pooling with symmetric padding, groups and
-    dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs; Reshape to a
-    constant shape or to sizes of its own input (``x.view(x.size(0), -1)``; other shape
-    arithmetic is not built); Softmax over one dim. Weights and constants become float32;
-    BatchNorm's ``num_batches_tracked`` starts at 0. A constant operand of Add / Mul / Concat
+    dilation 1, pooling rounded down (ceil_mode=0); Linear on (N, features) inputs (LinearNd on
+    higher ranks); Reshape to a constant shape or to sizes of its own input
+    (``x.view(x.size(0), -1)``; other shape arithmetic is not built); Softmax over one dim;
+    RNN / LSTM / GRU from zero initial states over whole sequences (PyTorch's GRU:
+    linear_before_reset=1); MatMul of two computed values only inside the self-attention npnet's
+    exporter writes; a constant cut to a length read at run time only as a positional table or
+    a causal mask. Weights and constants become float32; BatchNorm's ``num_batches_tracked``
+    starts at 0. A constant operand of Add / Mul / Concat
     becomes an ``nn.Constant`` node (a buffer: its state-dict key ``"<name>.value"`` has no
     PyTorch twin).
     """
@@ -85,11 +89,14 @@ class _Context:
         self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in self.graph.initializer}
         self.outputs = {o.name for o in self.graph.output}
         self.consumers = {}
+        self.producers = {out: node for node in self.nodes for out in node.output if out}
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
         self.ranks = _ranks(onnx, proto)
         self.absorbed, self.built, self.weights = set(), [], []
+        self.sources = {}  # a weight folded at load time (a Transpose of it) -> the initializer it came from
+        self.named_after = None  # a pattern's node whose name names the layer better than the first's
         self.dims = {}  # shape arithmetic (dims.py): {value: [int or Dim, ...]}
 
     # -- for the converters -------------------------------------------------------------------
@@ -123,7 +130,7 @@ class _Context:
         if optional and (i >= len(node.input) or not node.input[i]):
             return None
         array = self._float32(node, i)
-        self.weights.append(node.input[i])
+        self.weights.append(self.sources.get(node.input[i], node.input[i]))
         return array
 
     def _float32(self, node, i):
@@ -190,12 +197,24 @@ def _build(ctx):
                               f"{', '.join(built)}")
         ctx.weights = []
         try:
-            module, inputs, out = CONVERTERS[op](node, ctx)
-            _check_extra_outputs(ctx, node)
+            result = CONVERTERS[op](node, ctx)
+            if not isinstance(result, list):  # a list: the converter accounts for every output
+                _check_extra_outputs(ctx, node)
         except (Unsupported, ValueError, TypeError) as e:
             raise Unsupported(f"{place}: {e}") from None
-        ctx.built.append((node, module, inputs, out, ctx.weights))
+        _add_built(ctx, node, result)
     return _assemble(ctx, x_name, y_name)
+
+
+def _add_built(ctx, node, result):
+    """A converter's ``(module, inputs, output)``, or a list of them: the first is the node's
+    layer (named after its weights), each later one ``(module, inputs, output, name hint)`` a
+    layer reading it, e.g. the ``Item`` picking ``h_n`` out of an LSTM's outputs."""
+    first, *rest = result if isinstance(result, list) else [result]
+    ctx.built.append((ctx.named_after or node, *first, ctx.weights))
+    ctx.named_after = None
+    for module, inputs, out, hint in rest:
+        ctx.built.append((None, module, inputs, out, [hint]))
 
 
 def _place(k, total, node):
@@ -212,10 +231,18 @@ def _io_names(ctx):
 
 
 def _fold_constant(ctx, node, place):
-    """Constant nodes, and Identity of a constant (PyTorch writes one for each weight equal to
-    another), become constants; True if ``node`` was one."""
-    if node.op_type == "Identity" and node.input[0] in ctx.consts:
-        ctx.consts[node.output[0]] = ctx.consts[node.input[0]]
+    """Constant nodes, Identity of a constant (PyTorch writes one for each weight equal to
+    another) and Transpose of a constant become constants; True if ``node`` was one."""
+    if node.op_type in ("Identity", "Transpose") and node.input[0] in ctx.consts:
+        # a weight transposed in the graph (npnet's exporter writes x @ W^T so) is the weight
+        # transposed at load time, still named after its initializer
+        # (an Identity is another weight equal to it, which keeps its own name)
+        array = ctx.consts[node.input[0]]
+        if node.op_type == "Identity":
+            ctx.consts[node.output[0]] = array
+            return True
+        ctx.consts[node.output[0]] = array.transpose(ctx.attr(node, "perm", list(range(array.ndim))[::-1]))
+        ctx.sources[node.output[0]] = ctx.sources.get(node.input[0], node.input[0])
         return True
     if node.op_type != "Constant":
         return False

@@ -3,7 +3,10 @@ output)``, the npnet layer, the ONNX values it reads and the value it computes (
 when the converter takes in a pattern: MatMul + Add is one Linear, the five nodes of GELU's erf
 form are one GELU). ``ctx`` is ``load._Context``: attributes, constants, the readers of a value.
 A converter raises ``Unsupported`` with the reason when a node asks for what npnet's layer
-cannot do. The converters live in ``layers.py``, ``elementwise.py`` and ``shapes.py``."""
+cannot do. A converter may return a list instead: its layer's entry first, then entries
+``(module, inputs, output, name hint)`` of layers reading it (an RNN's outputs, picked by
+``nn.Item``). The converters live in ``layers.py``, ``elementwise.py``, ``shapes.py``,
+``sequence.py``, ``recurrent.py`` and ``attention.py``."""
 import numpy as np
 
 CONVERTERS = {}
