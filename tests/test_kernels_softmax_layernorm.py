@@ -137,10 +137,21 @@ def test_bmm_matches_ref_on_views(dtype):
     assert K.bmm(np.zeros((2, 3, 0), dtype), np.zeros((2, 0, 4), dtype)).tolist() == np.zeros((2, 3, 4)).tolist()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_matches_ref(dtype):
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 7, 300)                                         # many repeats
+    dout = rng.standard_normal((300, 13)).astype(dtype)
+    grad = rng.standard_normal((7, 13)).astype(dtype)
+    got = K.embedding_backward(ids, dout, grad.copy())
+    assert_close(got, K.embedding_backward_ref(ids, dout, grad.copy()))
+    assert K.embedding_backward(ids[:0], dout[:0], grad.copy()).tolist() == grad.tolist()
+
+
 def test_twins_have_the_kernels_signatures():
     for fast, ref in [(K.softmax_forward, K.softmax_forward_ref), (K.softmax_backward, K.softmax_backward_ref),
                       (K.layernorm_forward, K.layernorm_forward_ref), (K.layernorm_backward, K.layernorm_backward_ref),
-                      (K.bmm, K.bmm_ref)]:
+                      (K.bmm, K.bmm_ref), (K.embedding_backward, K.embedding_backward_ref)]:
         assert inspect.signature(fast) == inspect.signature(ref)
 
 

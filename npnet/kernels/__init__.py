@@ -28,6 +28,7 @@ from .reference import use_reference, reference_enabled
 from .softmax import softmax_forward, softmax_forward_ref, softmax_backward, softmax_backward_ref
 from .layernorm import layernorm_forward, layernorm_forward_ref, layernorm_backward, layernorm_backward_ref
 from .bmm import bmm, bmm_ref
+from .embedding import embedding_backward, embedding_backward_ref
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref", "conv_algorithm",
@@ -41,4 +42,4 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "use_reference", "reference_enabled"]
 __all__ += ["softmax_forward", "softmax_forward_ref", "softmax_backward", "softmax_backward_ref",
             "layernorm_forward", "layernorm_forward_ref", "layernorm_backward", "layernorm_backward_ref",
-            "bmm", "bmm_ref"]
+            "bmm", "bmm_ref", "embedding_backward", "embedding_backward_ref"]
