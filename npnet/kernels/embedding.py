@@ -5,9 +5,9 @@ Shapes: ids (R,) integers in [0, V); dout (R, D); grad (V, D), C-ordered, added 
 
 Why a kernel: ``np.add.at`` takes the general path of ``ufunc.at`` (one indexed element at a time):
 measured on a 2-core AMD EPYC (Zen 4), the issue-34 Transformer's (8192, 128) float32 gradient into a
-(256, 128) table took 11-28 ms of its train step (loaded machine); this serial loop over rows, a
-vectorised add of D values each, takes well under a millisecond, so it stays on one thread (two
-workers would have to split the columns to avoid adding into the same row at the same time).
+(256, 128) table, 12.7 ms with it, 0.12 ms with this serial loop over rows (a vectorised add of D
+values each), so it stays on one thread (two workers would have to split the columns so as not to
+add into the same row at the same time).
 """
 import numpy as np
 

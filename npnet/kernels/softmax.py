@@ -9,17 +9,19 @@ shape and dtype (float32 or float64).
 Why a kernel: attention's scores are the largest arrays of a Transformer step ((N * heads, L, S):
 4.2 M values a layer in the benchmark of issue 34), and NumPy made 6 passes over them forward
 (scale, mask, max, subtract, exp, divide) and 4 backward, a temporary each, on one thread. Here
-each row is read once and written once while it is in L1: measured on a 2-core AMD EPYC (Zen 4),
-(256, 128, 128) float32 with an (128, 128) mask, forward 22 ms -> 2.4 ms at 2 threads (1 thread:
-4.4 ms), backward 12 ms -> 1.5 ms (see ``benchmarks/`` notes in the commit).
+each row is read once and written once while it is in L1. Measured on a 2-core AMD EPYC (Zen 4),
+8 December, other processes keeping the machine ~2/3 busy: (256, 128, 128) float32 with a
+(128, 128) causal mask, forward (twin -> kernel) 17.2 -> 4.9 ms at 2 threads, 22.0 -> 6.9 ms at 1;
+backward 7.2 -> 2.1 ms at 2 threads, 8.1 -> 2.2 ms at 1.
 
-exp: Numba's ``math.exp`` is a scalar libm call (no SVML here), 2.4 ns a value, 5x NumPy's
-vectorised exp. ``_exp_shifted`` computes exp(z - max) as 2^n * e^g (n = round((z - max) / ln 2),
-g the rest, |g| <= ln(2) / 2, ln 2 split in two for an exact n ln 2) with a degree-13 Taylor
-polynomial, and builds 2^n from its exponent bits in an integer view of a scratch row, so the loop
-vectorises: 0.2 ns a value. Relative error ~3e-7 (float32) and ~1e-15 (float64) against np.exp; a
-value below 2^-126 (float32; 2^-1022 float64) of the row's maximum is 0, where NumPy gives a
-denormal.
+exp: Numba's ``math.exp`` is a scalar libm call (no SVML here): 2.4 ns a value, 5x NumPy's
+vectorised exp (0.5 ns). ``_exp_shifted`` computes exp(z - max) as 2^n e^g (n = round((z - max) /
+ln 2), g the rest, |g| <= ln(2) / 2, ln 2 split in two so that n ln 2 is exact) with a degree-13
+Taylor polynomial, and builds 2^n from its exponent bits in an integer view of a scratch row, so
+that the loop vectorises: ~0.7 ns a value, in the same pass as the sum (a table of 2^-n instead of
+the bits: a gather, and the loop did not vectorise, 2.6 ns). Relative error against np.exp ~4e-7
+(float32) and ~1e-15 (float64); a value below 2^-126 (float64: 2^-1022) of the row's maximum gives
+0 where NumPy gives a denormal.
 
 Semantics as NumPy's ``exp(z - max) / sum`` (``functional.softmax``): a NaN anywhere in a row makes
 the row NaN; a row whose every value is -inf (a query whose every key is masked) is NaN, or zeros
