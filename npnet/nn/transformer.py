@@ -82,7 +82,10 @@ class TransformerEncoderLayer(MultiInput, Module):
         return self.dropout1(self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=kpm, need_weights=False)[0])
 
     def _sa_backward(self, d):
-        return sum(self.self_attn.backward(self.dropout1.backward(d)))  # d query + d key + d value
+        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(d))
+        dq += dk  # d query + d key + d value, in place: dq is a fresh array (sum() made two more)
+        dq += dv
+        return dq
 
     def _ff(self, x):
         flat = x.reshape(-1, self.d_model)  # Linear takes (N, features)
