@@ -25,6 +25,10 @@ from .elementwise import (relu_forward, relu_forward_ref, relu_backward, relu_ba
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
 from .reference import use_reference, reference_enabled
+from .softmax import softmax_forward, softmax_forward_ref, softmax_backward, softmax_backward_ref
+from .layernorm import layernorm_forward, layernorm_forward_ref, layernorm_backward, layernorm_backward_ref
+from .bmm import bmm, bmm_ref
+from .embedding import embedding_backward, embedding_backward_ref
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "conv2d_forward", "conv2d_forward_ref", "conv2d_backward", "conv2d_backward_ref", "conv_algorithm",
@@ -36,3 +40,6 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
            "matmul", "matmul_ref", "relu_forward", "relu_forward_ref", "relu_backward", "relu_backward_ref",
            "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "use_reference", "reference_enabled"]
+__all__ += ["softmax_forward", "softmax_forward_ref", "softmax_backward", "softmax_backward_ref",
+            "layernorm_forward", "layernorm_forward_ref", "layernorm_backward", "layernorm_backward_ref",
+            "bmm", "bmm_ref", "embedding_backward", "embedding_backward_ref"]

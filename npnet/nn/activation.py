@@ -3,6 +3,7 @@ derivative is a function of it, as for Sigmoid and Tanh)."""
 import numpy as np
 
 from ..kernels.elementwise import relu_backward, relu_forward
+from ..kernels.softmax import softmax_backward, softmax_forward
 from ._checks import check_grad, check_input
 from .module import Module
 
@@ -253,6 +254,8 @@ class _SoftmaxBase(_Activation):
 
 class Softmax(_SoftmaxBase):
     """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.Softmax(dim)``; caches the output.
+    Forward and backward are ``kernels.softmax``'s one-pass kernels; their NumPy twins
+    (``softmax_forward_ref``, ``softmax_backward_ref``) are the readable math.
 
     Args:
         dim (int): the axis that sums to 1. Required: PyTorch's ``dim=None`` picks an axis by a
@@ -272,15 +275,15 @@ class Softmax(_SoftmaxBase):
     def forward(self, x):
         self._check(x)
         axis = self._axis(x)
-        out = F.softmax(x, axis=axis)
+        out = softmax_forward(np.moveaxis(x, axis, -1))  # the kernel works along the last axis
         self.cache = (out, axis)
-        return out
+        return np.moveaxis(out, -1, axis)
 
     def backward(self, dout, input_grad=True):
         out, axis = self._saved()
-        self._grad(dout, out)
-        # Jacobian-vector product of softmax: y * (g - <g, y>)
-        return out * (dout - (dout * out).sum(axis=axis, keepdims=True))
+        self._grad(dout, np.moveaxis(out, -1, axis))
+        # Jacobian-vector product of softmax: y * (g - <g, y>) (softmax_backward_ref, fused)
+        return np.moveaxis(softmax_backward(np.moveaxis(dout, axis, -1), out), -1, axis)
 
 
 class LogSoftmax(_SoftmaxBase):

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from ..functional import softmax
 from .. import init
+from ..kernels.bmm import bmm
+from ..kernels.softmax import softmax_backward, softmax_forward
 
 __all__ = ["attention_forward", "attention_backward", "scaled_dot_product_attention", "causal_mask"]
 
@@ -21,45 +22,46 @@ def _t(a):
     return np.swapaxes(a, -1, -2)
 
 
-def attention_forward(q, k, v, mask=None, dropout_p=0.0, scale=None, rng=None, zero_empty_rows=False):
+def attention_forward(q, k, v, mask=None, dropout_p=0.0, scale=None, rng=None, zero_empty_rows=False, out=None):
     """``softmax(q k^T * scale + mask) v`` over the last two axes, with dropout on the weights.
 
     Shape: q (..., L, E), k (..., S, E), v (..., S, Ev), mask broadcastable to (..., L, S) ->
     out (..., L, Ev), weights (..., L, S) (after dropout, as PyTorch's MultiheadAttention returns
     them). Returns ``(out, weights, cache)``; ``cache`` is what ``attention_backward`` reads.
     scale: 1 / sqrt(E) when None. zero_empty_rows: a query whose every score is -inf gets zero
-    weights (and output) instead of the NaN of 0 / 0.
+    weights (and output) instead of the NaN of 0 / 0. out: an array to write the output into (a
+    view whose last axis is adjacent, e.g. the heads of a (N, L, E) array).
+
+    The products are ``kernels.bmm`` (views read in place), the softmax ``kernels.softmax`` (scale
+    and mask fused, in place on the scores); their twins ``bmm_ref`` (``q @ k^T``) and
+    ``softmax_forward_ref`` are the plain NumPy math.
     """
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = (q * q.dtype.type(scale)) @ _t(k)  # (..., L, S); q scaled first, as PyTorch's MHA
-    if mask is not None:
-        s = s + mask
-    if zero_empty_rows:
-        empty = np.isneginf(s).all(axis=-1, keepdims=True)
-        with np.errstate(invalid="ignore"):  # the empty rows' 0 / 0, replaced just below
-            p = np.where(empty, s.dtype.type(0), softmax(s, axis=-1))
-    else:
-        p = softmax(s, axis=-1)
+    s = bmm(q, _t(k))  # (..., L, S) raw scores
+    p = softmax_forward(s, scale, mask, zero_empty_rows, out=s)  # softmax(s * scale + mask), in place
     keep = None
     if dropout_p > 0:
         keep = (init.get_rng(rng).random(p.shape, dtype=p.dtype) >= dropout_p) * p.dtype.type(1 / (1 - dropout_p))
     pd = p if keep is None else p * keep
-    return pd @ v, pd, (q, k, v, p, keep, scale)
+    return bmm(pd, v, out=out), pd, (q, k, v, p, keep, scale)
 
 
-def attention_backward(dout, cache, dweights=None):
+def attention_backward(dout, cache, dweights=None, out=None):
     """Gradients ``(dq, dk, dv)`` of ``attention_forward`` for upstream ``dout`` (out's shape)
-    and optionally ``dweights`` (the weights' shape)."""
+    and optionally ``dweights`` (the weights' shape). out: None, or three arrays to write dq, dk,
+    dv into (as ``attention_forward``'s out)."""
     q, k, v, p, keep, scale = cache
+    dq, dk, dv = out if out is not None else (None, None, None)
     pd = p if keep is None else p * keep
-    dv = _t(pd) @ dout  # (..., S, Ev)
-    dpd = dout @ _t(v)  # (..., L, S)
+    dv = bmm(_t(pd), dout, out=dv)  # (..., S, Ev)
+    dp = bmm(dout, _t(v))  # (..., L, S): d loss / d weights
     if dweights is not None:
-        dpd = dpd + dweights
-    dp = dpd if keep is None else dpd * keep
-    ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))  # softmax backward; masked keys have p = 0
-    ds = ds * ds.dtype.type(scale)
-    return ds @ k, _t(ds) @ q, dv
+        dp += dweights
+    if keep is not None:
+        dp *= keep
+    # softmax backward, times the scale: p * (dp - sum(dp * p)) * scale; masked keys have p = 0
+    ds = softmax_backward(dp, p, scale, out=dp)
+    return bmm(ds, k, out=dq), bmm(_t(ds), q, out=dk), dv
 
 
 def causal_mask(L, S=None, dtype=np.float32):

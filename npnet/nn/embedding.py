@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import init
+from ..kernels.embedding import embedding_backward
 from ._checks import check_grad
 from .module import Module, Parameter
 
@@ -78,5 +79,5 @@ class Embedding(Module):
             if self.padding_idx is not None:
                 keep = flat_ids != self.padding_idx
                 flat_ids, flat_dout = flat_ids[keep], flat_dout[keep]
-            np.add.at(self.weight.grad, flat_ids, flat_dout)
+            embedding_backward(flat_ids, flat_dout, self.weight.grad)  # np.add.at, as a kernel
         return None

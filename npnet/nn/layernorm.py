@@ -1,6 +1,7 @@
 """LayerNorm: normalise each sample over its last dims, as ``torch.nn.LayerNorm``."""
 import numpy as np
 
+from ..kernels.layernorm import layernorm_backward, layernorm_forward
 from ._checks import check_grad, check_input
 from .module import Module, Parameter
 
@@ -10,7 +11,10 @@ class LayerNorm(Module):
 
     The variance is the biased one (divided by the count), as PyTorch's; no running statistics:
     train and eval are the same function. ``elementwise_affine=False`` has no parameters;
-    ``bias=False`` keeps only ``weight``. Cache: the normalised input and 1 / std.
+    ``bias=False`` keeps only ``weight``. Cache: the input, its per-sample mean and 1 / std.
+    The math, forward and backward, is ``kernels.layernorm``'s (its NumPy twins
+    ``layernorm_forward_ref`` / ``layernorm_backward_ref`` are the readable version; ``with
+    kernels.use_reference():`` runs them).
 
     Args:
         normalized_shape (int or tuple): the last dims to normalise over (an int for one dim).
@@ -54,29 +58,22 @@ class LayerNorm(Module):
         if x.shape[x.ndim - k:] != self.normalized_shape:
             raise ValueError(f"{self._label()}: expected input whose last dims are {self.normalized_shape}, "
                              f"got {x.shape}")
-        axes = tuple(range(x.ndim - k, x.ndim))
-        mu = x.mean(axis=axes, keepdims=True)
-        xc = x - mu
-        rstd = 1 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + x.dtype.type(self.eps))
-        xhat = xc * rstd  # (*, *normalized_shape)
-        self.cache = (xhat, rstd, axes)
-        if self.weight is None:
-            return xhat
-        out = xhat * self.weight.data
-        return out + self.bias.data if self.bias is not None else out
+        D = int(np.prod(self.normalized_shape))
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        x2 = x.reshape(-1, D)  # (R, D): one sample's normalised features a row
+        y, mean, rstd = layernorm_forward(x2, w, b, self.eps)
+        self.cache = (x2, mean, rstd, x.shape)
+        return y.reshape(x.shape)
 
     def backward(self, dout, input_grad=True):
-        xhat, rstd, axes = self._saved()
-        check_grad(self, dout, xhat.shape, xhat.dtype)
+        x2, mean, rstd, shape = self._saved()
+        check_grad(self, dout, shape, x2.dtype)
         self.cache = None
-        lead = tuple(range(xhat.ndim - len(axes)))  # the sample dims that weight is shared over
+        w = self.weight.data if self.weight is not None else None
+        dx, dw, db = layernorm_backward(dout.reshape(x2.shape), x2, mean, rstd, w, input_grad)
         if self.weight is not None and self.weight.requires_grad:
-            self.weight.grad += (dout * xhat).sum(axis=lead)
+            self.weight.grad += dw.reshape(self.normalized_shape)
         if self.bias is not None and self.bias.requires_grad:
-            self.bias.grad += dout.sum(axis=lead)
-        if not input_grad:
-            return None
-        g = dout * self.weight.data if self.weight is not None else dout  # d loss / d xhat
-        # the two means remove the directions that centring and scaling take out of x
-        return rstd * (g - g.mean(axis=axes, keepdims=True)
-                       - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+            self.bias.grad += db.reshape(self.normalized_shape)
+        return dx.reshape(shape) if input_grad else None

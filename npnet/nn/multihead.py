@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import init
+from ..kernels.matmul import matmul
 from ._call import MultiInput
 from ._checks import check_grad, check_input
 from .attention import attention_backward, attention_forward
@@ -85,15 +86,22 @@ class MultiheadAttention(MultiInput, Module):
         N, L, _ = a.shape
         return a.reshape(N, L, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
 
-    def _merge(self, a):  # (N, h, L, d) -> (N, L, E)
-        N, _, L, _ = a.shape
-        return a.transpose(0, 2, 1, 3).reshape(N, L, self.embed_dim)
+    def _project(self, a, rows):
+        """``a`` (N, L, E) times the in_proj rows ``rows`` (a slice of 3E) plus their bias: (N, L, len)."""
+        N, L, E = a.shape
+        out = matmul(a.reshape(N * L, E), self.in_proj_weight.data[rows].T)  # why not @: kernels.matmul
+        if self.in_proj_bias is not None:
+            out += self.in_proj_bias.data[rows]
+        return out.reshape(N, L, -1)
 
-    def _project(self, a, i):
-        """The i-th of the q, k, v projections of ``a`` (N, L, E)."""
+    def _projections(self, q_in, k_in, v_in, same):
+        """q, k, v (N, ., E). Self-attention (``same``: one array three times) in one product with the
+        (3E, E) weight: the three (N, L, E) column blocks of its (N, L, 3E) result (views)."""
         E = self.embed_dim
-        out = a @ self.in_proj_weight.data[i * E:(i + 1) * E].T
-        return out + self.in_proj_bias.data[i * E:(i + 1) * E] if self.in_proj_bias is not None else out
+        if same:
+            qkv = self._project(q_in, slice(0, 3 * E))
+            return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+        return tuple(self._project(a, slice(i * E, (i + 1) * E)) for i, a in enumerate((q_in, k_in, v_in)))
 
     def _additive(self, mask, shape, name, dtype):
         if not isinstance(mask, np.ndarray) or mask.shape not in shape:
@@ -127,13 +135,15 @@ class MultiheadAttention(MultiInput, Module):
             raise ValueError(f"{self._label()}: query, key and value must share the batch size, and key and "
                              f"value their shape; got {query.shape}, {key.shape}, {value.shape}")
         mask = self._mask(attn_mask, key_padding_mask, N, L, S, q_in.dtype)
-        q, k, v = (self._heads(self._project(a, i)) for i, a in enumerate((q_in, k_in, v_in)))  # (N, h, ., d)
+        same = query is key and key is value
+        q, k, v = (self._heads(a) for a in self._projections(q_in, k_in, v_in, same))  # (N, h, ., d) views
         p = self.dropout if self.training else 0.0
-        o, weights, acache = attention_forward(q, k, v, mask, p, 1 / np.sqrt(self.head_dim), self.rng)
-        merged = self._merge(o)  # (N, L, E)
+        merged = np.empty((N, L, self.embed_dim), dtype=q_in.dtype)  # the heads' outputs, side by side
+        _, weights, acache = attention_forward(q, k, v, mask, p, 1 / np.sqrt(self.head_dim), self.rng,
+                                               out=self._heads(merged))
         # out_proj holds the weights (PyTorch's names); like PyTorch, the product is made here,
         # not by calling the child (whose hooks do not fire in PyTorch either)
-        out = merged @ self.out_proj.weight.data.T
+        out = matmul(merged.reshape(N * L, -1), self.out_proj.weight.data.T).reshape(N, L, -1)
         if self.out_proj.bias is not None:
             out += self.out_proj.bias.data
         self.cache = (q_in, k_in, v_in, merged, acache, average_attn_weights)
@@ -152,27 +162,30 @@ class MultiheadAttention(MultiInput, Module):
         check_grad(self, dout, (N, L, E) if self.batch_first else (L, N, E), q_in.dtype)
         dout = dout if self.batch_first else dout.transpose(1, 0, 2)
         wo, bo = self.out_proj.weight, self.out_proj.bias
+        dout2 = np.ascontiguousarray(dout).reshape(-1, E)  # (N L, E)
         if wo.requires_grad:
-            wo.grad += dout.reshape(-1, E).T @ merged.reshape(-1, E)
+            matmul(dout2.T, merged.reshape(-1, E), out=wo.grad, accumulate=True)
         if bo is not None and bo.requires_grad:
-            bo.grad += dout.sum(axis=(0, 1))
-        do = dout @ wo.data  # (N, L, E): d loss / d merged heads
+            bo.grad += dout2.sum(axis=0)
+        do = matmul(dout2, wo.data).reshape(N, L, E)  # d loss / d merged heads
         if dweights is not None:
             S = k_in.shape[1]
             check_grad(self, dweights, (N, L, S) if averaged else (N, self.num_heads, L, S), q_in.dtype)
             dweights = dweights[:, None] / self.num_heads if averaged else dweights  # mean over heads
-        grads = attention_backward(self._heads(do), acache, dweights)
+        # d loss / d each projection, written by the kernels into (N, ., E) arrays: no merge copy
+        grads = [np.empty((N, a.shape[1], E), dtype=q_in.dtype) for a in (q_in, k_in, v_in)]
+        attention_backward(self._heads(do), acache, dweights, out=[self._heads(g) for g in grads])
         self.cache = None
         W, b = self.in_proj_weight, self.in_proj_bias
         dins = []
         for i, (g, a) in enumerate(zip(grads, (q_in, k_in, v_in))):
-            g = self._merge(g)  # (N, ., E): d loss / d projection i
             rows = slice(i * E, (i + 1) * E)
+            g2 = g.reshape(-1, E)
             if W.requires_grad:
-                W.grad[rows] += g.reshape(-1, E).T @ a.reshape(-1, E)
+                matmul(g2.T, a.reshape(-1, E), out=W.grad[rows], accumulate=True)
             if b is not None and b.requires_grad:
-                b.grad[rows] += g.sum(axis=(0, 1))
+                b.grad[rows] += g2.sum(axis=0)
             if input_grad:
-                da = g @ W.data[rows]
+                da = matmul(g2, W.data[rows]).reshape(g.shape)
                 dins.append(da if self.batch_first else da.transpose(1, 0, 2))
         return tuple(dins) if input_grad else None

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .. import init
+from ..kernels.elementwise import add_
 from ._call import MultiInput
 from ._checks import check_grad, check_input
 from .activation import GELU, ReLU
@@ -82,7 +83,10 @@ class TransformerEncoderLayer(MultiInput, Module):
         return self.dropout1(self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=kpm, need_weights=False)[0])
 
     def _sa_backward(self, d):
-        return sum(self.self_attn.backward(self.dropout1.backward(d)))  # d query + d key + d value
+        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(d))
+        dq += dk  # d query + d key + d value, in place: dq is a fresh array (sum() made two more)
+        dq += dv
+        return dq
 
     def _ff(self, x):
         flat = x.reshape(-1, self.d_model)  # Linear takes (N, features)
@@ -101,11 +105,11 @@ class TransformerEncoderLayer(MultiInput, Module):
                     self.d_model, axis=2)
         x = src
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask)
-            x = x + self._ff(self.norm2(x))
+            x = _residual(self._sa(self.norm1(x), src_mask, src_key_padding_mask), x)
+            x = _residual(self._ff(self.norm2(x)), x)
         else:
-            x = self.norm1(x + self._sa(x, src_mask, src_key_padding_mask))
-            x = self.norm2(x + self._ff(x))
+            x = self.norm1(_residual(self._sa(x, src_mask, src_key_padding_mask), x))
+            x = self.norm2(_residual(self._ff(x), x))
         self.cache = (src.shape, src.dtype)
         return x
 
@@ -116,14 +120,20 @@ class TransformerEncoderLayer(MultiInput, Module):
         # each residual: the gradient goes both ways and adds up (dx is needed by the
         # sublayers anyway, so input_grad only decides what is returned)
         if self.norm_first:
-            d = dout + self.norm2.backward(self._ff_backward(dout))
-            d = d + self.norm1.backward(self._sa_backward(d))
+            d = _residual(self.norm2.backward(self._ff_backward(dout)), dout)
+            d = _residual(self.norm1.backward(self._sa_backward(d)), d)
         else:
             d = self.norm2.backward(dout)
-            d = d + self._ff_backward(d)
+            d = _residual(self._ff_backward(d), d)
             d = self.norm1.backward(d)
-            d = d + self._sa_backward(d)
+            d = _residual(self._sa_backward(d), d)
         return d if input_grad else None
+
+
+def _residual(fresh, other):
+    """fresh + other, added into ``fresh``: an array a sublayer (or its backward) has just made and
+    nobody else holds; on the worker threads (``kernels.add_``) where fresh is C-ordered."""
+    return add_(fresh, other) if fresh.flags.c_contiguous else np.add(fresh, other, out=fresh)
 
 
 class TransformerEncoder(MultiInput, Module):
