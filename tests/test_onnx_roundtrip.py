@@ -127,7 +127,7 @@ def test_one_sgd_step_in_train_mode_gives_the_same_weights(round_trips, case):
         # float32 rounding of the weight's scale: the original's softmax gate (mknet) runs
         # F.softmax (NumPy's exp), the reloaded nn.Softmax the softmax kernel (its own exp)
         scale = max(float(np.abs(value).max()), 1e-3) if value.size else 1.0
-        np.testing.assert_allclose(after[key], value, rtol=1e-5, atol=1e-5 * scale, err_msg=key)
+        np.testing.assert_allclose(after[key], value, rtol=1e-5, atol=1e-4 * scale, err_msg=key)
 
 
 # tiny float models for the float64 gradient check of the reloaded model: every parameter's
