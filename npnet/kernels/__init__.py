@@ -24,6 +24,9 @@ from .elementwise import (relu_forward, relu_forward_ref, relu_backward, relu_ba
                           add_, add_ref)
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
+from .recurrent import (lstm_forward, lstm_forward_ref, lstm_backward, lstm_backward_ref, gru_forward,
+                        gru_forward_ref, gru_backward, gru_backward_ref, rnn_forward, rnn_forward_ref, rnn_backward,
+                        rnn_backward_ref)
 from .reference import use_reference, reference_enabled
 
 __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
@@ -36,3 +39,5 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
            "channel_grad_sums", "channel_grad_sums_ref", "channel_affine2", "channel_affine2_ref",
            "matmul", "matmul_ref", "relu_forward", "relu_forward_ref", "relu_backward", "relu_backward_ref",
            "add_relu", "add_relu_ref", "add_", "add_ref", "blas_setup", "clear_buffers", "use_reference", "reference_enabled"]
+__all__ += ["lstm_forward", "lstm_forward_ref", "lstm_backward", "lstm_backward_ref", "gru_forward", "gru_forward_ref",
+            "gru_backward", "gru_backward_ref", "rnn_forward", "rnn_forward_ref", "rnn_backward", "rnn_backward_ref"]
