@@ -129,7 +129,7 @@ class RNNBase(MultiInput, Module):
         w_ih, w_hh, b_ih, b_hh = self._weights(k, d)
         xs = x[::-1] if d == 1 else x
         T, N, I = xs.shape
-        xw = matmul(xs.reshape(T * N, I), w_ih.data.T).reshape(T, N, -1)  # (T, N, G*H): every step's at once
+        xw = matmul(xs.reshape(T * N, I), w_ih.data.T).reshape(T, N, len(w_ih.data))  # (T, N, G*H): all steps'
         hs, hT, cT, cell = self._cell_forward(xw, h0, c0, w_hh.data, _data(b_ih), _data(b_hh))
         return (hs[::-1] if d == 1 else hs), hT, cT, (xs, h0, hs, cell)
 
@@ -191,18 +191,18 @@ class RNNBase(MultiInput, Module):
         dys = dy[::-1] if d == 1 else dy
         dxw, dhw, dh0, dc0 = self._cell_backward(dys, dhT, dcT, cache, w_hh.data)  # (T, N, G*H) each
         T, N, GH = dxw.shape
-        hprev = np.concatenate([h0[None], hs[:-1]])  # (T, N, H): the state each step read
+        hprev = np.concatenate([h0[None], hs[:-1]])[:T]  # (T, N, H): the state each step read
         db = None
         for w, b, dpre, inp in ((w_ih, b_ih, dxw, xs), (w_hh, b_hh, dhw, hprev)):
             if w.requires_grad:  # sum over steps and batch of dpre^T inp, as one product
-                matmul(dpre.reshape(T * N, GH).T, inp.reshape(T * N, -1), out=w.grad, accumulate=True)
+                matmul(dpre.reshape(T * N, GH).T, inp.reshape(T * N, inp.shape[2]), out=w.grad, accumulate=True)
             if b is not None and b.requires_grad:
                 if db is None or dhw is not dxw:  # LSTM, RNN: dhw is dxw, summed once for both biases
                     db = dpre.sum(axis=(0, 1))
                 b.grad += db
         if not need_dx:
             return None, dh0, dc0
-        dx = matmul(dxw.reshape(T * N, GH), w_ih.data).reshape(T, N, -1)  # (T, N, I)
+        dx = matmul(dxw.reshape(T * N, GH), w_ih.data).reshape(T, N, w_ih.data.shape[1])  # (T, N, I)
         return (dx[::-1] if d == 1 else dx), dh0, dc0
 
 
