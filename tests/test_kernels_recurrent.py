@@ -125,7 +125,7 @@ def test_bad_operands_are_refused_with_their_shapes():
     xw, h0, c0, w, (bi, bh) = operands(rng, 2, 3, 4, 4, np.float32)
     with pytest.raises(TypeError, match="one dtype, got float32, float64"):
         K.lstm_forward(xw, h0.astype(np.float64), c0, w, bi, bh)
-    with pytest.raises(ValueError, match=r"expected states \(3, 4\), w_hh \(16, 4\) and biases \(16,\), got \[\(4, 4\)\]"):
+    with pytest.raises(ValueError, match=r"states \(3, 4\), w_hh \(16, 4\) and biases \(16,\), got \[\(4, 4\)\]"):
         K.lstm_forward(xw, h0, c0, w[:4], bi, bh)
     with pytest.raises(ValueError, match=r"\(L, N, 3H\) pre-activations, got \(2, 3, 16\)"):
         K.gru_forward(xw, h0, w, None, None)

@@ -16,6 +16,10 @@ backward, written with the derivative of the true tanh, against differences of t
 
 ``sigmoid(x) = (tanh(x / 2) + 1) / 2``, as the NumPy references compute it (no overflow of exp for
 large |x|).
+
+The overloads are not inlined by Numba (``inline="always"``): LLVM inlines and vectorises them in
+the kernels' loops all the same (the LSTM's gate pass took 1.5-1.6 ms either way), and Numba's
+inlining made the first LSTM train step compile for 5.7 s of CPU instead of 3.6.
 """
 import numpy as np
 from numba import types
@@ -68,11 +72,11 @@ def _tanh64(x):
     return np.tanh(x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_of_type(x):
     return _tanh32 if x == types.float32 else _tanh64
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid_of_type(x):
     return _sigmoid32 if x == types.float32 else _sigmoid64

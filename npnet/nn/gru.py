@@ -14,7 +14,8 @@ class GRU(RNNBase):
 
     Because of r * hn, the n rows of the x-side and h-side pre-activations get different
     gradients; the backward keeps both (``dxw`` and ``dhw``).
-    """ + KERNELS_DOC.format(cell="gru") + ARGS_DOC.format(gates="3 gates (r, z, n)", gh="3H", nonlinearity="") + STATES_DOC.format(
+    """ + KERNELS_DOC.format(cell="gru") + ARGS_DOC.format(
+        gates="3 gates (r, z, n)", gh="3H", nonlinearity="") + STATES_DOC.format(
         hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
         returns="(output, h_n)", dstates="(d_output, d_h_n)") + """
     Example:

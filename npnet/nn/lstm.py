@@ -11,7 +11,8 @@ class LSTM(RNNBase):
         with a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh  (4H rows in the order i, f, g, o)
         c_t = f * c_{t-1} + i * g
         h_t = o * tanh(c_t)
-    """ + KERNELS_DOC.format(cell="lstm") + ARGS_DOC.format(gates="4 gates (i, f, g, o)", gh="4H", nonlinearity="") + STATES_DOC.format(
+    """ + KERNELS_DOC.format(cell="lstm") + ARGS_DOC.format(
+        gates="4 gates (i, f, g, o)", gh="4H", nonlinearity="") + STATES_DOC.format(
         hx="(h_0, c_0)", final="h_n, c_n: (num_layers * D, N, H) each.",
         returns="(output, (h_n, c_n))", dstates="(d_output, (d_h_n, d_c_n))") + """
     Example:
