@@ -6,7 +6,12 @@ Each subclass hands one cell's time loop (``_cell_forward`` / ``_cell_backward``
 same for the three. Inside, sequences are time-major, ``(T, N, features)``. The input-to-hidden
 product of a whole sequence is one matrix product before the loop (it does not depend on the
 previous step), and so are the weight gradients after the backward loop (``kernels.matmul``, on
-the same worker threads as the time loops).
+the same worker threads as the time loops). Measured against NumPy's ``@`` for these products, in
+one process on a shared 2-core Zen 4 (the benchmark's 2-layer LSTM, batch 128, 28 steps): at 2
+threads ``kernels.matmul`` is faster (train step 71-80 ms against 91-103, inference 18-22 against
+26-44: NumPy's own BLAS threads keep spinning after each product, beside the kernels' workers); at
+1 thread NumPy's is 5-10 % faster on the train step (its OpenBLAS 0.3.31 does the long-K weight
+gradients in 5.3-5.4 ms where SciPy's 0.3.30, which Numba calls, takes 6.7-7.0).
 """
 import math
 
