@@ -373,6 +373,44 @@ def memory_baseline():
     return rss_now()
 
 
+def peak_memory(run, trace=False):
+    """The peak-memory figure of a benchmark's child process (a fresh process whose framework is
+    imported and warmed already): garbage collected and the peak-RSS mark reset, ``run()`` (build the
+    model, optimizer and data, run the steps) is called; returns ``{"baseline_mb", "peak_mb",
+    "delta_mb": peak RSS minus the baseline, "traced_mb": tracemalloc's peak if ``trace`` (NumPy
+    registers its array buffers there) else None}``."""
+    import tracemalloc
+    base = memory_baseline()
+    if trace:
+        tracemalloc.start()
+    run()
+    peak = rss_peak()
+    traced = tracemalloc.get_traced_memory()[1] if tracemalloc.is_tracing() else None
+    return {"baseline_mb": base / 2**20, "peak_mb": peak / 2**20, "delta_mb": (peak - base) / 2**20,
+            "traced_mb": None if traced is None else traced / 2**20}
+
+
+def memory_in_children(cmd, repeats=1, what="memory"):
+    """Runs ``cmd`` (a benchmark's child, which prints the JSON of :func:`peak_memory` on its last
+    line) ``repeats`` times, each a fresh process; the run of median ``delta_mb``, with
+    ``all_delta_mb`` of every run, or None if a child failed (its stderr is printed). The median:
+    PyTorch's figure varies by tens of MB from run to run with how its allocator and thread arenas
+    happen to reuse memory; npnet's hardly."""
+    import json
+    import subprocess
+    runs = []
+    for _ in range(repeats):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  {what} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return None
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs.sort(key=lambda r: r["delta_mb"])
+    result = dict(runs[len(runs) // 2])
+    result["all_delta_mb"] = [r["delta_mb"] for r in runs]
+    return result
+
+
 # -- tables ----------------------------------------------------------------------------------------
 def fmt(value, digits=1):
     """A table cell: '-' for None, numbers with ``digits`` decimals, anything else as str."""

@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -276,29 +275,25 @@ def memory_child(framework, name, mode):
         else:
             torch_step(_twin.to_torch(tiny), tx, ty, m)()
     del tiny, tx, ty
-    import tracemalloc
-    base = _common.memory_baseline()
-    if framework == "npnet":
-        tracemalloc.start()
-        model = build_model(name, spec["in_shape"], 10, rng=0)
-        if ARGS.passes != "none":  # fused as timed; tuning is left out (it would allocate its own data here)
-            npnet.fuse(model.eval(), inference=True) if mode == "infer" else npnet.fuse(model)
-        x, y = make_data(name, spec["batch"])
-        step = npnet_step(model, x, y, mode)
-    else:
-        twin = skeleton.to_empty(device="cpu")
-        for m in twin.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-        x, y = make_data(name, spec["batch"])
-        step = torch_step(twin, x, y, mode)
-    for _ in range(ARGS.mem_steps):
-        step()
-    peak = _common.rss_peak()
-    traced = tracemalloc.get_traced_memory()[1] if tracemalloc.is_tracing() else None
-    print(json.dumps({"framework": framework, "model": name, "pass": mode, "baseline_mb": base / 2**20,
-                      "peak_mb": peak / 2**20, "delta_mb": (peak - base) / 2**20,
-                      "traced_mb": None if traced is None else traced / 2**20}))
+
+    def run():
+        if framework == "npnet":
+            model = build_model(name, spec["in_shape"], 10, rng=0)
+            if ARGS.passes != "none":  # fused as timed; tuning is left out (it would allocate its own data here)
+                npnet.fuse(model.eval(), inference=True) if mode == "infer" else npnet.fuse(model)
+            x, y = make_data(name, spec["batch"])
+            step = npnet_step(model, x, y, mode)
+        else:
+            twin = skeleton.to_empty(device="cpu")
+            for m in twin.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            x, y = make_data(name, spec["batch"])
+            step = torch_step(twin, x, y, mode)
+        for _ in range(ARGS.mem_steps):
+            step()
+    mem = _common.peak_memory(run, trace=framework == "npnet")
+    print(json.dumps({"framework": framework, "model": name, "pass": mode, **mem}))
 
 
 def measure_memory(framework, name, mode):
@@ -306,17 +301,7 @@ def measure_memory(framework, name, mode):
     run to run with how its allocator and thread arenas happen to reuse memory; npnet's hardly)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, name, mode,
            "--threads", str(ARGS.threads), "--mem-steps", str(ARGS.mem_steps)]
-    runs = []
-    for _ in range(ARGS.mem_repeats):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"  memory {framework} {name} {mode} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-            return None
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda r: r["delta_mb"])
-    result = dict(runs[len(runs) // 2])
-    result["all_delta_mb"] = [r["delta_mb"] for r in runs]
-    return result
+    return _common.memory_in_children(cmd, ARGS.mem_repeats, f"memory {framework} {name} {mode}")
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -28,6 +28,15 @@ def test_matmul_of_strided_views_and_long_inner_dimension():
     np.testing.assert_allclose(K.matmul(a, b), a @ b, rtol=1e-4, atol=1e-3)
 
 
+def test_matmul_of_reversed_views():
+    """x[::-1] (a recurrent layer's reverse direction) has a negative stride: copied, never read
+    forward from its first element (until 8 December its rows came out of memory past the array)."""
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((6, 4)), rng.standard_normal((4, 3))
+    for x, y in ((a[::-1], b), (a[:, ::-1], b), (a, b[::-1]), (a[::-1, :1], b[:1]), (a[::-2].T, b[:, ::-1][:3])):
+        np.testing.assert_allclose(K.matmul(x, y), x @ y, rtol=1e-12, atol=1e-12)
+
+
 def test_matmul_refuses_mixed_or_integer_dtypes():
     with pytest.raises(TypeError, match="float32"):
         K.matmul(np.ones((2, 2), np.float32), np.ones((2, 2)))

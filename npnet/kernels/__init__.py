@@ -24,6 +24,9 @@ from .elementwise import (relu_forward, relu_forward_ref, relu_backward, relu_ba
                           add_, add_ref)
 from .batchnorm import (channel_stats, channel_stats_ref, channel_affine, channel_affine_ref,
                         channel_grad_sums, channel_grad_sums_ref, channel_affine2, channel_affine2_ref)
+from .recurrent import (lstm_forward, lstm_forward_ref, lstm_backward, lstm_backward_ref, gru_forward,
+                        gru_forward_ref, gru_backward, gru_backward_ref, rnn_forward, rnn_forward_ref, rnn_backward,
+                        rnn_backward_ref)
 from .reference import use_reference, reference_enabled
 from .softmax import softmax_forward, softmax_forward_ref, softmax_backward, softmax_backward_ref
 from .layernorm import layernorm_forward, layernorm_forward_ref, layernorm_backward, layernorm_backward_ref
@@ -43,3 +46,5 @@ __all__ = ["im2col", "im2col_ref", "col2im", "col2im_ref", "out_size",
 __all__ += ["softmax_forward", "softmax_forward_ref", "softmax_backward", "softmax_backward_ref",
             "layernorm_forward", "layernorm_forward_ref", "layernorm_backward", "layernorm_backward_ref",
             "bmm", "bmm_ref", "embedding_backward", "embedding_backward_ref"]
+__all__ += ["lstm_forward", "lstm_forward_ref", "lstm_backward", "lstm_backward_ref", "gru_forward", "gru_forward_ref",
+            "gru_backward", "gru_backward_ref", "rnn_forward", "rnn_forward_ref", "rnn_backward", "rnn_backward_ref"]

@@ -96,9 +96,11 @@ def gemm_ref(ta, tb, M, N, K, a, lda, b, ldb, beta, c, ldc):
 def blas_operand(x):
     """(flat, transposed, ld) of a 2-D array as :func:`gemm` takes it, without a copy where one of its
     axes holds adjacent elements (a C-ordered array, a transposed one, a block of columns or rows);
-    any other view is copied to C order first."""
+    any other view (also one with a reversed axis, ``x[::-1]``) is copied to C order first."""
     isz = x.itemsize
     rows, cols = x.shape
+    if (rows > 1 and x.strides[0] < 0) or (cols > 1 and x.strides[1] < 0):
+        return blas_operand(np.ascontiguousarray(x))        # a reversed view: BLAS reads forward only
     if cols == 1 or x.strides[1] == isz:
         base, trans, ld = x, False, max(1, cols, x.strides[0] // isz)
     elif rows == 1 or x.strides[0] == isz:

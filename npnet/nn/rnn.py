@@ -1,7 +1,8 @@
 """RNN (Elman): ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act tanh or ReLU."""
 import numpy as np
 
-from .recurrent import RNNBase
+from ..kernels.recurrent import rnn_backward, rnn_forward
+from .recurrent import RNNBase, last_state
 
 ARGS_DOC = """
     Args:
@@ -22,6 +23,14 @@ ARGS_DOC = """
     shapes, {gates} of H rows each: ``weight_ih_l{{k}}`` ({gh}, I_k), ``weight_hh_l{{k}}``
     ({gh}, H), ``bias_ih_l{{k}}`` and ``bias_hh_l{{k}}`` ({gh},), with I_0 = input_size and
     I_k = D * H above; all initialised from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch.
+"""
+
+KERNELS_DOC = """
+    Where the code is: the time loop, forward and backward, is ``{cell}_forward`` / ``{cell}_backward``
+    in ``npnet/kernels/recurrent.py`` (Numba: one function runs every step); beside them are their
+    plain NumPy twins ``{cell}_forward_ref`` / ``{cell}_backward_ref``, the same loop one step at a
+    time, which ``with npnet.kernels.use_reference():`` runs instead. The products of the whole
+    sequence and the weight gradients are in ``RNNBase`` (``npnet/nn/recurrent.py``).
 """
 
 STATES_DOC = """
@@ -46,7 +55,7 @@ STATES_DOC = """
 class RNN(RNNBase):
     __doc__ = """Multi-layer Elman RNN, as ``torch.nn.RNN``: ``h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1}
     + b_hh)`` (``nonlinearity='relu'``: max(., 0)).
-    """ + ARGS_DOC.format(gates="one gate", gh="H", nonlinearity="""
+    """ + KERNELS_DOC.format(cell="rnn") + ARGS_DOC.format(gates="one gate", gh="H", nonlinearity="""
         nonlinearity (str): ``'tanh'`` (default) or ``'relu'``.""") + STATES_DOC.format(
         hx="h_0", final="h_n: (num_layers * D, N, H), each layer's last state.",
         returns="(output, h_n)", dstates="(d_output, d_h_n)") + """
@@ -75,23 +84,10 @@ class RNN(RNNBase):
         act = ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
         return super().extra_repr() + act
 
-    def _cell_forward(self, xw, h0, c0, w_hh, b_hh):
-        hs = np.empty_like(xw)  # (T, N, H)
-        h = h0
-        for t in range(xw.shape[0]):
-            a = xw[t] + h @ w_hh.T  # (N, H) pre-activation
-            if b_hh is not None:
-                a += b_hh
-            h = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
-            hs[t] = h
-        return hs, h, None, None
+    def _cell_forward(self, xw, h0, c0, w_hh, b_ih, b_hh):
+        hs = rnn_forward(xw, h0, w_hh, b_ih, b_hh, self.nonlinearity == "relu")  # (T, N, H) over xw
+        return hs, last_state(hs, h0), None, None
 
     def _cell_backward(self, dhs, dhT, dcT, cache, w_hh):
-        hs = cache[2]
-        da = np.empty_like(hs)  # (T, N, H): d loss / d pre-activation of each step
-        dh = dhT
-        for t in range(hs.shape[0] - 1, -1, -1):
-            dh = dh + dhs[t]  # from the output at t and from step t + 1
-            da[t] = dh * (1 - hs[t] * hs[t]) if self.nonlinearity == "tanh" else dh * (hs[t] > 0)
-            dh = da[t] @ w_hh  # to h_{t-1}
-        return da, da, dh, None
+        da, dh0 = rnn_backward(dhs, dhT, cache[2], w_hh, self.nonlinearity == "relu")  # da (T, N, H)
+        return da, da, dh0, None
