@@ -14,11 +14,11 @@ class Slice(Module):
     negative bounds count from the end, bounds past the size are clamped.
 
     Args:
-        starts (sequence of int): the first index taken on each axis.
-        ends (sequence of int): the index past the last one on each axis (a huge end: to the end).
-        axes (sequence of int or None): the sliced axes (negative counts from the end); None:
+        starts (list of int): the first index taken on each axis.
+        ends (list of int): the index past the last one on each axis (a huge end: to the end).
+        axes (list of int or None): the sliced axes (negative counts from the end); None:
             0, 1, ..., len(starts) - 1.
-        steps (sequence of int or None): positive steps (default 1 each).
+        steps (list of int or None): positive steps (default 1 each).
 
     Shape:
         input: any shape with the axes.
@@ -76,7 +76,7 @@ class Pad(Module):
     axis, then the ends (``[x1_begin, x2_begin, ..., x1_end, x2_end, ...]``), non-negative.
 
     Args:
-        pads (sequence of int): 2 * rank sizes.
+        pads (list of int): 2 * rank sizes.
         value (float): the padding value (default 0).
 
     Shape:
@@ -122,7 +122,7 @@ class Item(Module):
     each output of a recurrent layer apart; ``Graph`` adds the structures of several readers.
 
     Args:
-        path (sequence of int): the indices into the nested tuples, outermost first.
+        path (list of int): the indices into the nested tuples, outermost first.
 
     Example:
         >>> import numpy as np
