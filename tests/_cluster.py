@@ -133,6 +133,7 @@ class Slurm:
         self.dir = str(folder)
         self.conf = os.path.join(self.dir, "slurm.conf")
         self.daemons = []  # (name, Popen)
+        self.shm_before = set()  # MPICH's segments in /dev/shm before the cluster started
 
     def start(self):
         self.shm_before = set(_mpich_segments())
@@ -198,7 +199,7 @@ class Slurm:
         for pid in self._step_daemons():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for path in set(_mpich_segments()) - getattr(self, "shm_before", set()):
+        for path in set(_mpich_segments()) - self.shm_before:
             with contextlib.suppress(OSError):
                 os.remove(path)  # what a site's job epilog does: see _first_job_id
 

@@ -145,7 +145,8 @@ def test_a_second_sigterm_aborts_at_once_and_leaves_no_temporary(tmp_path):
     """scancel twice, or a launcher's SIGTERM after a Slurm --signal: the first asks for a stop
     after the step, the second aborts in the middle of it; exit 143 either way, the checkpoint
     of the epoch before whole, no temporary file left."""
-    from _cluster import slow_site  # each step 0.5 s longer: the second signal lands inside one
+    from _cluster import slow_site, wait_for  # slow_site: each step 0.5 s longer, so the second
+    # signal lands inside one
     config = dict(A, train=dict(A["train"], epochs=10_000_000), network={"model": "linear",
                                                                           "save_best": False})
     path = write(tmp_path, "long.yaml", config)
@@ -155,10 +156,8 @@ def test_a_second_sigterm_aborts_at_once_and_leaves_no_temporary(tmp_path):
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 300
-        while not glob.glob(str(tmp_path / "runs" / "*" / "last.npz")):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.1)
+        wait_for(lambda: glob.glob(str(tmp_path / "runs" / "*" / "last.npz")), "a first checkpoint",
+                 seconds=300, proc=proc)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
